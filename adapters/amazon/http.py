@@ -1,0 +1,268 @@
+"""The SP-API transport: one place that adds the access token, waits for the operation's rate-limit
+token, sets timeouts, retries what can be retried and turns the rest into adapter errors.
+
+Operation clients (orders, reports, feeds) build paths and parse bodies; they never see HTTP status
+handling. The transport never logs headers or bodies, so the access token cannot leak."""
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import httpx
+import structlog
+
+from adapters.amazon.auth import LwaTokenProvider
+from adapters.errors import AdapterError, AuthError, InvalidInput, PermanentError, TransientError
+from adapters.ratelimit import TokenBucket
+
+log = structlog.get_logger("ordersync.amazon.http")
+
+# Documented default (rate per second, burst) per operation, from the models' usage-plan tables.
+# Orders has dynamic usage plans, so x-amzn-RateLimit-Limit overrides the rate when it is sent.
+DOCUMENTED_RATE_LIMITS: dict[str, tuple[float, float]] = {
+    "searchOrders": (0.0056, 20),
+    "getOrder2026": (0.5, 30),
+    "getOrders": (0.0167, 20),
+    "getOrder": (0.5, 30),
+    "getOrderItems": (0.5, 30),
+    "createFeedDocument": (0.5, 15),
+    "createFeed": (0.0083, 15),
+    "getFeed": (2.0, 15),
+    "getFeeds": (0.0222, 10),
+    "cancelFeed": (2.0, 15),
+    "getFeedDocument": (0.0222, 10),
+    "createReport": (0.0167, 15),
+    "getReport": (2.0, 15),
+    "getReports": (0.0222, 10),
+    "cancelReport": (0.0222, 10),
+    "getReportDocument": (0.0167, 15),
+}
+
+USER_AGENT = "ordersync/0.1.0 (Language=Python; Platform=Linux)"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before giving up: attempts include the first one."""
+
+    max_attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+
+
+@dataclass
+class SpApiResponse:
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+    request_id: str | None = None
+
+
+@dataclass
+class CallStats:
+    """What the transport did, for metrics and tests (calls sent, retries, seconds spent waiting)."""
+
+    sent: int = 0
+    retries: int = 0
+    throttled: int = 0
+    waited_for_rate: float = 0.0
+    per_operation: dict[str, int] = field(default_factory=dict)
+
+
+def _error_text(body: Any) -> tuple[str | None, str]:
+    """The first SP-API error's code and a one-line message, from either error shape."""
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        first = body["errors"][0]
+        if isinstance(first, dict):
+            code = first.get("code")
+            message = str(first.get("message") or "")
+            if first.get("details"):
+                message += f" ({first['details']})"
+            return (str(code) if code is not None else None), message
+    return None, ""
+
+
+class SpApiTransport:
+    def __init__(
+        self,
+        endpoint: str,
+        tokens: LwaTokenProvider,
+        account: str,
+        http: httpx.Client,
+        *,
+        rate_limits: Mapping[str, tuple[float, float]] | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._endpoint = endpoint.rstrip("/")
+        self._tokens = tokens
+        self._account = account
+        self._http = http
+        self._limits = {**DOCUMENTED_RATE_LIMITS, **(rate_limits or {})}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._retry = retry
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.stats = CallStats()
+
+    def __repr__(self) -> str:
+        return f"SpApiTransport(endpoint={self._endpoint!r}, account={self._account!r})"
+
+    def bucket(self, operation: str) -> TokenBucket:
+        if operation not in self._buckets:
+            rate, burst = self._limits.get(operation, (0.5, 5))
+            self._buckets[operation] = TokenBucket(rate, burst)
+        return self._buckets[operation]
+
+    def _backoff(self, attempt: int) -> float:
+        # Equal jitter: never less than half the exponential step, so many clients spread out
+        # without any of them hammering straight back.
+        step = min(self._retry.max_delay, self._retry.base_delay * (2 ** (attempt - 1)))
+        return step / 2 + self._rng.uniform(0, step / 2)
+
+    def call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        context: str = "",
+    ) -> SpApiResponse:
+        """Send one SP-API operation; returns the 2xx answer or raises an AdapterError.
+
+        `context` (e.g. "order 113-…") is put in every error message so a person knows what failed."""
+        where = f"Amazon {operation} for account {self._account!r}" + (f", {context}" if context else "")
+        bucket = self.bucket(operation)
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            waited = bucket.take(sleep=self._sleep)
+            self.stats.waited_for_rate += waited
+            headers = {
+                "x-amz-access-token": self._tokens.token(),
+                "user-agent": USER_AGENT,
+                "accept": "application/json",
+            }
+            started = time.monotonic()
+            try:
+                response = self._http.request(
+                    method,
+                    self._endpoint + path,
+                    params={k: v for k, v in (params or {}).items() if v is not None},
+                    json=json_body,
+                    headers=headers,
+                )
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                kind = "timed out" if isinstance(exc, httpx.TimeoutException) else f"connection failed ({type(exc).__name__})"
+                error: AdapterError = TransientError(f"{where}: {kind}", code="timeout" if "timed" in kind else "connection")
+                if attempt >= self._retry.max_attempts:
+                    raise TransientError(f"{error.message}; gave up after {attempt} attempts", code=error.code) from None
+                self._retry_sleep(operation, attempt, error.message)
+                continue
+            finally:
+                self.stats.sent += 1
+                self.stats.per_operation[operation] = self.stats.per_operation.get(operation, 0) + 1
+            status = response.status_code
+            body = self._decode(response)
+            request_id = response.headers.get("x-amzn-RequestId")
+            log.debug("spapi_call", account=self._account, operation=operation, status=status,
+                      attempt=attempt, seconds=round(time.monotonic() - started, 3), request_id=request_id)
+            self._adopt_rate_limit(bucket, response)
+            if 200 <= status < 300:
+                return SpApiResponse(status, body, response.headers, request_id)
+            code, message = _error_text(body)
+            detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+            if status in (401, 403) and not refreshed:
+                # An expired or revoked access token looks like 401/403: log in once more, then believe it.
+                refreshed = True
+                self._tokens.invalidate()
+                attempt -= 1
+                continue
+            if status in (401, 403):
+                raise AuthError(f"{where}: access refused ({detail}); check the app's roles and the seller's authorisation", code=code)
+            if status == 429 or status >= 500:
+                if status == 429:
+                    self.stats.throttled += 1
+                if attempt >= self._retry.max_attempts:
+                    raise TransientError(f"{where}: {detail}; gave up after {attempt} attempts", code=code or str(status))
+                self._retry_sleep(operation, attempt, detail)
+                continue
+            if status == 400:
+                raise InvalidInput(f"{where}: {detail}", code=code)
+            raise PermanentError(f"{where}: {detail}", code=code or str(status))
+
+    def _retry_sleep(self, operation: str, attempt: int, why: str) -> None:
+        delay = self._backoff(attempt)
+        self.stats.retries += 1
+        log.info("spapi_retry", account=self._account, operation=operation, attempt=attempt, delay=round(delay, 3), why=why)
+        self._sleep(delay)
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> Any:
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except (ValueError, json.JSONDecodeError):
+            return {"errors": [{"code": "MalformedResponse", "message": "the answer was not JSON"}]} if response.status_code >= 300 else None
+
+    @staticmethod
+    def _adopt_rate_limit(bucket: TokenBucket, response: httpx.Response) -> None:
+        announced = response.headers.get("x-amzn-RateLimit-Limit")
+        if not announced:
+            return
+        try:
+            rate = float(announced)
+        except ValueError:
+            return
+        if rate > 0 and abs(rate - bucket.rate) > 1e-9:
+            bucket.reconfigure(rate=rate)
+
+    # -- presigned document URLs: no SP-API auth, a plain GET or PUT --------------------------------
+    def download(self, url: str, what: str) -> bytes:
+        for attempt in range(1, self._retry.max_attempts + 1):
+            try:
+                response = self._http.get(url)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if attempt == self._retry.max_attempts:
+                    raise TransientError(f"downloading {what} for account {self._account!r}: {type(exc).__name__}") from None
+                self._retry_sleep("download", attempt, type(exc).__name__)
+                continue
+            if response.status_code == 200:
+                return response.content
+            if response.status_code >= 500 and attempt < self._retry.max_attempts:
+                self._retry_sleep("download", attempt, f"HTTP {response.status_code}")
+                continue
+            error = TransientError if response.status_code >= 500 else PermanentError
+            raise error(f"downloading {what} for account {self._account!r}: HTTP {response.status_code}")
+        raise AssertionError("unreachable")
+
+    def upload(self, url: str, content: bytes, content_type: str, what: str) -> None:
+        for attempt in range(1, self._retry.max_attempts + 1):
+            try:
+                # The presigned URL is signed for this exact Content-Type; anything else is refused.
+                response = self._http.put(url, content=content, headers={"Content-Type": content_type})
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if attempt == self._retry.max_attempts:
+                    raise TransientError(f"uploading {what} for account {self._account!r}: {type(exc).__name__}") from None
+                self._retry_sleep("upload", attempt, type(exc).__name__)
+                continue
+            if 200 <= response.status_code < 300:
+                return
+            if response.status_code >= 500 and attempt < self._retry.max_attempts:
+                self._retry_sleep("upload", attempt, f"HTTP {response.status_code}")
+                continue
+            error = TransientError if response.status_code >= 500 else PermanentError
+            raise error(f"uploading {what} for account {self._account!r}: HTTP {response.status_code}")
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())

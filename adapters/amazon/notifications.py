@@ -1,0 +1,85 @@
+"""ORDER_CHANGE notifications (SQS/EventBridge body) → the same AmazonOrder a poll would produce.
+
+The notification lacks prices and the buyer's cancel reason, and an OrderItemLevel notification carries
+one item only; `OrderChange.complete` says whether the lines are the whole order. The daemon can call
+`AmazonClient.get_order` for the rest; polling stays the backstop because notifications can be lost."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.amazon.models import AmazonOrder, AmazonOrderLine, rollup
+from adapters.amazon.orders import FULFILLED_BY, V0_STATUS, OrderStatus, _Fields, _flag
+from adapters.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class OrderChange:
+    order: AmazonOrder
+    change_type: str  # BuyerRequestedChange | DeliveryTipChange | OrderStatusChange
+    change_reason: str | None
+    notification_id: str | None
+    seller_id: str | None
+    complete: bool  # False for OrderItemLevel: only the changed item is listed
+
+
+def parse_order_change(body: str | bytes | dict[str, Any]) -> OrderChange:
+    if isinstance(body, (str, bytes)):
+        try:
+            body = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"ORDER_CHANGE notification is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("ORDER_CHANGE notification is not a JSON object")
+    if body.get("NotificationType") not in (None, "ORDER_CHANGE"):
+        raise InvalidInput(f"notification type {body.get('NotificationType')!r} is not ORDER_CHANGE")
+    change = (body.get("Payload") or {}).get("OrderChangeNotification") if isinstance(body.get("Payload"), dict) else None
+    notification_id = (body.get("NotificationMetadata") or {}).get("NotificationId") if isinstance(body.get("NotificationMetadata"), dict) else None
+    if not isinstance(change, dict):
+        raise InvalidInput(f"ORDER_CHANGE notification {notification_id}: field Payload.OrderChangeNotification missing")
+    order_id = change.get("AmazonOrderId")
+    f = _Fields(f"ORDER_CHANGE notification {notification_id}, order {order_id}")
+    f.get(change, "AmazonOrderId", required=True)
+    status_text = f.get(change, "Summary.OrderStatus", required=True)
+    status = V0_STATUS.get(str(status_text))
+    if status is None:
+        raise f.fail("Summary.OrderStatus", f"unknown status {status_text!r}; known: {sorted(V0_STATUS)}")
+    kind = f.get(change, "Summary.FulfillmentType")
+    items = f.get(change, "Summary.OrderItems", required=True)
+    if not isinstance(items, list):
+        raise f.fail("Summary.OrderItems", "is not a list")
+    lines = []
+    for index, item in enumerate(items):
+        path = f"Summary.OrderItems[{index}]"
+        if not isinstance(item, dict) or not item.get("OrderItemId"):
+            raise f.fail(f"{path}.OrderItemId", "missing")
+        ordered = f.integer(item, "Quantity", required=True)
+        shipped = f.integer(item, "QuantityShipped", default=0)
+        lines.append(AmazonOrderLine(
+            order_item_id=str(item["OrderItemId"]),
+            sku=item.get("SellerSKU"),
+            quantity_ordered=ordered,
+            quantity_shipped=shipped,
+            quantity_cancelled=max(0, ordered - shipped) if status is OrderStatus.CANCELED else 0,
+            buyer_cancel_requested=_flag(item.get("IsBuyerRequestedCancel")),
+        ))
+    trigger = change.get("OrderChangeTrigger") or {}
+    order = rollup(AmazonOrder(
+        amazon_order_id=str(order_id),
+        status=status,
+        fulfillment=FULFILLED_BY.get(str(kind)) if kind else None,  # type: ignore[arg-type]
+        lines=tuple(lines),
+        last_updated=f.time(trigger, "TimeOfOrderChange") or f.time(body, "EventTime"),
+        purchase_date=f.time(change, "Summary.PurchaseDate"),
+        marketplace_id=f.get(change, "Summary.MarketplaceId"),
+        source="notification",
+    ))
+    return OrderChange(
+        order=order,
+        change_type=str(change.get("OrderChangeType") or ""),
+        change_reason=trigger.get("ChangeReason") if isinstance(trigger, dict) else None,
+        notification_id=notification_id,
+        seller_id=change.get("SellerId"),
+        complete=change.get("NotificationLevel") != "OrderItemLevel",
+    )
