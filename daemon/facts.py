@@ -1,0 +1,263 @@
+"""The fact: the one schema of what rules can read (field, type, allowed values).
+
+The rule loader checks rule files against it, the engine checks every fact against it before a rule
+sees it, `ordersync rules fields` prints it, and the README's table is generated from it. A fact is
+flat: settings are dotted names (`settings.allow_over_refund`) so a rule names every field the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Iterable, Mapping
+
+# Kinds of value. Ordering comparisons (gt/gte/lt/lte) exist only for the numeric kinds.
+ENUM, TEXT, INT, DECIMAL, NUMBER, BOOL = "enum", "text", "integer", "decimal", "number", "boolean"
+NUMERIC_KINDS = frozenset({INT, DECIMAL, NUMBER})
+# Within these bounds every amount is exact as a double too (15 significant digits), so durable_rules,
+# which compares doubles, and the evaluator, which compares decimals, always agree.
+MAX_DECIMAL_PLACES = 4
+MAX_AMOUNT = 10**11
+
+EVENTS = (
+    "order_cancelled",         # Amazon says the order is cancelled (seller in Seller Central, buyer, or Amazon)
+    "buyer_cancel_requested",  # the buyer asked to cancel; the seller must answer within 2 days
+    "cancel_requested",        # the seller cancelled in the storefront or in ordersync; Amazon must be told
+    "return_reported",         # a row of Amazon's returns report (or a file a person handed over)
+    "refund_requested",        # money is to go back (from Amazon, the storefront or an operator)
+    "order_updated",           # anything else that changed on the order
+)
+
+# Amazon's cancel reasons (OrderAcknowledgement.xsd) and adjustment reasons (OrderAdjustment.xsd).
+CANCEL_REASONS = (
+    "NoInventory", "ShippingAddressUndeliverable", "CustomerExchange", "BuyerCanceled", "GeneralAdjustment",
+    "CarrierCreditDecision", "RiskAssessmentInformationNotValid", "CarrierCoverageFailure", "CustomerReturn",
+    "MerchandiseNotReceived",
+)
+ADJUSTMENT_REASONS = (
+    "NoInventory", "CustomerReturn", "GeneralAdjustment", "CouldNotShip", "DifferentItem", "Abandoned",
+    "CustomerCancel", "PriceError", "ProductOutofStock", "CustomerAddressIncorrect", "Exchange", "Other",
+    "CarrierCreditDecision", "RiskAssessmentInformationNotValid", "CarrierCoverageFailure", "TransactionRecord",
+    "Undeliverable", "RefusedDelivery",
+)
+# PricingError is named by Seller Central's help (a reason that puts stock back) though not by the XSD.
+REASON_CODES = tuple(dict.fromkeys(("",) + CANCEL_REASONS + ("PricingError",) + ADJUSTMENT_REASONS))
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    kind: str
+    description: str
+    values: tuple[Any, ...] = ()   # allowed values, for ENUM
+    default: Any = None            # filled in when a fact leaves the field out (settings only)
+    personal: bool = False         # masked in the decision log
+    derived_from: tuple[str, ...] = ()  # computed from these fields when the fact leaves it out
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.kind in NUMERIC_KINDS
+
+    def describe_type(self) -> str:
+        if self.kind == ENUM:
+            return "one of " + ", ".join(repr(v) if v == "" else str(v) for v in self.values)
+        return self.kind
+
+
+def _settings(*specs: tuple[str, bool, str]) -> list[FieldSpec]:
+    return [FieldSpec(f"settings.{name}", BOOL, text, default=default) for name, default, text in specs]
+
+
+FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
+    FieldSpec("event", ENUM, "what happened", EVENTS),
+    FieldSpec("origin", ENUM, "where it started", ("amazon", "storefront", "operator")),
+    FieldSpec("account", TEXT, "the seller account's name in the configuration"),
+    FieldSpec("amazon_order_id", TEXT, "Amazon's order id, e.g. 112-0000000-0000000"),
+    FieldSpec("storefront_order_id", TEXT, "the storefront's id of the mirrored order"),
+    FieldSpec("fulfillment", ENUM, "FBA: Amazon ships; FBM: the merchant ships", ("FBA", "FBM")),
+    FieldSpec("amazon_status", ENUM, "the order's status on Amazon", (
+        "Pending", "Unshipped", "PartiallyShipped", "Shipped", "Canceled", "Unfulfillable",
+        "InvoiceUnconfirmed", "PendingAvailability")),
+    FieldSpec("shipping_status", ENUM, "the storefront order's shipping status", ("Unshipped", "PartiallyShipped", "Shipped")),
+    FieldSpec("order_status", ENUM, "the storefront order's status", ("In Process", "On Hold", "Cancelled", "Completed")),
+    FieldSpec("dropship_status", ENUM, "the storefront order's dropship status", ("None", "Pending", "Requested", "Processed")),
+    FieldSpec("cancel_scope", ENUM, "full, or partial when only some lines or units are cancelled",
+              ("full", "partial"), derived_from=("line_count", "lines_cancelled", "units_ordered", "units_cancelled")),
+    FieldSpec("reason_code", ENUM, "Amazon's cancel or adjustment reason; '' when none was given", REASON_CODES),
+    FieldSpec("buyer_cancel_reason", TEXT, "the buyer's own words when asking to cancel", personal=True),
+    FieldSpec("line_count", INT, "lines on the order"),
+    FieldSpec("lines_cancelled", INT, "lines with every unit cancelled"),
+    FieldSpec("units_ordered", INT, "units ordered over all lines"),
+    FieldSpec("units_cancelled", INT, "units cancelled over all lines"),
+    FieldSpec("units_shipped", INT, "units shipped over all lines"),
+    FieldSpec("order_total", DECIMAL, "the order's total"),
+    FieldSpec("paid_total", DECIMAL, "what the buyer paid"),
+    FieldSpec("refunded_total", DECIMAL, "what has been refunded so far"),
+    FieldSpec("refund_amount", DECIMAL, "the refund being decided"),
+    FieldSpec("refundable_amount", DECIMAL, "paid_total less refunded_total",
+              derived_from=("paid_total", "refunded_total")),
+    FieldSpec("rma_status", ENUM, "the return's status in Amazon's returns report",
+              ("Approved", "Pending", "Rejected", "Closed", "Completed", "Cancelled", "Other")),
+    FieldSpec("has_kit_items", BOOL, "a returned or cancelled line is a kit (bundle) parent"),
+    FieldSpec("do_not_send_to_amazon", BOOL, "the person cancelling asked not to tell Amazon"),
+    FieldSpec("hours_since_request", NUMBER, "hours since the buyer asked to cancel (Amazon's window is 48)"),
+    *_settings(
+        ("sync_cancellations", True, "mirror Amazon cancellations in the storefront"),
+        ("allow_zero_out_inventory", False, "a NoInventory cancellation may zero out the item's inventory"),
+        ("zero_out_all_bins", False, "zero-out covers every location (bin), not only the order's"),
+        ("allow_cancel_without_amazon", False, "'do not send to Amazon' is allowed"),
+        ("allow_over_refund", False, "refunds may exceed what the buyer paid"),
+        ("queue_refunds_and_cancellations", False, "Amazon-bound cancellations and refunds go to a queue"),
+        ("queue_auto_submit", False, "the queue is sent on a schedule without a person approving each"),
+    ),
+]}
+
+SETTINGS = tuple(name for name in FIELDS if name.startswith("settings."))
+PERSONAL_FIELDS = frozenset(name for name, spec in FIELDS.items() if spec.personal)
+
+
+class FactError(ValueError):
+    """A fact that does not fit the schema; `field` names the offending field."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+def _derive_cancel_scope(fact: Mapping[str, Any]) -> str | None:
+    lines, lines_cancelled = fact.get("line_count"), fact.get("lines_cancelled")
+    units, units_cancelled = fact.get("units_ordered"), fact.get("units_cancelled")
+    if lines is None and units is None:
+        return None
+    partial_lines = lines is not None and lines_cancelled is not None and lines_cancelled < lines
+    partial_units = units is not None and units_cancelled is not None and units_cancelled < units
+    return "partial" if (partial_lines or partial_units) else "full"
+
+
+def _derive_refundable(fact: Mapping[str, Any]) -> Decimal | None:
+    paid = fact.get("paid_total")
+    if paid is None:
+        return None
+    return paid - fact.get("refunded_total", Decimal(0))
+
+
+DERIVATIONS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "cancel_scope": _derive_cancel_scope,
+    "refundable_amount": _derive_refundable,
+}
+
+
+def _coerce(spec: FieldSpec, value: Any) -> Any:
+    """The typed value, or FactError saying what the field takes. Never guesses across kinds:
+    durable_rules compares a string and a number as text, so a "25" must never reach it as a number's peer."""
+    kind = spec.kind
+    if value is None:
+        raise FactError(spec.name, f"null is not allowed; leave the field out, or give {spec.describe_type()}")
+    if kind == BOOL:
+        if isinstance(value, bool):
+            return value
+        raise FactError(spec.name, f"{value!r} is not true or false")
+    if kind == INT:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:
+                raise FactError(spec.name, f"{value} is negative; counts start at 0")
+            return value
+        raise FactError(spec.name, f"{value!r} is not a whole number")
+    if kind in (DECIMAL, NUMBER):
+        if isinstance(value, bool):
+            raise FactError(spec.name, f"{value!r} is not a number")
+        if isinstance(value, (int, float, Decimal)) or (isinstance(value, str) and kind == DECIMAL):
+            try:
+                number = Decimal(str(value))
+            except InvalidOperation:
+                raise FactError(spec.name, f"{value!r} is not a number (write it like 12.50)") from None
+            if not number.is_finite():
+                raise FactError(spec.name, f"{value!r} is not a finite number")
+            if kind == DECIMAL and (number.as_tuple().exponent < -MAX_DECIMAL_PLACES or abs(number) >= MAX_AMOUNT):
+                raise FactError(spec.name, f"{value!r} is outside what an amount can be: at most "
+                                           f"{MAX_DECIMAL_PLACES} decimal places and less than {MAX_AMOUNT:,}")
+            return number if kind == DECIMAL else float(number)
+        raise FactError(spec.name, f"{value!r} is not a number")
+    if not isinstance(value, str):
+        raise FactError(spec.name, f"{value!r} is not text; {spec.describe_type()}")
+    if kind == ENUM and value not in spec.values:
+        raise FactError(spec.name, f"{value!r} is not allowed; {spec.describe_type()}{suggest(value, spec.values)}")
+    return value
+
+
+def suggest(word: str, candidates: Iterable[Any]) -> str:
+    """'; did you mean X?' for the closest candidate, or ''."""
+    import difflib
+
+    texts = [str(c) for c in candidates]
+    lowered = {t.lower(): t for t in texts}
+    if isinstance(word, str) and word.lower() in lowered:
+        return f"; did you mean {lowered[word.lower()]!r}?"
+    close = difflib.get_close_matches(str(word), texts, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _fast_coercer(spec: FieldSpec) -> Callable[[Any], Any]:
+    """The common case in one type check; anything unusual goes through _coerce for its error message."""
+    kind = spec.kind
+    if kind == ENUM:
+        allowed = frozenset(spec.values)
+        return lambda value: value if type(value) is str and value in allowed else _coerce(spec, value)
+    if kind == TEXT:
+        return lambda value: value if type(value) is str else _coerce(spec, value)
+    if kind == BOOL:
+        return lambda value: value if type(value) is bool else _coerce(spec, value)
+    if kind == INT:
+        return lambda value: value if type(value) is int and value >= 0 else _coerce(spec, value)
+    if kind == DECIMAL:
+        def amount(value: Any) -> Any:
+            if type(value) is str or type(value) is int:
+                try:
+                    number = Decimal(value)
+                except InvalidOperation:
+                    return _coerce(spec, value)
+                if number.is_finite() and -MAX_AMOUNT < number < MAX_AMOUNT \
+                        and number.as_tuple().exponent >= -MAX_DECIMAL_PLACES:
+                    return number
+            return _coerce(spec, value)
+        return amount
+    return lambda value: _coerce(spec, value)
+
+
+_COERCERS = {name: _fast_coercer(spec) for name, spec in FIELDS.items()}
+_SETTING_DEFAULTS = {name: FIELDS[name].default for name in SETTINGS}
+
+
+def normalise(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A checked, typed, flat fact: unknown fields, wrong types and values outside the allowed ones raise
+    FactError; settings left out take their defaults; derived fields left out are computed."""
+    if not isinstance(data, Mapping):
+        raise FactError(None, f"a fact is a JSON object of fields, not {type(data).__name__}")
+    fact = dict(_SETTING_DEFAULTS)
+    for name, value in data.items():
+        if name == "settings" and isinstance(value, Mapping):
+            for setting, flag in value.items():
+                key = f"settings.{setting}"
+                coerce = _COERCERS.get(key)
+                if coerce is None:
+                    raise FactError(key, f"unknown setting{suggest(setting, [s[9:] for s in SETTINGS])}; "
+                                         f"settings are {', '.join(s[9:] for s in SETTINGS)}")
+                fact[key] = coerce(flag)
+            continue
+        coerce = _COERCERS.get(name)
+        if coerce is None:
+            raise FactError(name, f"unknown field{suggest(name, FIELDS)}; `ordersync rules fields` lists them")
+        fact[name] = coerce(value)
+    if "event" not in data:
+        raise FactError("event", f"every fact needs an event: {', '.join(EVENTS)}")
+    for name, derive in DERIVATIONS.items():
+        if name not in fact:
+            value = derive(fact)
+            if value is not None:
+                fact[name] = value
+    return fact
+
+
+def jsonable(fact: Mapping[str, Any]) -> dict[str, Any]:
+    """The fact as JSON can carry it: decimals as strings, so no money is rounded through a float."""
+    return {name: (str(value) if isinstance(value, Decimal) else value) for name, value in fact.items()}

@@ -1,0 +1,144 @@
+"""durable_rules inside its envelope.
+
+durable_rules 2.0.28 crashes past 1024 live sessions, segfaults deleting a session where no action
+ran, races its own timer threads, compares a string and a number as text, swallows exceptions raised
+in actions, and cannot replace a ruleset (research/DURABLE_RULES.md). So this module never creates a
+`durable.engine.Host` (whose constructor starts the timer threads) and never registers a Python
+action. It drives the C core directly, on one thread, with:
+
+- events only, all in the one default session: nothing stays in working memory after a decision;
+- a catch-all rule with the lowest priority, so every event is consumed and "no rule" is a result;
+- the fired rule read from the activation the core returns (its name is the rule id), so actions
+  only record and nothing can raise inside the engine;
+- facts whose types were checked against the schema and rules whose values were checked at load,
+  so a text-versus-number comparison can never be reached;
+- reload as a fresh ruleset handle swapped in whole.
+"""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import durable_rules_engine as _core
+
+from daemon.facts import DECIMAL, FIELDS
+from daemon.rules.model import Condition, FieldRef, Group, RuleSet, Test
+
+NO_ACTION = "__no_action"
+# json.dumps builds a new encoder whenever it is given options; this one is built once.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
+
+
+class EngineError(RuntimeError):
+    """durable_rules answered something the envelope does not expect; the fact is not decided."""
+
+
+def engine_name(field: str) -> str:
+    # Dotted names mean nested objects to durable_rules; the fact is flat, so settings.x travels as settings__x.
+    return field.replace(".", "__")
+
+
+def _compile_test(test: Test) -> dict[str, Any]:
+    if isinstance(test, Group):
+        parts = [_compile_test(item) for item in test.items]
+        if len(parts) == 1:
+            return parts[0]
+        return {"$and" if test.kind == "all" else "$or": parts}
+    return _compile_condition(test)
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, FieldRef):
+        return {"$m": engine_name(value.field)}
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _compile_condition(condition: Condition) -> dict[str, Any]:
+    name, op, expected = engine_name(condition.field), condition.op, condition.expected
+    if op == "exists":
+        return {"$ex" if expected else "$nex": {name: 1}}
+    if op == "eq":
+        return {"$eq": {name: _value(expected)}} if isinstance(expected, FieldRef) else {name: _value(expected)}
+    if op == "in":
+        parts = [{name: _value(v)} for v in expected]
+        return parts[0] if len(parts) == 1 else {"$or": parts}
+    if op == "not_in":
+        parts = [{"$neq": {name: _value(v)}} for v in expected]
+        return parts[0] if len(parts) == 1 else {"$and": parts}
+    return {_OPS[op]: {name: _value(expected)}}
+
+
+def compile_ruleset(ruleset: RuleSet) -> dict[str, Any]:
+    """The durable_rules JSON ruleset: one rule per YAML rule, priority = position (first hit), plus the catch-all."""
+    compiled: dict[str, Any] = {}
+    for index, rule in enumerate(ruleset.rules, start=1):
+        pattern = _compile_test(rule.when) if rule.when.items else {"$ex": {"event": 1}}
+        compiled[rule.id] = {"pri": index, "all": [{"m": pattern}]}
+    compiled[NO_ACTION] = {"pri": len(ruleset.rules) + 1, "all": [{"m": {"$ex": {"event": 1}}}]}
+    return compiled
+
+
+def referenced_fields(ruleset: RuleSet) -> frozenset[str]:
+    """The fields the engine must see; the others are left out of what is posted (smaller JSON, faster)."""
+    fields = {"event"}
+
+    def walk(test: Test) -> None:
+        if isinstance(test, Group):
+            for item in test.items:
+                walk(item)
+        else:
+            fields.add(test.field)
+            if isinstance(test.expected, FieldRef):
+                fields.add(test.expected.field)
+
+    for rule in ruleset.rules:
+        walk(rule.when)
+    return frozenset(fields)
+
+
+class DurableRuleset:
+    """One compiled ruleset in the C core. Not thread-safe: the engine calls it from one thread at a time."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self.definition = compile_ruleset(ruleset)
+        fields = [(name, engine_name(name)) for name in sorted(referenced_fields(ruleset))]
+        self._amount_fields = tuple((n, k) for n, k in fields if FIELDS[n].kind == DECIMAL)
+        self._plain_fields = tuple((n, k) for n, k in fields if FIELDS[n].kind != DECIMAL)
+        try:
+            self._handle = _core.create_ruleset(ruleset.name, json.dumps(self.definition, ensure_ascii=False))
+        except Exception as exc:  # the core's own error numbers mean nothing to an operator
+            raise EngineError(f"durable_rules refused the compiled ruleset {ruleset.name!r} from {ruleset.source}: {exc}") from exc
+
+    def payload(self, fact: dict[str, Any]) -> str:
+        # No "sid": the core puts every event in session "0", the envelope's one session.
+        event = {key: fact[name] for name, key in self._plain_fields if name in fact}
+        for name, key in self._amount_fields:
+            if name in fact:
+                event[key] = float(fact[name])
+        return _encode(event)
+
+    def first_hit(self, fact: dict[str, Any]) -> str | None:
+        """The id of the rule durable_rules fires for this fact, or None for the catch-all (no rule)."""
+        status, state = _core.assert_event(self._handle, self.payload(fact))
+        if status != 0:
+            # 1: not handled, 2: already observed. The catch-all and consumed events make both impossible.
+            raise EngineError(f"durable_rules did not take the event (status {status}) for ruleset {self.ruleset.name!r}")
+        activation = _core.start_action_for_state(self._handle, state)
+        if not activation:
+            raise EngineError(f"durable_rules fired no rule for ruleset {self.ruleset.name!r}, not even the catch-all")
+        if _core.complete_and_start_action(self._handle, state):
+            raise EngineError(f"durable_rules queued a second activation for one event in ruleset {self.ruleset.name!r}")
+        message = activation[1]
+        # The activation is '{"<rule id>":{"m":{...}}}'; rule ids never contain a quote (loader.RULE_ID).
+        rule_id = message[2:message.index('"', 2)]
+        return None if rule_id == NO_ACTION else rule_id
+
+    def close(self) -> None:
+        if self._handle is not None:
+            _core.delete_ruleset(self._handle)
+            self._handle = None

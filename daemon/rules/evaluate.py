@@ -1,0 +1,166 @@
+"""The plain-Python evaluator: the same first-hit semantics as the durable_rules ruleset, plus the
+condition-by-condition trace that the audit log and `rules eval --explain` show.
+
+Semantics shared with the compiler (tests hold the two to the same answers): a field the fact does
+not carry makes every test on it false except `exists: false`; a comparison with another field is
+false when that field is absent; `in`/`not_in` are equality against each listed value.
+"""
+from __future__ import annotations
+
+import operator
+from decimal import Decimal
+from typing import Any, Callable
+
+from daemon.rules.model import Condition, FieldRef, Group, Rule, RuleSet, Test
+
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<absent>"})()
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
+    "in": lambda actual, expected: actual in expected,
+    "not_in": lambda actual, expected: actual not in expected,
+}
+
+# (rule, matched, [(test, actual, result, children)])
+ConditionTrace = tuple[Test, Any, bool, list]
+RuleTrace = tuple[Rule, bool, list[ConditionTrace]]
+
+
+def _as_peers(left: Any, right: Any) -> tuple[Any, Any]:
+    # Two numeric fields of different kinds compare as the engine compares them: as doubles.
+    if isinstance(left, float) != isinstance(right, float) and isinstance(left, (Decimal, float, int)) \
+            and isinstance(right, (Decimal, float, int)):
+        return float(left), float(right)
+    return left, right
+
+
+def test_condition(condition: Condition, fact: dict[str, Any]) -> tuple[Any, bool]:
+    actual = fact.get(condition.field, MISSING)
+    if condition.op == "exists":
+        return actual, (actual is not MISSING) == condition.expected
+    if actual is MISSING:
+        return actual, False
+    expected = condition.expected
+    if isinstance(expected, FieldRef):
+        other = fact.get(expected.field, MISSING)
+        if other is MISSING:
+            return actual, False
+        left, right = _as_peers(actual, other)
+        return actual, _COMPARE[condition.op](left, right)
+    return actual, _COMPARE[condition.op](actual, expected)
+
+
+def _trace_test(test: Test, fact: dict[str, Any]) -> ConditionTrace:
+    if isinstance(test, Condition):
+        actual, result = test_condition(test, fact)
+        return (test, actual, result, [])
+    children = [_trace_test(item, fact) for item in test.items]
+    results = [child[2] for child in children]
+    return (test, None, all(results) if test.kind == "all" else any(results), children)
+
+
+def trace_rule(rule: Rule, fact: dict[str, Any]) -> RuleTrace:
+    """Every condition of the rule, each evaluated (no short-circuit), so a trace explains all of them."""
+    children = [_trace_test(item, fact) for item in rule.when.items]
+    return (rule, all(child[2] for child in children), children)
+
+
+def evaluate(ruleset: RuleSet, fact: dict[str, Any]) -> tuple[Rule | None, list[RuleTrace]]:
+    """First hit: the first rule whose conditions all hold, with the trace of it and every earlier rule."""
+    trace: list[RuleTrace] = []
+    for rule in ruleset.rules:
+        entry = trace_rule(rule, fact)
+        trace.append(entry)
+        if entry[1]:
+            return rule, trace
+    return None, trace
+
+
+# -- the fast path: the same tests as closures, short-circuited, for picking the rule ---------------
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+def _compile_condition(condition: Condition) -> Predicate:
+    name, op, expected = condition.field, condition.op, condition.expected
+    if op == "exists":
+        return (lambda fact: name in fact) if expected else (lambda fact: name not in fact)
+    compare = _COMPARE[op]
+    if isinstance(expected, FieldRef):
+        other = expected.field
+
+        def against_field(fact: dict[str, Any]) -> bool:
+            actual, peer = fact.get(name, MISSING), fact.get(other, MISSING)
+            if actual is MISSING or peer is MISSING:
+                return False
+            return compare(*_as_peers(actual, peer))
+        return against_field
+    if op == "eq":
+        return lambda fact: fact.get(name, MISSING) == expected
+    if op in ("in", "not_in"):
+        members = frozenset(expected)
+        if op == "in":
+            return lambda fact: fact.get(name, MISSING) in members
+        return lambda fact: (actual := fact.get(name, MISSING)) is not MISSING and actual not in members
+    return lambda fact: (actual := fact.get(name, MISSING)) is not MISSING and compare(actual, expected)
+
+
+def _compile_test(test: Test) -> Predicate:
+    if isinstance(test, Condition):
+        return _compile_condition(test)
+    parts = tuple(_compile_test(item) for item in test.items)
+    if test.kind == "all":
+        return lambda fact: all(part(fact) for part in parts)
+    return lambda fact: any(part(fact) for part in parts)
+
+
+class Evaluator:
+    """A ruleset compiled to closures: `first_hit` picks the rule, `trace` explains the pick."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self._rules = tuple((rule, tuple(_compile_test(item) for item in rule.when.items)) for rule in ruleset.rules)
+
+    def first_hit(self, fact: dict[str, Any]) -> Rule | None:
+        for rule, tests in self._rules:
+            for test in tests:
+                if not test(fact):
+                    break
+            else:
+                return rule
+        return None
+
+    def trace(self, fact: dict[str, Any]) -> list[RuleTrace]:
+        return evaluate(self.ruleset, fact)[1]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, FieldRef):
+        return {"field": value.field}
+    return value
+
+
+def condition_json(entry: ConditionTrace, fact: dict[str, Any], mask: Callable[[str, Any], Any]) -> dict[str, Any]:
+    test, actual, result, children = entry
+    if isinstance(test, Group):
+        return {test.kind: [condition_json(child, fact, mask) for child in children], "result": result}
+    shown: dict[str, Any] = {"field": test.field, "op": test.op, "expected": _jsonable(test.expected)}
+    if isinstance(test.expected, FieldRef):
+        other = fact.get(test.expected.field, MISSING)
+        shown["expected_value"] = None if other is MISSING else _jsonable(mask(test.expected.field, other))
+    if actual is MISSING:
+        shown["actual"] = None
+        shown["absent"] = True
+    else:
+        shown["actual"] = _jsonable(mask(test.field, actual))
+    shown["result"] = result
+    return shown
+
+
+def trace_json(trace: list[RuleTrace], fact: dict[str, Any], mask: Callable[[str, Any], Any]) -> list[dict[str, Any]]:
+    return [{"rule": rule.id, "matched": matched, "conditions": [condition_json(c, fact, mask) for c in conditions]}
+            for rule, matched, conditions in trace]
