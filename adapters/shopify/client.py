@@ -1,0 +1,558 @@
+"""The Shopify storefront for one shop: find the order that mirrors an Amazon order, and carry out
+the actions the rules decide (hold, release, note, tags, cancel, partial cancel, refund, inventory).
+
+Every action reads the order first (by id, never through the lagging search index) and does nothing
+when what it would do is already done, so a retried or replayed decision changes nothing the second
+time; it returns an `ActionResult` saying whether it changed anything. The caller's idempotency key
+is turned into a short marker (`ordersync:<digest>`) written where Shopify keeps something we can
+read back: the hold handle, the refund note, the cancel staff note, the order note. In 2026-01 mode
+the key also travels as @idempotent(key:) on refundCreate and inventoryAdjustQuantities.
+
+Refusals are `PermanentError` (or `InvalidInput` for the caller's own mistakes) with a `code` the
+dispatcher can switch on; see ERROR_CODES. Transport failures are `TransientError`.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from urllib.parse import quote
+
+import httpx
+
+from adapters.errors import InvalidInput, PermanentError, TransientError
+from adapters.shopify.models import ActionResult, StorefrontOrder, order_from_graphql
+from adapters.shopify.operations import MARKER_PREFIX, OperationSet, operations_for
+from adapters.shopify.transport import DEFAULT_BUCKET, ShopifyTransport
+
+# The codes this client puts on the errors it raises itself (Shopify's own typed codes, e.g.
+# INVALID_LOCATION or DUPLICATE_FULFILLMENT_HOLD_HANDLE, are passed through as they come).
+ERROR_CODES = {
+    "ORDER_NOT_FOUND": "no Shopify order mirrors this Amazon order id, or the order id does not exist",
+    "AMBIGUOUS_MATCH": "more than one Shopify order carries this Amazon order id",
+    "ALREADY_CANCELLED": "the order was cancelled by someone else (not by this decision)",
+    "ALREADY_FULFILLED": "units the action needs unshipped have been fulfilled",
+    "NOTHING_TO_HOLD": "no fulfilment order is open for a hold",
+    "LINE_NOT_FOUND": "no line item with that SKU / id on the order",
+    "QUANTITY_INVALID": "a quantity that is not a positive whole number",
+    "REFUND_EXCEEDS_REFUNDABLE": "a refund larger than what was paid and not yet refunded, or more units than refundable",
+    "NO_PAYMENT_TO_REFUND": "money was asked back but the order has no sale to refund against",
+    "SKU_NOT_FOUND": "no inventory item with that SKU",
+    "ITEM_NOT_STOCKED_AT_LOCATION": "the SKU is not stocked at that location (or the location does not exist)",
+    "INVENTORY_CHANGED": "the available quantity is neither what the decision saw nor what it would set",
+    "USER_ERROR": "Shopify refused the mutation (userErrors without a code)",
+    "CANCEL_REFUSED": "Shopify refused orderCancel (its code is in the message)",
+    "CANCEL_PENDING": "(transient) the cancel job had not finished when the client stopped waiting",
+}
+
+HoldReason = Literal["AWAITING_PAYMENT", "HIGH_RISK_OF_FRAUD", "INCORRECT_ADDRESS", "INVENTORY_OUT_OF_STOCK",
+                     "UNKNOWN_DELIVERY_DATE", "ONLINE_STORE_POST_PURCHASE_CROSS_SELL", "AWAITING_RETURN_ITEMS", "OTHER"]
+CancelReason = Literal["CUSTOMER", "DECLINED", "FRAUD", "INVENTORY", "STAFF", "OTHER"]
+RestockType = Literal["RETURN", "CANCEL", "NO_RESTOCK"]
+HOLDABLE = ("OPEN", "IN_PROGRESS", "SCHEDULED", "ON_HOLD")
+
+
+class ShopifyRejected(PermanentError):
+    """Shopify (or this client, before asking) refused an action; names the order and the field."""
+
+    def __init__(self, message: str, *, code: str, order_id: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.order_id = order_id
+        self.field = field
+
+
+class OrderNotFound(ShopifyRejected):
+    pass
+
+
+@dataclass(frozen=True)
+class OrderMatch:
+    """How the import recorded the Amazon order id on the Shopify order.
+
+    by="source_identifier": Order.sourceIdentifier equals the Amazon order id.
+    by="tag": the order carries the tag tag_prefix + Amazon order id (e.g. "amazon-113-...")."""
+
+    by: Literal["source_identifier", "tag"] = "source_identifier"
+    tag_prefix: str = "amazon-"
+
+    def search(self, amazon_order_id: str) -> str:
+        value = amazon_order_id.replace("\\", "\\\\").replace("'", "\\'")
+        if self.by == "tag":
+            return f"tag:'{self.tag_prefix}{value}'"
+        return f"source_identifier:'{value}'"
+
+    def matches(self, node: Mapping[str, Any], amazon_order_id: str) -> bool:
+        """Search is fuzzy (an unknown field filters nothing), so every hit is checked exactly."""
+        if self.by == "tag":
+            return f"{self.tag_prefix}{amazon_order_id}".lower() in (t.lower() for t in node.get("tags") or ())
+        return node.get("sourceIdentifier") == amazon_order_id
+
+
+@dataclass(frozen=True)
+class ShopifyConfig:
+    shop: str  # "acme.myshopify.com", "acme", or a base URL such as a stand-in's http://127.0.0.1:8082
+    api_version: str = "2025-01"  # "2026-01" selects refundMethod and @idempotent forms
+    match: OrderMatch = field(default_factory=OrderMatch)
+    timeout: float = 10.0
+    max_attempts: int = 4
+    max_throttle_retries: int = 8
+    cancel_poll_interval: float = 0.2
+    cancel_timeout: float = 30.0
+    initial_bucket: tuple[float, float] = DEFAULT_BUCKET
+
+
+@dataclass(frozen=True)
+class LineSelection:
+    """A line of the order, by SKU or by line item id, and how many units."""
+
+    quantity: int
+    sku: str | None = None
+    line_item_id: str | None = None
+
+
+def marker_for(idempotency_key: str) -> str:
+    if not idempotency_key or not idempotency_key.strip():
+        raise InvalidInput("an idempotency key is required (derive it from the decision)", code="IDEMPOTENCY_KEY_MISSING")
+    return MARKER_PREFIX + hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:20]
+
+
+class ShopifyClient:
+    def __init__(self, config: ShopifyConfig, access_token: str, *, http: httpx.Client | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.ops: OperationSet = operations_for(config.api_version)
+        self.transport = ShopifyTransport(
+            config.shop, access_token, config.api_version, timeout=config.timeout, max_attempts=config.max_attempts,
+            max_throttle_retries=config.max_throttle_retries, initial_bucket=config.initial_bucket, http=http, sleep=sleep,
+        )
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"ShopifyClient(shop={self.config.shop!r}, api_version={self.config.api_version!r})"
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> "ShopifyClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------------
+    def find_order(self, amazon_order_id: str) -> StorefrontOrder:
+        """The Shopify order that mirrors `amazon_order_id`; OrderNotFound or AMBIGUOUS_MATCH otherwise."""
+        amazon_order_id = (amazon_order_id or "").strip()
+        if not amazon_order_id:
+            raise InvalidInput("find_order needs an Amazon order id", code="AMAZON_ORDER_ID_MISSING")
+        data = self.transport.execute(self.ops.find_orders, {"search": self.config.match.search(amazon_order_id)},
+                                      operation_name="FindOrders")
+        nodes = [n for n in ((data.get("orders") or {}).get("nodes") or []) if self.config.match.matches(n, amazon_order_id)]
+        how = f"{self.config.match.by}{' ' + self.config.match.tag_prefix + '…' if self.config.match.by == 'tag' else ''}"
+        if not nodes:
+            raise OrderNotFound(f"no Shopify order on {self.config.shop} mirrors Amazon order {amazon_order_id} (matched by {how}); "
+                                "a just-imported order can take a few seconds to appear in search", code="ORDER_NOT_FOUND")
+        if len(nodes) > 1:
+            names = ", ".join(n.get("name") or n["id"] for n in nodes)
+            raise ShopifyRejected(f"Amazon order {amazon_order_id} matches several Shopify orders on {self.config.shop} ({names}); "
+                                  "a person must pick one", code="AMBIGUOUS_MATCH")
+        return order_from_graphql(nodes[0], amazon_order_id)
+
+    def get_order(self, order: StorefrontOrder | str) -> StorefrontOrder:
+        order_id, amazon_id = (order.id, order.amazon_order_id) if isinstance(order, StorefrontOrder) else (order, None)
+        data = self.transport.execute(self.ops.get_order, {"id": order_id}, operation_name="GetOrder")
+        node = data.get("order")
+        if node is None:
+            raise OrderNotFound(f"Shopify order {order_id} does not exist on {self.config.shop}", code="ORDER_NOT_FOUND")
+        return order_from_graphql(node, amazon_id)
+
+    # -- hold / release ---------------------------------------------------------------------------
+    def hold_order(self, order: StorefrontOrder | str, *, idempotency_key: str, reason: HoldReason = "OTHER",
+                   notes: str | None = None, notify_merchant: bool = False) -> ActionResult:
+        """fulfillmentOrderHold on every open fulfilment order; the hold's handle is the key's marker."""
+        handle = marker_for(idempotency_key)
+        current = self.get_order(order)
+        label = _label(current)
+        if current.cancelled:
+            raise ShopifyRejected(f"cannot hold {label}: it is cancelled", code="ALREADY_CANCELLED", order_id=current.id)
+        open_fos = [fo for fo in current.fulfillment_orders if fo.status in HOLDABLE]
+        if not open_fos:
+            code = "ALREADY_FULFILLED" if current.units_shipped else "NOTHING_TO_HOLD"
+            raise ShopifyRejected(f"cannot hold {label}: no fulfilment order is open "
+                                  f"({', '.join(fo.status for fo in current.fulfillment_orders) or 'none'})", code=code, order_id=current.id)
+        held = []
+        for fo in open_fos:
+            if any(h.handle == handle for h in fo.holds):
+                continue
+            hold_input: dict[str, Any] = {"reason": reason, "handle": handle, "notifyMerchant": notify_merchant}
+            if notes:
+                hold_input["reasonNotes"] = notes
+            if current.amazon_order_id:
+                hold_input["externalId"] = current.amazon_order_id
+            data = self.transport.execute(self.ops.hold_fulfillment_order, {"id": fo.id, "fulfillmentHold": hold_input},
+                                          operation_name="HoldFulfillmentOrder")
+            payload = data.get("fulfillmentOrderHold") or {}
+            _raise_user_errors(payload.get("userErrors"), "fulfillmentOrderHold", current, fo.id)
+            held.append(fo.id)
+        return ActionResult("hold_order", current.id, bool(held), {"held": held, "handle": handle})
+
+    def release_hold(self, order: StorefrontOrder | str, *, idempotency_key: str) -> ActionResult:
+        """Release the holds ordersync placed (any `ordersync:` handle); holds placed by people or other
+        apps stay. The key is accepted for symmetry: releasing twice finds nothing the second time."""
+        marker_for(idempotency_key)
+        current = self.get_order(order)
+        released = []
+        for fo in current.fulfillment_orders:
+            ours = [h.id for h in fo.holds if (h.handle or "").startswith(MARKER_PREFIX)]
+            if not ours:
+                continue
+            data = self.transport.execute(self.ops.release_fulfillment_order_hold, {"id": fo.id, "holdIds": ours},
+                                          operation_name="ReleaseFulfillmentOrderHold")
+            payload = data.get("fulfillmentOrderReleaseHold") or {}
+            _raise_user_errors(payload.get("userErrors"), "fulfillmentOrderReleaseHold", current, fo.id)
+            released.extend(ours)
+        return ActionResult("release_hold", current.id, bool(released), {"released": released})
+
+    # -- note / tags ------------------------------------------------------------------------------
+    def add_note(self, order: StorefrontOrder | str, text: str, *, idempotency_key: str) -> ActionResult:
+        """Append a line to the order note (orderUpdate replaces the whole note, so read-modify-write)."""
+        marker = marker_for(idempotency_key)
+        if not text or not text.strip():
+            raise InvalidInput("add_note needs text", code="NOTE_EMPTY")
+        current = self.get_order(order)
+        if marker in (current.note or ""):
+            return ActionResult("add_note", current.id, False, {"reason": "note already added"})
+        line = f"{text.strip()} [{marker}]"
+        note = f"{current.note}\n{line}" if current.note else line
+        data = self.transport.execute(self.ops.update_order_note, {"input": {"id": current.id, "note": note}},
+                                      operation_name="UpdateOrderNote")
+        _raise_user_errors((data.get("orderUpdate") or {}).get("userErrors"), "orderUpdate", current)
+        return ActionResult("add_note", current.id, True, {"note": line})
+
+    def add_tags(self, order: StorefrontOrder | str, tags: Iterable[str], *, idempotency_key: str) -> ActionResult:
+        marker_for(idempotency_key)
+        wanted = [t.strip() for t in tags if t and t.strip()]
+        if not wanted or any("," in t for t in wanted):
+            raise InvalidInput(f"add_tags needs tags without commas, not {wanted!r}", code="TAG_INVALID")
+        current = self.get_order(order)
+        have = {t.lower() for t in current.tags}
+        missing = [t for t in dict.fromkeys(wanted) if t.lower() not in have]
+        if not missing:
+            return ActionResult("add_tags", current.id, False, {"reason": "tags already present"})
+        data = self.transport.execute(self.ops.add_tags, {"id": current.id, "tags": missing}, operation_name="AddTags")
+        _raise_user_errors((data.get("tagsAdd") or {}).get("userErrors"), "tagsAdd", current)
+        return ActionResult("add_tags", current.id, True, {"added": missing})
+
+    # -- cancel -----------------------------------------------------------------------------------
+    def cancel_order(self, order: StorefrontOrder | str, *, idempotency_key: str, reason: CancelReason = "CUSTOMER",
+                     restock: bool = True, refund: bool = False, notify_customer: bool = False,
+                     staff_note: str | None = None) -> ActionResult:
+        """orderCancel for the whole order; waits for the job and confirms cancelledAt.
+
+        refund=False suits Amazon-paid orders imported with a manual gateway: the money moved on
+        Amazon. The staff note carries the key's marker, which is how a replay recognises its own
+        cancellation (changed=False) and tells it from someone else's (ALREADY_CANCELLED)."""
+        marker = marker_for(idempotency_key)
+        current = self.get_order(order)
+        label = _label(current)
+        if current.cancelled:
+            if marker in (current.cancel_staff_note or ""):
+                return ActionResult("cancel_order", current.id, False, {"reason": "already cancelled by this decision",
+                                                                        "cancelledAt": current.cancelled_at})
+            raise ShopifyRejected(f"cannot cancel {label}: it was already cancelled at {current.cancelled_at} "
+                                  f"(reason {current.cancel_reason})", code="ALREADY_CANCELLED", order_id=current.id)
+        if current.units_shipped:
+            raise ShopifyRejected(f"cannot cancel {label}: {current.units_shipped} of {current.units_ordered} units are "
+                                  f"already fulfilled ({current.fulfillment_status})", code="ALREADY_FULFILLED", order_id=current.id)
+        note = f"{(staff_note or '').strip()} [{marker}]".strip()
+        if len(note) > 255:
+            note = (staff_note or "").strip()[: 255 - len(marker) - 4] + f"… [{marker}]"
+        variables: dict[str, Any] = {"orderId": current.id, "reason": reason, "restock": restock,
+                                     "notifyCustomer": notify_customer, "staffNote": note}
+        if self.ops.version >= "2026-01":
+            variables["refundMethod"] = {"originalPaymentMethodsRefund": True} if refund else None
+        else:
+            variables["refund"] = refund
+        data = self.transport.execute(self.ops.cancel_order, variables, operation_name="CancelOrder")
+        payload = data.get("orderCancel") or {}
+        errors = payload.get("orderCancelUserErrors") or []
+        if errors:
+            # An earlier run's job may still be running: then Shopify refuses, and the order turns
+            # up cancelled with our marker shortly; anything else is a real refusal.
+            confirmed = self._wait_for_cancel(current.id, marker, wait=any(e.get("code") == "INVALID" for e in errors))
+            if confirmed is not None:
+                return ActionResult("cancel_order", current.id, False, {"reason": "already cancelled by this decision",
+                                                                        "cancelledAt": confirmed.cancelled_at})
+            first = errors[0]
+            code = "ORDER_NOT_FOUND" if first.get("code") == "NOT_FOUND" else "CANCEL_REFUSED"
+            raise ShopifyRejected(f"Shopify refused to cancel {label}: {_describe(first)}", code=code, order_id=current.id,
+                                  field=".".join(first.get("field") or []) or None)
+        job = payload.get("job") or {}
+        if not self._poll_job(job.get("id"), job.get("done")):
+            raise TransientError(f"the cancellation of {label} was accepted but its job {job.get('id')} had not finished after "
+                                 f"{self.config.cancel_timeout}s; retrying will confirm it", code="CANCEL_PENDING")
+        final = self.get_order(current.id)
+        if not final.cancelled:
+            raise TransientError(f"the cancel job for {label} finished but the order shows no cancelledAt yet", code="CANCEL_PENDING")
+        return ActionResult("cancel_order", current.id, True, {"job": job.get("id"), "cancelledAt": final.cancelled_at,
+                                                               "restock": restock, "refund": refund})
+
+    def _poll_job(self, job_id: str | None, done: bool | None) -> bool:
+        if done:
+            return True
+        if not job_id:
+            return False
+        deadline = time.monotonic() + self.config.cancel_timeout
+        while time.monotonic() < deadline:
+            self._sleep(self.config.cancel_poll_interval)
+            data = self.transport.execute(self.ops.job_status, {"id": job_id}, operation_name="JobStatus")
+            if (data.get("job") or {}).get("done"):
+                return True
+        return False
+
+    def _wait_for_cancel(self, order_id: str, marker: str, *, wait: bool) -> StorefrontOrder | None:
+        deadline = time.monotonic() + (self.config.cancel_timeout if wait else 0)
+        while True:
+            current = self.get_order(order_id)
+            if current.cancelled:
+                return current if marker in (current.cancel_staff_note or "") else None
+            if time.monotonic() >= deadline:
+                return None
+            self._sleep(self.config.cancel_poll_interval)
+
+    def cancel_lines(self, order: StorefrontOrder | str, lines: Sequence[LineSelection], *, idempotency_key: str,
+                     note: str | None = None, notify_customer: bool = False) -> ActionResult:
+        """Partial cancellation: refundCreate with restockType CANCEL for unfulfilled units and no
+        transactions, so no money moves (right for Amazon-settled orders; refund separately if not)."""
+        marker = marker_for(idempotency_key)
+        current = self.get_order(order)
+        label = _label(current)
+        if _refund_done(current, marker):
+            return ActionResult("cancel_lines", current.id, False, {"reason": "already cancelled by this decision"})
+        if current.cancelled:
+            raise ShopifyRejected(f"cannot cancel lines of {label}: the order is cancelled", code="ALREADY_CANCELLED", order_id=current.id)
+        if not lines:
+            raise InvalidInput(f"cancel_lines on {label} needs at least one line", code="QUANTITY_INVALID")
+        items = []
+        for index, selection in enumerate(lines):
+            line = _resolve_line(current, selection, index)
+            if selection.quantity > line.unfulfilled_quantity:
+                code = "ALREADY_FULFILLED" if line.fulfilled_quantity else "REFUND_EXCEEDS_REFUNDABLE"
+                raise ShopifyRejected(f"cannot cancel {selection.quantity} × {line.sku or line.id} on {label}: only "
+                                      f"{line.unfulfilled_quantity} unfulfilled ({line.fulfilled_quantity} fulfilled)",
+                                      code=code, order_id=current.id, field=f"lines[{index}].quantity")
+            item: dict[str, Any] = {"lineItemId": line.id, "quantity": selection.quantity, "restockType": "CANCEL"}
+            location = _location_of_unfulfilled(current, line.id)
+            if location:
+                item["locationId"] = location
+            items.append(item)
+        refund_input = {"orderId": current.id, "note": _tagged(note or "Partial cancellation", marker),
+                        "notify": notify_customer, "refundLineItems": items}
+        payload = self._create_refund(refund_input, idempotency_key, current)
+        return ActionResult("cancel_lines", current.id, True, {"refund": (payload.get("refund") or {}).get("id"),
+                                                               "lines": [{"lineItemId": i["lineItemId"], "quantity": i["quantity"]} for i in items]})
+
+    # -- refund -----------------------------------------------------------------------------------
+    def refund(self, order: StorefrontOrder | str, *, idempotency_key: str, lines: Sequence[LineSelection] = (),
+               amount: Decimal | str | None = None, restock_type: RestockType = "NO_RESTOCK", note: str | None = None,
+               notify_customer: bool = False) -> ActionResult:
+        """refundCreate for lines and/or an amount. With lines and no amount, the amount is Shopify's
+        suggestedRefund for those lines. A refund over what is refundable is refused before asking."""
+        marker = marker_for(idempotency_key)
+        current = self.get_order(order)
+        label = _label(current)
+        if _refund_done(current, marker):
+            return ActionResult("refund", current.id, False, {"reason": "already refunded by this decision"})
+        if amount is not None:
+            try:
+                amount = Decimal(str(amount))
+            except InvalidOperation:
+                raise InvalidInput(f"refund on {label}: amount {amount!r} is not a number", code="AMOUNT_INVALID") from None
+            if amount < 0:
+                raise InvalidInput(f"refund on {label}: amount {amount} is negative", code="AMOUNT_INVALID")
+        items = []
+        for index, selection in enumerate(lines):
+            line = _resolve_line(current, selection, index)
+            if selection.quantity > line.refundable_quantity:
+                raise ShopifyRejected(f"cannot refund {selection.quantity} × {line.sku or line.id} on {label}: only "
+                                      f"{line.refundable_quantity} refundable", code="REFUND_EXCEEDS_REFUNDABLE",
+                                      order_id=current.id, field=f"lines[{index}].quantity")
+            item: dict[str, Any] = {"lineItemId": line.id, "quantity": selection.quantity, "restockType": restock_type}
+            location = _location_of_unfulfilled(current, line.id) if restock_type == "CANCEL" else _location_of_line(current, line.id)
+            if location and restock_type != "NO_RESTOCK":
+                item["locationId"] = location
+            items.append(item)
+        sale = next((t for t in current.transactions if t.kind in ("SALE", "CAPTURE") and t.status == "SUCCESS"), None)
+        parent_id, gateway = (sale.id, sale.gateway) if sale else (None, None)
+        if amount is None and items:
+            suggested = self.transport.execute(self.ops.suggest_refund, {"id": current.id, "refundLineItems": [
+                {"lineItemId": i["lineItemId"], "quantity": i["quantity"]} for i in items]}, operation_name="SuggestRefund")
+            suggestion = ((suggested.get("order") or {}).get("suggestedRefund") or {})
+            amount = Decimal(str(((suggestion.get("amountSet") or {}).get("shopMoney") or {}).get("amount") or "0"))
+            for txn in suggestion.get("suggestedTransactions") or []:
+                parent_id = (txn.get("parentTransaction") or {}).get("id") or parent_id
+                gateway = txn.get("gateway") or gateway
+                break
+        amount = amount or Decimal("0")
+        if amount == 0 and not items:
+            raise InvalidInput(f"refund on {label} needs lines or an amount above zero", code="AMOUNT_INVALID")
+        if amount > current.refundable_amount:
+            raise ShopifyRejected(f"cannot refund {amount} {current.currency} on {label}: only {current.refundable_amount} is refundable "
+                                  f"(paid {current.paid_total}, refunded {current.refunded_total})",
+                                  code="REFUND_EXCEEDS_REFUNDABLE", order_id=current.id, field="amount")
+        refund_input: dict[str, Any] = {"orderId": current.id, "note": _tagged(note or "Refund", marker), "notify": notify_customer}
+        if items:
+            refund_input["refundLineItems"] = items
+        if amount > 0:
+            if parent_id is None:
+                raise ShopifyRejected(f"cannot refund money on {label}: it has no successful sale to refund against",
+                                      code="NO_PAYMENT_TO_REFUND", order_id=current.id, field="amount")
+            refund_input["transactions"] = [{"orderId": current.id, "parentId": parent_id, "gateway": gateway,
+                                             "kind": "REFUND", "amount": str(amount)}]
+        payload = self._create_refund(refund_input, idempotency_key, current)
+        return ActionResult("refund", current.id, True, {"refund": (payload.get("refund") or {}).get("id"), "amount": str(amount),
+                                                         "lines": [{"lineItemId": i["lineItemId"], "quantity": i["quantity"]} for i in items]})
+
+    def _create_refund(self, refund_input: dict[str, Any], idempotency_key: str, current: StorefrontOrder) -> dict[str, Any]:
+        variables: dict[str, Any] = {"input": refund_input}
+        if self.ops.uses_idempotent_directive:
+            variables["idempotencyKey"] = idempotency_key
+        data = self.transport.execute(self.ops.create_refund, variables, operation_name="CreateRefund")
+        payload = data.get("refundCreate") or {}
+        _raise_user_errors(payload.get("userErrors"), "refundCreate", current, default_code="USER_ERROR")
+        return payload
+
+    # -- inventory --------------------------------------------------------------------------------
+    def inventory_levels(self, sku: str) -> tuple[str, dict[str, int]]:
+        """(inventory item id, {location id: available}) for a SKU."""
+        if not sku or not sku.strip():
+            raise InvalidInput("a SKU is required", code="SKU_NOT_FOUND")
+        value = sku.replace("\\", "\\\\").replace("'", "\\'")
+        data = self.transport.execute(self.ops.find_inventory_item, {"search": f"sku:'{value}'"}, operation_name="FindInventoryItem")
+        items = [n for n in ((data.get("inventoryItems") or {}).get("nodes") or []) if n.get("sku") == sku]
+        if not items:
+            raise ShopifyRejected(f"no inventory item with SKU {sku} on {self.config.shop}", code="SKU_NOT_FOUND", field="sku")
+        if len(items) > 1:
+            raise ShopifyRejected(f"SKU {sku} belongs to several inventory items on {self.config.shop}", code="AMBIGUOUS_MATCH", field="sku")
+        levels = {}
+        for level in (items[0].get("inventoryLevels") or {}).get("nodes") or []:
+            available = next((q["quantity"] for q in level.get("quantities") or [] if q.get("name") == "available"), 0)
+            levels[level["location"]["id"]] = int(available)
+        return items[0]["id"], levels
+
+    def adjust_inventory(self, sku: str, location_id: str, delta: int, *, reason: str, decision_id: str, idempotency_key: str,
+                         expected_available: int | None = None) -> ActionResult:
+        """inventoryAdjustQuantities on `available`, referencing the decision (ordersync://decision/<id>).
+
+        Shopify 2025-01 keeps no readable record of past adjustments, so a replay is recognised only
+        when the caller passes the level its decision saw (`expected_available`): if the level already
+        equals expected + delta, nothing is done. In 2026-01 mode @idempotent(key:) also guards it."""
+        marker_for(idempotency_key)
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise InvalidInput(f"adjust_inventory {sku}: delta must be a whole number, not {delta!r}", code="QUANTITY_INVALID")
+        if delta == 0:
+            return ActionResult("adjust_inventory", None, False, {"reason": "delta is zero"})
+        item_id, levels = self.inventory_levels(sku)
+        if expected_available is not None and location_id in levels:
+            now = levels[location_id]
+            if now == expected_available + delta:
+                return ActionResult("adjust_inventory", None, False, {"reason": "already adjusted", "available": now})
+            if now != expected_available:
+                raise ShopifyRejected(f"SKU {sku} at {location_id}: available is {now}, neither the {expected_available} the decision "
+                                      f"saw nor {expected_available + delta}; a person should look", code="INVENTORY_CHANGED", field="expected_available")
+        after = self._adjust(sku, item_id, {location_id: delta}, reason, decision_id, idempotency_key)
+        return ActionResult("adjust_inventory", None, True, {"sku": sku, "changes": after})
+
+    def zero_out_inventory(self, sku: str, *, decision_id: str, idempotency_key: str, location_id: str | None = None,
+                           reason: str = "correction") -> ActionResult:
+        """Set `available` to 0 at one location, or at every location stocking the SKU ("all bins")."""
+        marker_for(idempotency_key)
+        item_id, levels = self.inventory_levels(sku)
+        if location_id is not None and location_id not in levels:
+            raise ShopifyRejected(f"SKU {sku} is not stocked at location {location_id} (stocked at: {', '.join(levels) or 'nowhere'})",
+                                  code="ITEM_NOT_STOCKED_AT_LOCATION", field="location_id")
+        targets = {loc: -available for loc, available in levels.items() if available != 0 and location_id in (None, loc)}
+        if not targets:
+            return ActionResult("zero_out_inventory", None, False, {"reason": "already zero", "sku": sku})
+        after = self._adjust(sku, item_id, targets, reason, decision_id, idempotency_key)
+        return ActionResult("zero_out_inventory", None, True, {"sku": sku, "changes": after})
+
+    def _adjust(self, sku: str, item_id: str, deltas: Mapping[str, int], reason: str, decision_id: str, idempotency_key: str) -> list[dict[str, Any]]:
+        if not decision_id:
+            raise InvalidInput(f"inventory change for {sku} needs the decision id it carries out", code="DECISION_ID_MISSING")
+        variables: dict[str, Any] = {"input": {
+            "reason": reason, "name": "available", "referenceDocumentUri": f"ordersync://decision/{quote(decision_id, safe='')}",
+            "changes": [{"inventoryItemId": item_id, "locationId": loc, "delta": d} for loc, d in deltas.items()],
+        }}
+        if self.ops.uses_idempotent_directive:
+            variables["idempotencyKey"] = idempotency_key
+        data = self.transport.execute(self.ops.adjust_inventory, variables, operation_name="AdjustInventory")
+        payload = data.get("inventoryAdjustQuantities") or {}
+        errors = payload.get("userErrors") or []
+        if errors:
+            first = errors[0]
+            raise ShopifyRejected(f"Shopify refused to adjust SKU {sku}: {_describe(first)}", code=first.get("code") or "USER_ERROR",
+                                  field=".".join(first.get("field") or []) or None)
+        return [{"locationId": c["location"]["id"], "delta": c["delta"], "available": c["quantityAfterChange"]}
+                for c in ((payload.get("inventoryAdjustmentGroup") or {}).get("changes") or [])]
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def _label(order: StorefrontOrder) -> str:
+    amazon = f", Amazon {order.amazon_order_id}" if order.amazon_order_id else ""
+    return f"Shopify order {order.name} ({order.id}{amazon})"
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    where = ".".join(error.get("field") or [])
+    code = f" [{error['code']}]" if error.get("code") else ""
+    return f"{'field ' + where + ': ' if where else ''}{error.get('message')}{code}"
+
+
+def _raise_user_errors(errors: Any, mutation: str, order: StorefrontOrder, target: str | None = None,
+                       default_code: str = "USER_ERROR") -> None:
+    if not errors:
+        return
+    first = errors[0]
+    on = f" ({target})" if target else ""
+    raise ShopifyRejected(f"Shopify refused {mutation} on {_label(order)}{on}: " + "; ".join(_describe(e) for e in errors),
+                          code=first.get("code") or default_code, order_id=order.id, field=".".join(first.get("field") or []) or None)
+
+
+def _tagged(text: str, marker: str) -> str:
+    return f"{text.strip()} [{marker}]"
+
+
+def _refund_done(order: StorefrontOrder, marker: str) -> bool:
+    return any(marker in (r.note or "") for r in order.refunds)
+
+
+def _resolve_line(order: StorefrontOrder, selection: LineSelection, index: int):
+    if not isinstance(selection.quantity, int) or isinstance(selection.quantity, bool) or selection.quantity <= 0:
+        raise InvalidInput(f"{_label(order)}: lines[{index}].quantity must be a positive whole number, not {selection.quantity!r}",
+                           code="QUANTITY_INVALID")
+    if selection.sku and not selection.line_item_id and sum(1 for l in order.line_items if l.sku == selection.sku) > 1:
+        raise ShopifyRejected(f"{_label(order)} has several lines with SKU {selection.sku}; name the line item id",
+                              code="AMBIGUOUS_MATCH", order_id=order.id, field=f"lines[{index}].sku")
+    line = order.line(sku=selection.sku, line_item_id=selection.line_item_id)
+    if line is None:
+        wanted = selection.line_item_id or selection.sku
+        raise ShopifyRejected(f"{_label(order)} has no line {wanted} (lines: {', '.join(l.sku or l.id for l in order.line_items)})",
+                              code="LINE_NOT_FOUND", order_id=order.id, field=f"lines[{index}]")
+    return line
+
+
+def _location_of_unfulfilled(order: StorefrontOrder, line_item_id: str) -> str | None:
+    for fo in order.fulfillment_orders:
+        if fo.status in HOLDABLE and any(l.line_item_id == line_item_id and l.remaining_quantity for l in fo.lines):
+            return fo.location_id
+    return None
+
+
+def _location_of_line(order: StorefrontOrder, line_item_id: str) -> str | None:
+    for fo in order.fulfillment_orders:
+        if any(l.line_item_id == line_item_id for l in fo.lines):
+            return fo.location_id
+    return None
