@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,6 +33,9 @@ def default_xsd_dir() -> Path:
     return Path(os.environ[XSD_ENV]) if os.environ.get(XSD_ENV) else _DEFAULT_XSD_DIR
 
 
+_LOCK = threading.Lock()  # a shared XMLSchema keeps one error_log
+
+
 @lru_cache(maxsize=4)
 def _schema(path: str) -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(path))
@@ -56,14 +60,16 @@ class FeedValidator:
             doc = etree.fromstring(content)
         except etree.XMLSyntaxError as exc:
             return [f"the feed is not well-formed XML: {exc}"]
-        if self._schema.validate(doc):
-            return []
+        with _LOCK:
+            if self._schema.validate(doc):
+                return []
+            schema_errors = list(self._schema.error_log)
         # Map each error's line back to the message that contains it.
         spans = []
         for message in doc.findall("Message"):
             spans.append((message.sourceline or 0, message.findtext("MessageID"), message.findtext(".//AmazonOrderID")))
         result = []
-        for error in self._schema.error_log:
+        for error in schema_errors:
             owner = next(((mid, oid) for line, mid, oid in reversed(spans) if line <= error.line), None)
             where = f"message {owner[0]} (order {owner[1]})" if owner else f"line {error.line}"
             result.append(f"{where}: {error.message}")

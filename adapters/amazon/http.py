@@ -42,6 +42,10 @@ DOCUMENTED_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "getReportDocument": (0.0167, 15),
 }
 
+# Our clock starts a request when it leaves; Amazon's when it arrives. Network jitter can make two of our
+# requests arrive closer together than we sent them, so we stay a little under the announced rate.
+RATE_SAFETY = 0.9
+
 USER_AGENT = "ordersync/0.1.0 (Language=Python; Platform=Linux)"
 
 
@@ -116,7 +120,7 @@ class SpApiTransport:
     def bucket(self, operation: str) -> TokenBucket:
         if operation not in self._buckets:
             rate, burst = self._limits.get(operation, (0.5, 5))
-            self._buckets[operation] = TokenBucket(rate, burst)
+            self._buckets[operation] = TokenBucket(rate * RATE_SAFETY, burst)
         return self._buckets[operation]
 
     def _backoff(self, attempt: int) -> float:
@@ -223,8 +227,8 @@ class SpApiTransport:
             rate = float(announced)
         except ValueError:
             return
-        if rate > 0 and abs(rate - bucket.rate) > 1e-9:
-            bucket.reconfigure(rate=rate)
+        if rate > 0 and abs(rate * RATE_SAFETY - bucket.rate) > 1e-9:
+            bucket.reconfigure(rate=rate * RATE_SAFETY)
 
     # -- presigned document URLs: no SP-API auth, a plain GET or PUT --------------------------------
     def download(self, url: str, what: str) -> bytes:

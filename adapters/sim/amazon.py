@@ -12,6 +12,7 @@ import gzip
 import itertools
 import json
 import secrets
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs
 import yaml
 from lxml import etree
 
+from adapters.amazon.feeds import _schema
 from adapters.amazon.http import DOCUMENTED_RATE_LIMITS
 from adapters.ratelimit import TokenBucket
 from adapters.sim import amazon_state as state
@@ -111,7 +113,7 @@ class AmazonSim(SimServer):
         self._xsd = None
         xsd_path = (xsd_dir or DEFAULT_XSD_DIR) / "amzn-envelope.xsd"
         if xsd_path.is_file():
-            self._xsd = etree.XMLSchema(etree.parse(str(xsd_path)))
+            self._xsd = _schema(str(xsd_path))  # loading the XSD set takes about a second; share it
         self._sandbox = _SandboxExamples(sandbox_models) if sandbox_models else None
         self._add_routes()
 
@@ -731,6 +733,9 @@ class AmazonSim(SimServer):
         return Response(200, {"returns": added})
 
 
+_XSD_LOCK = threading.Lock()
+
+
 class _Bad(Exception):
     pass
 
@@ -760,9 +765,12 @@ class _FeedProcessor:
             return "DONE", self.report(0, 0, rejected=True)
         bad_messages: dict[int, str] = {}
         messages = root.findall("Message")
-        if self.sim._xsd is not None and not self.sim._xsd.validate(root):
+        with _XSD_LOCK:
+            valid = self.sim._xsd is None or self.sim._xsd.validate(root)
+            schema_errors = [] if valid else list(self.sim._xsd.error_log)
+        if not valid:
             spans = [(m.sourceline or 0, m.findtext("MessageID")) for m in messages]
-            for error in self.sim._xsd.error_log:
+            for error in schema_errors:
                 owner = next((mid for line, mid in reversed(spans) if line <= error.line), None)
                 key = int(owner) if owner and owner.isdigit() else 0
                 bad_messages.setdefault(key, f"XML Parsing Error at Line {error.line}: {error.message}")
