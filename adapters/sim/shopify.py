@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,13 @@ class ShopifySim(SimServer):
         self.add_route("GET", "/_sim/state", self._state)
         self.add_route("GET", "/_sim/bucket", lambda request: Response(body=self._throttle_status()))
         self.add_route("POST", "/_sim/bucket", self._set_bucket)
+
+    def start(self) -> "ShopifySim":
+        # The base serves with a 0.5 s shutdown poll; tests start and stop many stand-ins, so poll faster.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=type(self).__name__, daemon=True)
+        self._thread.start()
+        return self
 
     # -- /_sim endpoints --------------------------------------------------------------------------
     def _state(self, request: Request) -> Response:
@@ -302,3 +310,14 @@ def run_cli(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m adapters.sim.shopify` works where the `ordersync` command is not installed."""
+    parser = argparse.ArgumentParser(prog="python -m adapters.sim.shopify", description=(__doc__ or "").splitlines()[0])
+    add_cli_arguments(parser)
+    return run_cli(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
