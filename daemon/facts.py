@@ -197,34 +197,22 @@ def suggest(word: str, candidates: Iterable[Any]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _fast_coercer(spec: FieldSpec) -> Callable[[Any], Any]:
-    """The common case in one type check; anything unusual goes through _coerce for its error message."""
-    kind = spec.kind
-    if kind == ENUM:
-        allowed = frozenset(spec.values)
-        return lambda value: value if type(value) is str and value in allowed else _coerce(spec, value)
-    if kind == TEXT:
-        return lambda value: value if type(value) is str else _coerce(spec, value)
-    if kind == BOOL:
-        return lambda value: value if type(value) is bool else _coerce(spec, value)
-    if kind == INT:
-        return lambda value: value if type(value) is int and value >= 0 else _coerce(spec, value)
-    if kind == DECIMAL:
-        def amount(value: Any) -> Any:
-            if type(value) is str or type(value) is int:
-                try:
-                    number = Decimal(value)
-                except InvalidOperation:
-                    return _coerce(spec, value)
-                if number.is_finite() and -MAX_AMOUNT < number < MAX_AMOUNT \
-                        and number.as_tuple().exponent >= -MAX_DECIMAL_PLACES:
-                    return number
+def _amount(spec: FieldSpec, value: Any) -> Decimal:
+    value_type = type(value)
+    if value_type is str or value_type is int or value_type is Decimal:
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
             return _coerce(spec, value)
-        return amount
-    return lambda value: _coerce(spec, value)
+        if number.is_finite() and -MAX_AMOUNT < number < MAX_AMOUNT and number.as_tuple().exponent >= -MAX_DECIMAL_PLACES:
+            return number
+    return _coerce(spec, value)
 
 
-_COERCERS = {name: _fast_coercer(spec) for name, spec in FIELDS.items()}
+# The common case of each kind is one type check inline in normalise (it runs for every fact);
+# anything unusual goes through _coerce, which also words the error.
+_CHECKS: dict[str, tuple[str, frozenset[Any], FieldSpec]] = {
+    name: (spec.kind, frozenset(spec.values), spec) for name, spec in FIELDS.items()}
 _SETTING_DEFAULTS = {name: FIELDS[name].default for name in SETTINGS}
 
 
@@ -238,16 +226,28 @@ def normalise(data: Mapping[str, Any]) -> dict[str, Any]:
         if name == "settings" and isinstance(value, Mapping):
             for setting, flag in value.items():
                 key = f"settings.{setting}"
-                coerce = _COERCERS.get(key)
-                if coerce is None:
+                if key not in _CHECKS:
                     raise FactError(key, f"unknown setting{suggest(setting, [s[9:] for s in SETTINGS])}; "
                                          f"settings are {', '.join(s[9:] for s in SETTINGS)}")
-                fact[key] = coerce(flag)
+                fact[key] = flag if type(flag) is bool else _coerce(FIELDS[key], flag)
             continue
-        coerce = _COERCERS.get(name)
-        if coerce is None:
+        check = _CHECKS.get(name)
+        if check is None:
             raise FactError(name, f"unknown field{suggest(name, FIELDS)}; `ordersync rules fields` lists them")
-        fact[name] = coerce(value)
+        kind, allowed, spec = check
+        value_type = type(value)
+        if kind == ENUM:
+            fact[name] = value if value_type is str and value in allowed else _coerce(spec, value)
+        elif kind == TEXT:
+            fact[name] = value if value_type is str else _coerce(spec, value)
+        elif kind == INT:
+            fact[name] = value if value_type is int and value >= 0 else _coerce(spec, value)
+        elif kind == BOOL:
+            fact[name] = value if value_type is bool else _coerce(spec, value)
+        elif kind == DECIMAL:
+            fact[name] = _amount(spec, value)
+        else:
+            fact[name] = _coerce(spec, value)
     if "event" not in data:
         raise FactError("event", f"every fact needs an event: {', '.join(EVENTS)}")
     for name, derive in DERIVATIONS.items():

@@ -18,7 +18,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     targets = parser.add_subparsers(dest="target", metavar="TARGET")
     for name, module_name in STAND_INS.items():
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # a broken stand-in must not take the rest of the command line down with it
+            target = targets.add_parser(name, help=f"(unavailable: {exc})")
+            target.set_defaults(handler=lambda args, exc=exc, name=name: print(f"the {name} stand-in cannot start: {exc}") or 2)
+            continue
         target = targets.add_parser(name, help=module.__doc__.strip().splitlines()[0] if module.__doc__ else name)
         module.add_cli_arguments(target)
         target.set_defaults(handler=module.run_cli)

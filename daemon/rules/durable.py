@@ -23,7 +23,7 @@ from typing import Any
 import durable_rules_engine as _core
 
 from daemon.facts import DECIMAL, FIELDS
-from daemon.rules.model import Condition, FieldRef, Group, RuleSet, Test
+from daemon.rules.model import Condition, FieldRef, Group, Rule, RuleSet, Test
 
 NO_ACTION = "__no_action"
 # json.dumps builds a new encoder whenever it is given options; this one is built once.
@@ -35,56 +35,40 @@ class EngineError(RuntimeError):
     """durable_rules answered something the envelope does not expect; the fact is not decided."""
 
 
-def engine_name(field: str) -> str:
-    # Dotted names mean nested objects to durable_rules; the fact is flat, so settings.x travels as settings__x.
-    return field.replace(".", "__")
-
-
-def _compile_test(test: Test) -> dict[str, Any]:
+def _compile_test(test: Test, keys: dict[str, str]) -> dict[str, Any]:
     if isinstance(test, Group):
-        parts = [_compile_test(item) for item in test.items]
+        parts = [_compile_test(item, keys) for item in test.items]
         if len(parts) == 1:
             return parts[0]
         return {"$and" if test.kind == "all" else "$or": parts}
-    return _compile_condition(test)
+    return _compile_condition(test, keys)
 
 
-def _value(value: Any) -> Any:
+def _value(value: Any, keys: dict[str, str]) -> Any:
     if isinstance(value, FieldRef):
-        return {"$m": engine_name(value.field)}
+        return {"$m": keys[value.field]}
     if isinstance(value, Decimal):
         return float(value)
     return value
 
 
-def _compile_condition(condition: Condition) -> dict[str, Any]:
-    name, op, expected = engine_name(condition.field), condition.op, condition.expected
+def _compile_condition(condition: Condition, keys: dict[str, str]) -> dict[str, Any]:
+    name, op, expected = keys[condition.field], condition.op, condition.expected
     if op == "exists":
         return {"$ex" if expected else "$nex": {name: 1}}
     if op == "eq":
-        return {"$eq": {name: _value(expected)}} if isinstance(expected, FieldRef) else {name: _value(expected)}
+        return {"$eq": {name: _value(expected, keys)}} if isinstance(expected, FieldRef) else {name: _value(expected, keys)}
     if op == "in":
-        parts = [{name: _value(v)} for v in expected]
+        parts = [{name: _value(v, keys)} for v in expected]
         return parts[0] if len(parts) == 1 else {"$or": parts}
     if op == "not_in":
-        parts = [{"$neq": {name: _value(v)}} for v in expected]
+        parts = [{"$neq": {name: _value(v, keys)}} for v in expected]
         return parts[0] if len(parts) == 1 else {"$and": parts}
-    return {_OPS[op]: {name: _value(expected)}}
+    return {_OPS[op]: {name: _value(expected, keys)}}
 
 
-def compile_ruleset(ruleset: RuleSet) -> dict[str, Any]:
-    """The durable_rules JSON ruleset: one rule per YAML rule, priority = position (first hit), plus the catch-all."""
-    compiled: dict[str, Any] = {}
-    for index, rule in enumerate(ruleset.rules, start=1):
-        pattern = _compile_test(rule.when) if rule.when.items else {"$ex": {"event": 1}}
-        compiled[rule.id] = {"pri": index, "all": [{"m": pattern}]}
-    compiled[NO_ACTION] = {"pri": len(ruleset.rules) + 1, "all": [{"m": {"$ex": {"event": 1}}}]}
-    return compiled
-
-
-def referenced_fields(ruleset: RuleSet) -> frozenset[str]:
-    """The fields the engine must see; the others are left out of what is posted (smaller JSON, faster)."""
-    fields = {"event"}
+def referenced_fields_of(rule: Rule) -> set[str]:
+    fields: set[str] = set()
 
     def walk(test: Test) -> None:
         if isinstance(test, Group):
@@ -95,9 +79,41 @@ def referenced_fields(ruleset: RuleSet) -> frozenset[str]:
             if isinstance(test.expected, FieldRef):
                 fields.add(test.expected.field)
 
-    for rule in ruleset.rules:
-        walk(rule.when)
-    return frozenset(fields)
+    walk(rule.when)
+    return fields
+
+
+def referenced_fields(ruleset: RuleSet) -> list[str]:
+    """The fields the engine must see, in a fixed order; the others are not posted (smaller JSON, faster)."""
+    return sorted({"event"}.union(*(referenced_fields_of(rule) for rule in ruleset.rules)))
+
+
+def _may_fire_for(rule: Rule, event: str) -> bool:
+    """False only when a top-level test on `event` excludes it."""
+    for test in rule.when.items:
+        if isinstance(test, Condition) and test.field == "event":
+            if test.op == "eq" and test.expected != event or test.op == "in" and event not in test.expected \
+                    or test.op == "ne" and test.expected == event or test.op == "not_in" and event in test.expected:
+                return False
+    return True
+
+
+def engine_keys(ruleset: RuleSet) -> dict[str, str]:
+    """Short names for the posted fields: the core parses every event's JSON, so fewer bytes decide faster.
+    They also keep dotted settings names from meaning nested objects to durable_rules."""
+    return {name: f"f{index}" for index, name in enumerate(referenced_fields(ruleset))}
+
+
+def compile_ruleset(ruleset: RuleSet, keys: dict[str, str] | None = None) -> dict[str, Any]:
+    """The durable_rules JSON ruleset: one rule per YAML rule, priority = position (first hit), plus the catch-all."""
+    keys = keys or engine_keys(ruleset)
+    compiled: dict[str, Any] = {}
+    present = {"$ex": {keys["event"]: 1}}
+    for index, rule in enumerate(ruleset.rules, start=1):
+        pattern = _compile_test(rule.when, keys) if rule.when.items else present
+        compiled[rule.id] = {"pri": index, "all": [{"m": pattern}]}
+    compiled[NO_ACTION] = {"pri": len(ruleset.rules) + 1, "all": [{"m": present}]}
+    return compiled
 
 
 class DurableRuleset:
@@ -105,10 +121,16 @@ class DurableRuleset:
 
     def __init__(self, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
-        self.definition = compile_ruleset(ruleset)
-        fields = [(name, engine_name(name)) for name in sorted(referenced_fields(ruleset))]
-        self._amount_fields = tuple((n, k) for n, k in fields if FIELDS[n].kind == DECIMAL)
-        self._plain_fields = tuple((n, k) for n, k in fields if FIELDS[n].kind != DECIMAL)
+        keys = engine_keys(ruleset)
+        self.definition = compile_ruleset(ruleset, keys)
+        # Per event, only the fields of the rules that can fire for it are posted: a rule for another
+        # event fails on its event test whatever else the fact holds, so its fields cannot change the pick.
+        self._posted: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = {}
+        for event in ruleset.events:
+            names = sorted({"event"} | {name for rule in ruleset.rules if _may_fire_for(rule, event)
+                                        for name in referenced_fields_of(rule)})
+            self._posted[event] = (tuple((n, keys[n]) for n in names if FIELDS[n].kind != DECIMAL),
+                                   tuple((n, keys[n]) for n in names if FIELDS[n].kind == DECIMAL))
         try:
             self._handle = _core.create_ruleset(ruleset.name, json.dumps(self.definition, ensure_ascii=False))
         except Exception as exc:  # the core's own error numbers mean nothing to an operator
@@ -116,8 +138,9 @@ class DurableRuleset:
 
     def payload(self, fact: dict[str, Any]) -> str:
         # No "sid": the core puts every event in session "0", the envelope's one session.
-        event = {key: fact[name] for name, key in self._plain_fields if name in fact}
-        for name, key in self._amount_fields:
+        plain, amounts = self._posted[fact["event"]]
+        event = {key: fact[name] for name, key in plain if name in fact}
+        for name, key in amounts:
             if name in fact:
                 event[key] = float(fact[name])
         return _encode(event)

@@ -7,8 +7,8 @@ rules keep deciding.
 """
 from __future__ import annotations
 
+import random
 import threading
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -22,6 +22,18 @@ from daemon.rules.evaluate import Evaluator, RuleTrace, trace_json
 from daemon.rules.loader import load_folder
 from daemon.rules.model import ActionCall, FieldRef, Rule, RuleSet, Template
 from daemon.rules.yamlsource import Problem
+
+
+# Seeded from os.urandom; Python reseeds it in a forked child, so two processes never share a sequence.
+_random = random.Random()
+
+
+def new_decision_id() -> str:
+    """A random (version 4) UUID, made without uuid.uuid4's os.urandom call per id: decisions are made
+    tens of thousands a second, and the id is an identifier, not a secret."""
+    bits = (_random.getrandbits(128) & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x4000 << 64) | (0x8000 << 48)
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class EngineDisagreement(RuntimeError):
@@ -153,7 +165,7 @@ class RulesEngine:
         """Decide one fact. FactError when it does not fit the schema; nothing is decided then."""
         fact = normalise(data)
         decided_at = now or datetime.now(timezone.utc)
-        decision_id = decision_id or str(uuid.uuid4())
+        decision_id = decision_id or new_decision_id()
         with self._lock:
             loaded = self._loaded
             ruleset = loaded.by_event.get(fact["event"])

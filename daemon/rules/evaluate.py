@@ -34,7 +34,7 @@ def _as_peers(left: Any, right: Any) -> tuple[Any, Any]:
     return left, right
 
 
-def test_condition(condition: Condition, fact: dict[str, Any]) -> tuple[Any, bool]:
+def check_condition(condition: Condition, fact: dict[str, Any]) -> tuple[Any, bool]:
     actual = fact.get(condition.field, MISSING)
     if condition.op == "exists":
         return actual, (actual is not MISSING) == condition.expected
@@ -52,7 +52,7 @@ def test_condition(condition: Condition, fact: dict[str, Any]) -> tuple[Any, boo
 
 def _trace_test(test: Test, fact: dict[str, Any]) -> ConditionTrace:
     if isinstance(test, Condition):
-        actual, result = test_condition(test, fact)
+        actual, result = check_condition(test, fact)
         return (test, actual, result, [])
     children = [_trace_test(item, fact) for item in test.items]
     results = [child[2] for child in children]

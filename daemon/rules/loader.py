@@ -15,7 +15,7 @@ from daemon.facts import BOOL, DECIMAL, ENUM, EVENTS, FIELDS, INT, NUMBER, NUMER
 from daemon.rules.model import (
     OPERATORS, ORDERING, ActionCall, Condition, FieldRef, Group, Rule, RuleSet, Template, Test,
 )
-from daemon.rules.yamlsource import Node, Position, Problem, YamlFileError, read_yaml
+from daemon.rules.yamlsource import Node, Position, Problem, YamlFileError, read_yaml_with_problems
 
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # durable_rules hangs once 512 rules share a first test (research §1.8); stay well below it.
@@ -56,6 +56,8 @@ def _shown(node: Node) -> str:
 def check_value(ctx: _Context, spec_kind: str, values: tuple[Any, ...], what: str, node: Node) -> Any:
     """The typed value of a scalar for a field or parameter of this kind, or None after an error."""
     value = node.value
+    if node.trap:
+        return None
     if value is None:
         hint = ""
         if "None" in values:
@@ -359,14 +361,14 @@ def load_file(path: Path | str, text: str | None = None) -> RuleSet:
     try:
         if raw is None:
             raw = path.read_bytes()
-        root = read_yaml(path, raw.decode("utf-8"))
+        root, yaml_problems = read_yaml_with_problems(path, raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise RulesError([Problem(Position(str(path), 1, 1), f"not UTF-8 text ({exc.reason}); save the file as UTF-8")]) from None
     except OSError as exc:
         raise RulesError([Problem(Position(str(path), 1, 1), f"cannot read the file: {exc.strerror}")]) from None
     except YamlFileError as exc:
         raise RulesError(exc.problems) from None
-    ctx = _Context([])
+    ctx = _Context(list(yaml_problems))
     start = Position(str(path), 1, 1)
     if root is None or not root.is_mapping:
         raise RulesError([Problem(root.position if root else start,
@@ -397,7 +399,7 @@ def load_file(path: Path | str, text: str | None = None) -> RuleSet:
         rules = _rules(ctx, rules_node, events)
     errors = [p for p in ctx.problems if p.severity == "error"]
     if errors:
-        raise RulesError(errors)
+        raise RulesError(sorted(errors, key=lambda p: (p.position.line, p.position.column)))
     warnings: list[Problem] = []
     for index, later in enumerate(rules):
         for earlier in rules[:index]:

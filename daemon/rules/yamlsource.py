@@ -48,6 +48,7 @@ class Node:
     key_positions: dict[str, Position] = field(default_factory=dict)
     plain: bool = False     # an unquoted scalar
     text: str = ""          # a scalar as written
+    trap: bool = False      # already reported (e.g. an unquoted yes); later checks stay quiet about it
 
     @property
     def is_mapping(self) -> bool:
@@ -144,15 +145,18 @@ class _Reader:
     def scalar(self, node: yaml.ScalarNode, position: Position) -> Node:
         plain = node.style is None
         value = self.loader.construct_object(node, deep=True)
-        if plain and isinstance(value, bool) and node.value.lower() in WORD_BOOLEANS:
+        trap = plain and isinstance(value, bool) and node.value.lower() in WORD_BOOLEANS
+        if trap:
             self.problems.append(Problem(position, f"unquoted {node.value!r} is read by YAML as {str(value).lower()}: "
                                          f"write true or false for a yes/no field, or quote it ('{node.value}') for text"))
-        return Node(value, position, plain=plain, text=node.value)
+        return Node(value, position, plain=plain, text=node.value, trap=trap)
 
 
-def read_yaml(path: Path | str, text: str | None = None, display_name: str | None = None) -> Node | None:
-    """The file as Nodes; YamlFileError with every problem found (syntax error, duplicate key, word boolean)."""
-    name = display_name or str(path)
+def read_yaml_with_problems(path: Path | str, text: str | None = None) -> tuple[Node | None, list[Problem]]:
+    """The file as Nodes and the problems YAML itself hides (duplicate keys, word booleans), which leave
+    the rest of the file readable so that every problem in it can be reported at once.
+    YamlFileError when the file cannot be read as YAML at all."""
+    name = str(path)
     if text is None:
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -166,10 +170,21 @@ def read_yaml(path: Path | str, text: str | None = None, display_name: str | Non
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or str(exc)
-        context = f" ({exc.context})" if exc.context else ""
+        context = ""
+        if exc.context:
+            started = ""
+            if exc.context_mark is not None and exc.problem_mark is not None and exc.context_mark.line != exc.problem_mark.line:
+                started = f" that starts at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+            context = f" ({exc.context}{started})"
         raise YamlFileError([Problem(_position(name, mark), f"not valid YAML: {what}{context}")]) from None
     except yaml.YAMLError as exc:
         raise YamlFileError([Problem(Position(name, 1, 1), f"not valid YAML: {exc}")]) from None
-    if reader.problems:
-        raise YamlFileError(reader.problems)
+    return root, reader.problems
+
+
+def read_yaml(path: Path | str, text: str | None = None) -> Node | None:
+    """The file as Nodes; YamlFileError with every problem found (syntax error, duplicate key, word boolean)."""
+    root, problems = read_yaml_with_problems(path, text)
+    if problems:
+        raise YamlFileError(problems)
     return root

@@ -1,0 +1,107 @@
+"""The hash chain that makes a removed or edited decision record detectable.
+
+Every record of an account carries its sequence number within the account, the hash of the account's
+previous record, and its own hash: sha256 of the record's canonical JSON (sorted keys, no spaces)
+without the `hash` field. Removing a record breaks the next one's `seq` and `prev_hash`; editing one
+breaks its `hash`. Truncating the tail leaves no gap, so `audit verify` prints each account's head
+(last seq and hash) for an auditor to compare with a copy kept elsewhere (e.g. the store).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+GENESIS = "0" * 64
+_canonical = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str).encode
+
+
+def canonical(record: dict[str, Any]) -> str:
+    return _canonical(record)
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    body = {key: value for key, value in record.items() if key != "hash"}
+    return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Head:
+    seq: int = 0
+    hash: str = GENESIS
+
+
+@dataclass
+class Chain:
+    """The heads of every account's chain; `link` stamps a record as the next of its account."""
+
+    heads: dict[str, Head] = field(default_factory=dict)
+
+    def link(self, record: dict[str, Any]) -> dict[str, Any]:
+        head = self.heads.setdefault(record.get("account") or "", Head())
+        record["seq"] = head.seq + 1
+        record["prev_hash"] = head.hash
+        record["hash"] = record_hash(record)
+        head.seq, head.hash = record["seq"], record["hash"]
+        return record
+
+
+@dataclass
+class Break:
+    line: int
+    account: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class Verification:
+    records: int
+    heads: dict[str, Head]
+    broken: Break | None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            yield number, line
+
+
+def verify(path: Path | str) -> Verification:
+    """Check every record; stop at the first broken or missing one."""
+    path = Path(path)
+    heads: dict[str, Head] = {}
+    count = 0
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            return Verification(count, heads, Break(number, "", f"not a JSON record ({exc.msg} at column {exc.colno}): the line was edited or cut"))
+        if not isinstance(record, dict) or "hash" not in record or "seq" not in record:
+            return Verification(count, heads, Break(number, "", "not a decision-log record (no seq or hash)"))
+        account = record.get("account") or ""
+        head = heads.setdefault(account, Head())
+        label = f"account {account!r}" if account else "the default account"
+        if record_hash(record) != record["hash"]:
+            return Verification(count, heads, Break(number, account, f"record {record.get('decision_id')} of {label} "
+                                                                      f"(seq {record['seq']}) was changed after it was written: its hash does not match its content"))
+        if record["seq"] != head.seq + 1 or record.get("prev_hash") != head.hash:
+            if record["seq"] > head.seq + 1:
+                missing = f"records {head.seq + 1}..{record['seq'] - 1}" if record["seq"] - head.seq > 2 else f"record {head.seq + 1}"
+                message = f"{missing} of {label} are missing before seq {record['seq']}"
+            else:
+                message = f"record seq {record['seq']} of {label} does not follow seq {head.seq} (its prev_hash does not match)"
+            return Verification(count, heads, Break(number, account, message))
+        head.seq, head.hash = record["seq"], record["hash"]
+        count += 1
+    return Verification(count, heads, None)

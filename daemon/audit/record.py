@@ -1,0 +1,64 @@
+"""One self-contained record per decision (after OPA's decision log): what was known, which rule of which
+file version decided and why, and what was decided, with personal data masked."""
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any, Mapping
+
+from daemon.facts import PERSONAL_FIELDS, jsonable
+from daemon.rules.engine import Decision
+from daemon.rules.evaluate import trace_json
+
+MASK = "[masked]"
+RECORD_VERSION = 1
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+ENGINE = {"name": "durable_rules", "version": _version("durable_rules"), "ordersync": _version("ordersync")}
+
+
+def mask_value(field: str, value: Any) -> Any:
+    return MASK if field in PERSONAL_FIELDS else value
+
+
+def masked_fact(fact: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The fact with personal fields replaced, and the paths that were replaced (OPA's `masked`)."""
+    shown = {name: mask_value(name, value) for name, value in fact.items()}
+    return shown, [f"fact.{name}" for name in sorted(fact) if name in PERSONAL_FIELDS]
+
+
+def decision_record(decision: Decision) -> dict[str, Any]:
+    fact, masked = masked_fact(decision.fact)
+    # Actions are rendered again from the masked fact, so a note quoting the buyer's words is masked too.
+    actions = decision.render_actions(fact)
+    for index, (shown, real) in enumerate(zip(actions, decision.actions)):
+        masked.extend(f"actions[{index}].{name}" for name in shown if shown[name] != real[name])
+    rule = decision.rule
+    ruleset = decision.ruleset
+    return {
+        "type": "decision",
+        "record_version": RECORD_VERSION,
+        "decision_id": decision.decision_id,
+        "decided_at": decision.decided_at.isoformat(),
+        "account": decision.fact.get("account", ""),
+        "amazon_order_id": decision.fact.get("amazon_order_id"),
+        "storefront_order_id": decision.fact.get("storefront_order_id"),
+        "event": decision.fact["event"],
+        "ruleset": ruleset.name if ruleset else None,
+        "rules_file": ruleset.source if ruleset else None,
+        "rules_sha256": ruleset.sha256 if ruleset else None,
+        "rule": rule.id if rule else None,
+        "rule_description": rule.description if rule else None,
+        "outcome": "decided" if rule else "no_action",
+        "trace": trace_json(decision.trace, decision.fact, mask_value),
+        "fact": jsonable(fact),
+        "masked": masked,
+        "actions": actions,
+        "engine": ENGINE,
+    }
