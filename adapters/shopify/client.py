@@ -98,6 +98,7 @@ class ShopifyConfig:
     timeout: float = 10.0
     max_attempts: int = 4
     max_throttle_retries: int = 8
+    max_throttle_wait: float = 30.0  # longer waits come back as TransientError(THROTTLED, retry_after=...)
     cancel_poll_interval: float = 0.2
     cancel_timeout: float = 30.0
     initial_bucket: tuple[float, float] = DEFAULT_BUCKET
@@ -125,7 +126,7 @@ class ShopifyClient:
         self.ops: OperationSet = operations_for(config.api_version)
         self.transport = ShopifyTransport(
             config.shop, access_token, config.api_version, timeout=config.timeout, max_attempts=config.max_attempts,
-            max_throttle_retries=config.max_throttle_retries, initial_bucket=config.initial_bucket, http=http, sleep=sleep,
+            max_throttle_retries=config.max_throttle_retries, max_throttle_wait=config.max_throttle_wait, initial_bucket=config.initial_bucket, http=http, sleep=sleep,
         )
         self._sleep = sleep
 

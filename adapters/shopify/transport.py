@@ -71,6 +71,7 @@ class ShopifyTransport:
         timeout: float = 10.0,
         max_attempts: int = 4,
         max_throttle_retries: int = 8,
+        max_throttle_wait: float = 30.0,
         backoff: float = 0.5,
         initial_bucket: tuple[float, float] = DEFAULT_BUCKET,
         http: httpx.Client | None = None,
@@ -87,6 +88,7 @@ class ShopifyTransport:
         self._owns_http = http is None
         self._max_attempts = max(1, max_attempts)
         self._max_throttle_retries = max_throttle_retries
+        self._max_throttle_wait = max_throttle_wait
         self._backoff = backoff
         self._sleep = sleep
         maximum, rate = initial_bucket
@@ -125,7 +127,13 @@ class ShopifyTransport:
         attempts = 0
         throttles = 0
         while True:
-            self.stats.paced_seconds += self.bucket.take(min(estimate, self.bucket.burst), sleep=self._sleep)
+            needed = min(estimate, self.bucket.burst)
+            pause = self.bucket.wait_time(needed)
+            if pause > self._max_throttle_wait:
+                # Blocking a dispatcher thread for minutes helps nobody: hand the wait back to it.
+                raise TransientError(f"Shopify {name} on {self.shop}: the cost bucket needs {pause:.1f}s to hold {needed} points",
+                                     code="THROTTLED", retry_after=pause)
+            self.stats.paced_seconds += self.bucket.take(needed, sleep=self._sleep)
             self.stats.requests += 1
             try:
                 response = self._http.post(
@@ -167,7 +175,7 @@ class ShopifyTransport:
                     # Shopify's own figure wins over our estimate from now on.
                     estimate = max(estimate, int(_float(cost.get("requestedQueryCost")) or 0))
                     log.info("shopify.throttled", operation=name, shop=self.shop, wait_seconds=round(wait, 3))
-                    if throttles > self._max_throttle_retries:
+                    if throttles > self._max_throttle_retries or wait > self._max_throttle_wait:
                         raise TransientError(f"Shopify {name} on {self.shop}: still throttled after {throttles} tries", code="THROTTLED", retry_after=wait)
                     self.stats.throttle_wait_seconds += wait
                     self._sleep(wait)
