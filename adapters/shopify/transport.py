@@ -113,9 +113,16 @@ class ShopifyTransport:
             return
         if maximum <= 0 or rate <= 0:
             return
+        self._set_bucket(rate, maximum, current)
+
+    def _set_bucket(self, rate: float, maximum: float, level: float) -> None:
         bucket = TokenBucket(rate, maximum)
-        bucket.try_take(max(0.0, maximum - current))
+        bucket.try_take(max(0.0, maximum - level))
         self.bucket = bucket
+
+    def _give_back(self, points: float) -> None:
+        """A request that never reached the GraphQL layer (5xx, timeout, dropped) cost nothing there."""
+        self._set_bucket(self.bucket.rate, self.bucket.burst, min(self.bucket.burst, self.bucket.available() + points))
 
     # -- the call -------------------------------------------------------------------------------
     def execute(self, query: str, variables: Mapping[str, Any] | None = None, *, operation_name: str | None = None) -> dict[str, Any]:
@@ -142,9 +149,11 @@ class ShopifyTransport:
                     headers={"X-Shopify-Access-Token": self.__token, "Content-Type": "application/json", "Accept": "application/json"},
                 )
             except httpx.TimeoutException:
+                self._give_back(needed)
                 attempts = self._retry_or_raise(attempts, name, "TIMEOUT", f"Shopify {name} timed out ({self.shop})")
                 continue
             except httpx.TransportError as exc:
+                self._give_back(needed)
                 attempts = self._retry_or_raise(attempts, name, "CONNECTION", f"Shopify {name}: connection failed ({self.shop}: {type(exc).__name__})")
                 continue
             status = response.status_code
@@ -152,6 +161,7 @@ class ShopifyTransport:
                 what = "the access token was refused" if status == 401 else "the access token lacks a scope this call needs"
                 raise AuthError(f"Shopify {name} on {self.shop}: HTTP {status}, {what}", code=f"HTTP_{status}")
             if status == 429 or status >= 500:
+                self._give_back(needed)
                 retry_after = _float(response.headers.get("Retry-After"))
                 attempts = self._retry_or_raise(attempts, name, f"HTTP_{status}", f"Shopify {name} on {self.shop}: HTTP {status}", retry_after)
                 continue
