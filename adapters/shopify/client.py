@@ -151,7 +151,7 @@ class ShopifyClient:
         data = self.transport.execute(self.ops.find_orders, {"search": self.config.match.search(amazon_order_id)},
                                       operation_name="FindOrders")
         nodes = [n for n in ((data.get("orders") or {}).get("nodes") or []) if self.config.match.matches(n, amazon_order_id)]
-        how = f"{self.config.match.by}{' ' + self.config.match.tag_prefix + '…' if self.config.match.by == 'tag' else ''}"
+        how = f"tag {self.config.match.tag_prefix}<id>" if self.config.match.by == "tag" else "source identifier"
         if not nodes:
             raise OrderNotFound(f"no Shopify order on {self.config.shop} mirrors Amazon order {amazon_order_id} (matched by {how}); "
                                 "a just-imported order can take a few seconds to appear in search", code="ORDER_NOT_FOUND")
