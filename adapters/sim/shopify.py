@@ -76,6 +76,8 @@ class ShopifySim(SimServer):
         self.specs_dir = specs_dir
         self.schema_preference = schema_preference
         self._idempotency: dict[str, tuple[str, Any]] = {}
+        # Building the official schema takes a moment; do it now rather than inside a client's timeout.
+        load_schema("2025-01", specs_dir, prefer=schema_preference)
         self.add_route("POST", "/admin/api/{version}/graphql.json", self._graphql)
         self.add_route("GET", "/_sim/state", self._state)
         self.add_route("GET", "/_sim/bucket", lambda request: Response(body=self._throttle_status()))

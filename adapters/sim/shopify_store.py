@@ -444,6 +444,9 @@ class ShopStore:
             fo_location = None
             if restock_type == "CANCEL":
                 fo_location = self._remove_unfulfilled(order, line, quantity, location_id)
+            elif restock_type == "NO_RESTOCK":
+                # refunded units that were never shipped must not be shipped afterwards either
+                self._remove_unfulfilled(order, line, min(quantity, self.unfulfilled(order, line)), location_id)
             where = location_id or fo_location
             restocked = False
             if restock_type in ("CANCEL", "RETURN") and where and line.inventory_item_id is not None:

@@ -300,3 +300,10 @@ def test_zero_out_where_the_sku_is_not_stocked_or_unknown(client: Any) -> None:
 def test_every_action_needs_an_idempotency_key(client: Any) -> None:
     with pytest.raises(InvalidInput):
         client.add_tags(ORDER_1001, ["x"], idempotency_key="")
+
+
+def test_refunding_unshipped_units_without_restock_takes_them_out_of_fulfilment(client: Any, sim: Any) -> None:
+    client.refund(ORDER_1001, lines=[LineSelection(2, sku="MUG-RED")], restock_type="NO_RESTOCK", idempotency_key="r")
+    line = client.get_order(ORDER_1001).line(sku="MUG-RED")
+    assert (line.current_quantity, line.unfulfilled_quantity) == (1, 1)
+    assert level(sim, "MUG-RED", 1) == 10
