@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -307,6 +308,11 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     print(f"Shopify stand-in on {server.base_url}/admin/api/2025-01/graphql.json "
           f"(token: the scenario's shop.access_token; state: {server.base_url}/_sim/state). Ctrl-C stops it.", flush=True)
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # A container or systemd stops it with SIGTERM; that is a normal end, not a crash.
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -114,7 +114,8 @@ def test_it_runs_from_the_command_line(tmp_path: Path) -> None:
         assert len(httpx.get(base + "/_sim/state", timeout=5).json()["orders"]) == 7
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        returncode = process.wait(timeout=10)
+    assert returncode == 0, "SIGTERM should end the stand-in cleanly"
 
 
 def test_the_command_line_refuses_a_missing_scenario_file(tmp_path: Path) -> None:
