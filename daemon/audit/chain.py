@@ -97,8 +97,11 @@ def verify(path: Path | str) -> Verification:
                                                                       f"(seq {record['seq']}) was changed after it was written: its hash does not match its content"))
         if record["seq"] != head.seq + 1 or record.get("prev_hash") != head.hash:
             if record["seq"] > head.seq + 1:
-                missing = f"records {head.seq + 1}..{record['seq'] - 1}" if record["seq"] - head.seq > 2 else f"record {head.seq + 1}"
-                message = f"{missing} of {label} are missing before seq {record['seq']}"
+                if record["seq"] - head.seq > 2:
+                    missing = f"records {head.seq + 1} to {record['seq'] - 1} of {label} are"
+                else:
+                    missing = f"record {head.seq + 1} of {label} is"
+                message = f"{missing} missing: the next record found is seq {record['seq']}"
             else:
                 message = f"record seq {record['seq']} of {label} does not follow seq {head.seq} (its prev_hash does not match)"
             return Verification(count, heads, Break(number, account, message))

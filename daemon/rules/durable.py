@@ -12,6 +12,10 @@ action. It drives the C core directly, on one thread, with:
   only record and nothing can raise inside the engine;
 - facts whose types were checked against the schema and rules whose values were checked at load,
   so a text-versus-number comparison can never be reached;
+- every comparison with another field guarded by both fields' presence: the core otherwise compares
+  with the referenced field's value from an earlier event (a defect found here, see _compile_condition);
+- every rule guarded by the event field's presence: the session's state object is matched like an
+  event, so a rule of absence tests alone fires on it (a defect found here, see compile_ruleset);
 - reload as a fresh ruleset handle swapped in whole.
 """
 from __future__ import annotations
@@ -45,8 +49,6 @@ def _compile_test(test: Test, keys: dict[str, str]) -> dict[str, Any]:
 
 
 def _value(value: Any, keys: dict[str, str]) -> Any:
-    if isinstance(value, FieldRef):
-        return {"$m": keys[value.field]}
     if isinstance(value, Decimal):
         return float(value)
     return value
@@ -56,8 +58,14 @@ def _compile_condition(condition: Condition, keys: dict[str, str]) -> dict[str, 
     name, op, expected = keys[condition.field], condition.op, condition.expected
     if op == "exists":
         return {"$ex" if expected else "$nex": {name: 1}}
+    if isinstance(expected, FieldRef):
+        # The core keeps a referenced field's value from an earlier event: once any event carried it, an
+        # event without it matches `a == b` whatever a is (found by tests/rules/test_equivalence.py).
+        # Requiring both fields to be present keeps the comparison to this event's own values.
+        other = keys[expected.field]
+        return {"$and": [{"$ex": {name: 1}}, {"$ex": {other: 1}}, {_OPS.get(op, "$eq"): {name: {"$m": other}}}]}
     if op == "eq":
-        return {"$eq": {name: _value(expected, keys)}} if isinstance(expected, FieldRef) else {name: _value(expected, keys)}
+        return {name: _value(expected, keys)}
     if op == "in":
         parts = [{name: _value(v, keys)} for v in expected]
         return parts[0] if len(parts) == 1 else {"$or": parts}
@@ -108,9 +116,11 @@ def compile_ruleset(ruleset: RuleSet, keys: dict[str, str] | None = None) -> dic
     """The durable_rules JSON ruleset: one rule per YAML rule, priority = position (first hit), plus the catch-all."""
     keys = keys or engine_keys(ruleset)
     compiled: dict[str, Any] = {}
+    # The session's state object is itself a message the core matches rules against; a rule made only of
+    # absence tests would fire on it. Every rule requires the event field, which the state never has.
     present = {"$ex": {keys["event"]: 1}}
     for index, rule in enumerate(ruleset.rules, start=1):
-        pattern = _compile_test(rule.when, keys) if rule.when.items else present
+        pattern = {"$and": [present, _compile_test(rule.when, keys)]} if rule.when.items else present
         compiled[rule.id] = {"pri": index, "all": [{"m": pattern}]}
     compiled[NO_ACTION] = {"pri": len(ruleset.rules) + 1, "all": [{"m": present}]}
     return compiled

@@ -1,0 +1,90 @@
+"""The decision log: one self-contained record per decision, personal data masked, and proof that no
+record was removed or changed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from daemon.audit.chain import verify
+from daemon.audit.log import DecisionLog
+from daemon.rules.engine import RulesEngine
+
+BUYER_WORDS = "Please cancel, my address is 12 Elm Street"
+
+
+@pytest.fixture(scope="module")
+def engine(rules_dir):
+    return RulesEngine(rules_dir)
+
+
+def _decide(engine, account: str, order: str):
+    return engine.decide({"event": "buyer_cancel_requested", "account": account, "amazon_order_id": order,
+                          "shipping_status": "Unshipped", "order_status": "In Process", "dropship_status": "None",
+                          "buyer_cancel_reason": BUYER_WORDS})
+
+
+@pytest.fixture
+def log_path(tmp_path, engine):
+    path = tmp_path / "decisions.jsonl"
+    with DecisionLog(path) as log:
+        for index in range(6):
+            log.write_decision(_decide(engine, "acme" if index % 2 else "globex", f"112-{index}"))
+    return path
+
+
+def test_a_record_holds_what_was_known_which_rule_of_which_version_and_what_was_decided(log_path, rules_dir):
+    record = json.loads(log_path.read_text().splitlines()[0])
+    assert record["type"] == "decision" and record["event"] == "buyer_cancel_requested"
+    assert record["account"] == "globex" and record["amazon_order_id"] == "112-0"
+    assert record["ruleset"] == "cancellation" and record["rule"] == "hold-on-buyer-request"
+    assert record["rules_sha256"] == __import__("hashlib").sha256((rules_dir / "cancellation.yaml").read_bytes()).hexdigest()
+    assert record["trace"][0]["rule"] == "hold-on-buyer-request" and record["trace"][0]["matched"]
+    assert [a["type"] for a in record["actions"]] == ["hold_order", "add_note", "notify"]
+    assert record["fact"]["shipping_status"] == "Unshipped"
+    assert record["engine"]["name"] == "durable_rules"
+    assert record["seq"] == 1 and len(record["hash"]) == 64
+
+
+def test_personal_data_is_masked_in_the_fact_the_trace_and_the_actions(log_path):
+    text = log_path.read_text()
+    assert "Elm Street" not in text
+    record = json.loads(text.splitlines()[0])
+    assert record["fact"]["buyer_cancel_reason"] == "[masked]"
+    assert record["actions"][1]["text"] == "Buyer asked to cancel: [masked]"
+    assert record["masked"] == ["fact.buyer_cancel_reason", "actions[1].text"]
+
+
+def test_an_intact_log_verifies_with_each_accounts_head(log_path):
+    result = verify(log_path)
+    assert result.ok and result.records == 6
+    assert {account: head.seq for account, head in result.heads.items()} == {"globex": 3, "acme": 3}
+
+
+def test_a_removed_record_is_reported_with_its_account_and_place(log_path):
+    lines = log_path.read_text().splitlines(keepends=True)
+    del lines[2]  # globex's second record
+    log_path.write_text("".join(lines))
+    result = verify(log_path)
+    assert not result.ok and result.broken.line == 4 and result.broken.account == "globex"
+    assert "record 2 of account 'globex' is missing: the next record found is seq 3" in str(result.broken)
+
+
+def test_an_edited_record_is_reported(log_path):
+    lines = log_path.read_text().splitlines(keepends=True)
+    lines[3] = lines[3].replace('"rule":"hold-on-buyer-request"', '"rule":"mirror-cancellation"')
+    log_path.write_text("".join(lines))
+    result = verify(log_path)
+    assert not result.ok and result.broken.line == 4
+    assert "was changed after it was written" in str(result.broken)
+
+
+def test_a_record_cut_short_by_a_crash_is_dropped_on_reopen_and_the_chain_goes_on(log_path, engine):
+    text = log_path.read_text()
+    log_path.write_text(text + text.splitlines()[0][:40])  # a crash in the middle of writing a record
+    with DecisionLog(log_path) as log:
+        assert log.recovered_bytes == 40
+        record = log.write_decision(_decide(engine, "acme", "112-9"))
+    assert record["seq"] == 4
+    result = verify(log_path)
+    assert result.ok and result.records == 7

@@ -1,0 +1,108 @@
+"""The engine decides facts by the shipped rules, refuses facts that do not fit the schema, explains
+every decision, and swaps rules on reload only when the new ones load."""
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import pytest
+
+from daemon.facts import FactError
+from daemon.rules.engine import DecisionError, RulesEngine
+from daemon.rules.loader import RulesError
+
+
+@pytest.fixture
+def engine(rules_dir):
+    engine = RulesEngine(rules_dir)
+    yield engine
+    engine.close()
+
+
+def test_a_buyer_request_on_an_unshipped_order_is_held_with_the_reason_noted(engine):
+    decision = engine.decide({"event": "buyer_cancel_requested", "amazon_order_id": "112-1", "shipping_status": "Unshipped",
+                              "order_status": "In Process", "dropship_status": "None", "buyer_cancel_reason": "Wrong size"})
+    assert decision.rule_id == "hold-on-buyer-request"
+    assert decision.actions[:2] == [{"type": "hold_order", "reason": "buyer_cancel_requested"},
+                                    {"type": "add_note", "text": "Buyer asked to cancel: Wrong size"}]
+    assert decision.ruleset.name == "cancellation" and len(decision.ruleset.sha256) == 64
+    assert uuid.UUID(decision.decision_id).version == 4
+
+
+def test_an_event_no_file_decides_is_no_action(engine):
+    decision = engine.decide({"event": "order_updated", "amazon_order_id": "112-1"})
+    assert decision.rule_id is None and decision.actions == [] and decision.ruleset is None
+
+
+@pytest.mark.parametrize("fact, field, words", [
+    ({"event": "order_cancelled", "reason": "BuyerCanceled"}, "reason", "did you mean 'reason_code'"),
+    ({"event": "order_cancelled", "units_ordered": "3"}, "units_ordered", "is not a whole number"),
+    ({"event": "order_cancelled", "units_ordered": True}, "units_ordered", "is not a whole number"),
+    ({"event": "order_cancelled", "dropship_status": None}, "dropship_status", "null is not allowed"),
+    ({"event": "order_cancelled", "dropship_status": "none"}, "dropship_status", "did you mean 'None'"),
+    ({"event": "refund_requested", "refund_amount": "ten"}, "refund_amount", "is not a number"),
+    ({"event": "refund_requested", "refund_amount": "1.23456"}, "refund_amount", "at most 4 decimal places"),
+    ({"event": "refund_requested", "settings": {"allow_overrefund": True}}, "settings.allow_overrefund", "did you mean 'allow_over_refund'"),
+    ({"amazon_order_id": "112-1"}, "event", "every fact needs an event"),
+])
+def test_a_fact_that_does_not_fit_the_schema_is_refused_naming_the_field(engine, fact, field, words):
+    with pytest.raises(FactError) as caught:
+        engine.decide(fact)
+    assert caught.value.field == field and words in str(caught.value)
+
+
+def test_money_given_as_text_is_exact(engine):
+    decision = engine.decide({"event": "refund_requested", "origin": "storefront", "reason_code": "CustomerReturn",
+                              "paid_total": "0.30", "refunded_total": "0.10", "refund_amount": "0.20"})
+    assert decision.rule_id == "refund-on-amazon"  # 0.1 + 0.2 > 0.3 in floats; not here
+
+
+def test_the_trace_explains_the_rule_that_fired_and_every_earlier_rule(engine):
+    decision = engine.decide({"event": "order_cancelled", "reason_code": "NoInventory", "line_count": 2,
+                              "lines_cancelled": 1, "units_ordered": 2, "units_cancelled": 1})
+    trace = decision.to_json(explain=True)["trace"]
+    assert [entry["rule"] for entry in trace][-1] == "reject-partial-cancellation"
+    assert trace[-1]["matched"] and all(c["result"] for c in trace[-1]["conditions"])
+    for entry in trace[:-1]:
+        assert not entry["matched"] and any(not c["result"] for c in entry["conditions"])
+    scope = next(c for c in trace[-1]["conditions"] if c["field"] == "cancel_scope")
+    assert scope == {"field": "cancel_scope", "op": "eq", "expected": "partial", "actual": "partial", "result": True}
+    hold = trace[0]["conditions"]
+    assert {"field": "shipping_status", "op": "eq", "expected": "Unshipped", "actual": None, "absent": True, "result": False} in hold
+
+
+def test_a_field_value_an_action_does_not_take_leaves_the_fact_undecided(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        "ruleset: c\nevents: [cancel_requested]\nrules:\n"
+        "  - id: send\n    description: no guard on the reason\n    when: {event: cancel_requested}\n"
+        "    then: [{cancel_on_amazon: {reason_code: {field: reason_code}}}]\n")
+    engine = RulesEngine(tmp_path)
+    assert engine.decide({"event": "cancel_requested", "reason_code": "BuyerCanceled"}).actions == [
+        {"type": "cancel_on_amazon", "reason_code": "BuyerCanceled"}]
+    with pytest.raises(DecisionError, match="cancel_on_amazon.reason_code the value 'CustomerCancel'"):
+        engine.decide({"event": "cancel_requested", "reason_code": "CustomerCancel"})
+
+
+def test_reload_swaps_in_new_rules_and_a_broken_file_leaves_the_old_ones_deciding(rules_dir, tmp_path):
+    folder = tmp_path / "rules"
+    shutil.copytree(rules_dir, folder)
+    engine = RulesEngine(folder)
+    fact = {"event": "order_cancelled", "reason_code": "CustomerExchange"}
+    first = engine.decide(fact)
+    assert first.rule_id == "mirror-cancellation"
+
+    path = folder / "cancellation.yaml"
+    path.write_text(path.read_text().replace(
+        "reason_code: {in: [BuyerCanceled, ShippingAddressUndeliverable, GeneralAdjustment, PricingError]}",
+        "reason_code: {in: [BuyerCanceled, ShippingAddressUndeliverable, GeneralAdjustment, PricingError, CustomerExchange]}"))
+    engine.reload()
+    second = engine.decide(fact)
+    assert second.rule_id == "mirror-cancellation-with-restock"
+    assert second.ruleset.sha256 != first.ruleset.sha256
+
+    path.write_text(path.read_text().replace("restock: true", "restock: yes"))
+    with pytest.raises(RulesError, match="unquoted 'yes'"):
+        engine.reload()
+    third = engine.decide(fact)
+    assert third.rule_id == "mirror-cancellation-with-restock" and third.ruleset.sha256 == second.ruleset.sha256
+    engine.close()
