@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from daemon.cli import audit, rules, sim
+from daemon.cli import audit, rules, run, sim
 
-COMMAND_GROUPS = (rules, audit, sim)
+COMMAND_GROUPS = (rules, audit, sim, run)
 
 
 def build_parser() -> argparse.ArgumentParser:
