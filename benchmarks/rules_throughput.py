@@ -108,15 +108,23 @@ def main() -> None:
         decision = engine.decide(fact)
         rules_fired[decision.rule_id] = rules_fired.get(decision.rule_id, 0) + 1
     decided = time.perf_counter() - start
-    print(f"durable_rules, decision built         {rate(len(facts), decided)}")
+    print(f"durable_rules, decision built (fact checked too) {rate(len(facts), decided)}")
 
     start = time.perf_counter()
     for fact in facts:
         decision_record(engine.decide(fact))
     recorded = time.perf_counter() - start
-    print(f"  ... plus the audit record (trace)   {rate(len(facts), recorded)}")
+    print(f"  ... plus the audit record with its trace       {rate(len(facts), recorded)}")
 
+    start = time.perf_counter()
     checked = [normalise(fact) for fact in facts]
+    normalised = time.perf_counter() - start
+    print(f"  of which the schema check           {rate(len(facts), normalised)}")
+    start = time.perf_counter()
+    for fact in checked:
+        engine._decide_checked(fact)
+    checked_decided = time.perf_counter() - start
+    print(f"durable_rules, decision built, on facts already checked {rate(len(checked), checked_decided)}")
     evaluators = engine._loaded.evaluators
     by_event = {event: evaluators[r.name] for event, r in engine._loaded.by_event.items()}
     start = time.perf_counter()

@@ -194,19 +194,14 @@ def actions_markdown() -> str:
     return "\n".join(rows)
 
 
-def run_fields(args: argparse.Namespace) -> int:
-    if args.markdown:
-        print(fields_markdown())
-        return 0
-    for spec in FIELDS.values():
-        print(f"{spec.name:<40} {spec.describe_type()}")
+def _listing(args: argparse.Namespace, markdown: str, lines: Iterable[str]) -> int:
+    print(markdown if args.markdown else "\n".join(lines))
     return 0
+
+
+def run_fields(args: argparse.Namespace) -> int:
+    return _listing(args, fields_markdown(), (f"{spec.name:<40} {spec.describe_type()}" for spec in FIELDS.values()))
 
 
 def run_actions(args: argparse.Namespace) -> int:
-    if args.markdown:
-        print(actions_markdown())
-        return 0
-    for spec in ACTIONS.values():
-        print(f"{spec.signature():<70} {spec.description}")
-    return 0
+    return _listing(args, actions_markdown(), (f"{spec.signature():<70} {spec.description}" for spec in ACTIONS.values()))

@@ -163,7 +163,11 @@ class RulesEngine:
 
     def decide(self, data: Mapping[str, Any], *, decision_id: str | None = None, now: datetime | None = None) -> Decision:
         """Decide one fact. FactError when it does not fit the schema; nothing is decided then."""
-        fact = normalise(data)
+        return self._decide_checked(normalise(data), decision_id, now)
+
+    def _decide_checked(self, fact: dict[str, Any], decision_id: str | None = None,
+                        now: datetime | None = None) -> Decision:
+        """Decide a fact that `normalise` returned; nothing else may reach durable_rules."""
         decided_at = now or datetime.now(timezone.utc)
         decision_id = decision_id or new_decision_id()
         with self._lock:
