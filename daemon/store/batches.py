@@ -1,0 +1,137 @@
+"""Amazon-bound actions: queued, sent as one feed per batch, reconciled message by message."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Mapping, Sequence
+
+from sqlalchemy import insert, select, update
+from sqlmodel import col
+
+from daemon.actions import ACTIONS
+from daemon.store.db import Database
+from daemon.store.errors import NotFound, StoreError
+from daemon.store.models import (BATCH_CREATED, BATCH_DONE, BATCH_SUBMITTED, DONE, FAILED, FEED_FOR_ACTION,
+                                 QUEUED_FOR_BATCH, Action, AmazonBatch, BatchMessage)
+from daemon.store.orders import mark_order_failed
+from daemon.store.types import utcnow
+
+# message id -> (ok, result code, description), as read from the feed's processing report
+MessageResults = Mapping[int, tuple[bool, str | None, str | None]]
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch: AmazonBatch
+    messages: dict[int, Action]   # message id -> the action it carries
+
+
+def _action_types(feed_type: str) -> list[str]:
+    types = [kind for kind, feed in FEED_FOR_ACTION.items() if feed == feed_type]
+    if not types:
+        raise StoreError(f"unknown feed type {feed_type!r}; one of {', '.join(sorted(set(FEED_FOR_ACTION.values())))}")
+    return types
+
+
+class Batches(Database):
+
+    def queued_amazon_actions(self, account: str, feed_kind: str, limit: int = 15) -> Sequence[Action]:
+        """Actions waiting for the next feed of this type (models.CANCEL_FEED or ADJUSTMENT_FEED), oldest
+        first: approved (or never needing approval) and in no batch yet."""
+        query = (select(Action).where(col(Action.account) == account, col(Action.status) == QUEUED_FOR_BATCH,
+                                      col(Action.batch_id).is_(None), col(Action.type).in_(_action_types(feed_kind)))
+                 .order_by(col(Action.id)).limit(limit))
+        with self.transaction(write=False) as s:
+            return s.scalars(query).all()
+
+    def create_batch(self, account: str, feed_kind: str, action_ids: Sequence[int],
+                     now: datetime | None = None) -> Batch:
+        """Put these queued actions into a new batch, message ids 1…n in the order given. Call before
+        submitting the feed, so a crash after submitting still knows what the feed carried. Raises
+        StoreError if any of them is not queued for this feed (another process batched it first)."""
+        if not action_ids:
+            raise StoreError("a batch needs at least one action")
+        types = _action_types(feed_kind)
+        now = now or utcnow()
+        with self.transaction() as s:
+            batch = AmazonBatch(account=account, feed_type=feed_kind, status=BATCH_CREATED, created_at=now)
+            s.add(batch)
+            s.flush()
+            taken = s.execute(update(Action).where(
+                col(Action.id).in_(list(action_ids)), col(Action.account) == account,
+                col(Action.status) == QUEUED_FOR_BATCH, col(Action.batch_id).is_(None), col(Action.type).in_(types))
+                .values(batch_id=batch.id, updated_at=now)).rowcount
+            if taken != len(set(action_ids)):
+                raise StoreError(f"only {taken} of the {len(set(action_ids))} actions are queued for a "
+                                 f"{feed_kind} feed of account {account}; list them again with queued_amazon_actions")
+            for message_id, action_id in enumerate(action_ids, start=1):
+                s.execute(insert(BatchMessage).values(batch_id=batch.id, message_id=message_id, action_id=action_id))
+            actions = {a.id: a for a in s.scalars(select(Action).where(col(Action.batch_id) == batch.id)
+                                                  .execution_options(populate_existing=True))}
+            return Batch(batch, {number: actions[action_id] for number, action_id in enumerate(action_ids, start=1)})
+
+    def record_batch_submitted(self, batch_id: int, feed_id: str, document_id: str | None = None,
+                               now: datetime | None = None) -> None:
+        with self.transaction() as s:
+            changed = s.execute(update(AmazonBatch).where(col(AmazonBatch.id) == batch_id).values(
+                feed_id=feed_id, document_id=document_id, status=BATCH_SUBMITTED, submitted_at=now or utcnow())).rowcount
+            if not changed:
+                raise NotFound(f"no batch {batch_id}")
+
+    def record_batch_results(self, batch_id: int, results: MessageResults, now: datetime | None = None) -> bool:
+        """Reconcile the processing report: each message's action becomes done, or failed with its order
+        in the error view (the action's failure status, Amazon's description). Messages already
+        reconciled are left alone, so a repeated call changes nothing. Returns True once every message
+        of the batch has its result (the batch is then done)."""
+        now = now or utcnow()
+        with self.transaction() as s:
+            batch = s.scalars(select(AmazonBatch).where(col(AmazonBatch.id) == batch_id).with_for_update()).first()
+            if batch is None:
+                raise NotFound(f"no batch {batch_id}")
+            messages = {m.message_id: m for m in s.scalars(select(BatchMessage).where(col(BatchMessage.batch_id) == batch_id))}
+            unknown = sorted(set(results) - set(messages))
+            if unknown:
+                raise StoreError(f"batch {batch_id} has no message(s) {unknown}; it has 1…{len(messages)}")
+            for message_id, (ok, code, description) in results.items():
+                message = messages[message_id]
+                if message.ok is not None:
+                    continue
+                message.ok, message.result_code, message.result_description = bool(ok), code, description
+                action = s.get(Action, message.action_id)
+                assert action is not None
+                outcome = {"feed_id": batch.feed_id, "batch_id": batch_id, "message_id": message_id, "code": code}
+                if ok:
+                    action.status, action.result, action.last_error = DONE, outcome, None
+                else:
+                    error = f"Amazon feed {batch.feed_id} message {message_id}: {code or 'Error'}: {description or ''}".rstrip(": ")
+                    action.status, action.result, action.last_error = FAILED, outcome, error
+                    if action.amazon_order_id:
+                        mark_order_failed(s, action.account, action.amazon_order_id,
+                                          ACTIONS[action.type].failure_status, error)
+                action.updated_at = now
+            finished = all(m.ok is not None for m in messages.values())
+            if finished:
+                batch.status, batch.finished_at = BATCH_DONE, now
+            return finished
+
+    def batches_in_flight(self, account: str | None = None) -> Sequence[AmazonBatch]:
+        """Batches created but not yet submitted (a crash came between) or submitted without results."""
+        query = select(AmazonBatch).where(col(AmazonBatch.status).in_((BATCH_CREATED, BATCH_SUBMITTED)))
+        if account is not None:
+            query = query.where(col(AmazonBatch.account) == account)
+        with self.transaction(write=False) as s:
+            return s.scalars(query.order_by(col(AmazonBatch.id))).all()
+
+    def batch(self, batch_id: int) -> Batch:
+        with self.transaction(write=False) as s:
+            batch = s.get(AmazonBatch, batch_id)
+            if batch is None:
+                raise NotFound(f"no batch {batch_id}")
+            rows = s.execute(select(BatchMessage.message_id, Action).join(Action, col(Action.id) == col(BatchMessage.action_id))
+                             .where(col(BatchMessage.batch_id) == batch_id).order_by(col(BatchMessage.message_id))).all()
+            return Batch(batch, {message_id: action for message_id, action in rows})
+
+    def batch_messages(self, batch_id: int) -> Sequence[BatchMessage]:
+        with self.transaction(write=False) as s:
+            return s.scalars(select(BatchMessage).where(col(BatchMessage.batch_id) == batch_id)
+                             .order_by(col(BatchMessage.message_id))).all()

@@ -1,0 +1,156 @@
+"""Opening the store: one SQLAlchemy engine per database, set up so both databases keep the promises
+the repository makes (docs/store.md §SQLite vs PostgreSQL)."""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlmodel import Session
+
+from daemon.store.errors import StoreError
+from daemon.store.types import json_dumps
+
+if TYPE_CHECKING:
+    from daemon.store.repo import Store
+
+BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 5
+URL_HINT = "give sqlite:///path/to/ordersync.db or postgresql+psycopg://user@host:5432/dbname"
+
+
+def redact(url: str | URL) -> str:
+    """The URL as it may be shown: password replaced by ***. Works on strings that do not parse."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _scrub(message: str, url: URL) -> str:
+    """A driver message with the password cut out, in case the driver quotes the connection string."""
+    if url.password:
+        message = message.replace(str(url.password), "***")
+    return message.strip().splitlines()[0] if message.strip() else message
+
+
+class Database:
+    """A connection to the ordersync database: the engine and the one way to run a transaction.
+    `daemon.store.repo.Store` adds the operations; open_store() returns one of those."""
+
+    def __init__(self, engine: Engine, url: URL) -> None:
+        self.engine = engine
+        self.url = url
+        self.shown_url = redact(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction, committed when the block ends, rolled back on an exception.
+
+        On SQLite a write transaction begins IMMEDIATE: it takes the write lock up front (waiting up to
+        busy_timeout), so two writers never both read and then fail to upgrade their lock."""
+        engine = self.engine.execution_options(ordersync_write=write)
+        with Session(engine, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.shown_url}>"
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database
+    if not database or database == ":memory:":
+        raise StoreError(f"{redact(url)}: an in-memory SQLite database loses every event at exit; "
+                         "give a file, e.g. sqlite:////var/lib/ordersync/ordersync.db")
+    folder = Path(database).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise StoreError(f"{redact(url)}: folder {folder} does not exist; create it or give another path")
+    engine = create_engine(url, json_serializer=json_dumps, pool_pre_ping=True)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        # Take transaction control from the sqlite3 module (it would BEGIN lazily and COMMIT before DDL).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # NORMAL in WAL mode: a killed process loses nothing committed; a power cut may lose the last
+        # transactions, whole (never half of one). docs/store.md says why that is acceptable.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("ordersync_write", True)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _postgresql_engine(url: URL) -> Engine:
+    connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    return create_engine(url, json_serializer=json_dumps, pool_pre_ping=True, connect_args=connect_args)
+
+
+def open_store(url: str | URL, *, migrate: bool = False) -> "Store":
+    """Open the database at `url` and check it answers. With migrate=True also bring its schema up to
+    date (ordersync db upgrade); otherwise call Store.require_current_schema() before using it.
+
+    Raises StoreError naming the URL (password hidden) and what to do, for a bad or unsupported URL and
+    for a database that cannot be reached."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        raise StoreError(f"{redact(str(url))!r} is not a database URL; {URL_HINT}") from None
+    backend = parsed.get_backend_name()
+    try:
+        if backend == "sqlite":
+            engine = _sqlite_engine(parsed)
+        elif backend == "postgresql":
+            if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            engine = _postgresql_engine(parsed)
+        else:
+            raise StoreError(f"{redact(parsed)}: unsupported database {backend!r}; {URL_HINT}")
+    except (NoSuchModuleError, ArgumentError, ImportError) as exc:
+        raise StoreError(f"{redact(parsed)}: {_scrub(str(exc), parsed)}; {URL_HINT}") from None
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        detail = _scrub(str(getattr(exc, "orig", None) or exc), parsed)
+        raise StoreError(f"cannot open the database {redact(parsed)}: {detail}; check that it is running "
+                         "and reachable and that the URL's host, port, user and database are right") from None
+    # repo.py builds on this module, so it is imported here rather than at the top.
+    from daemon.store.repo import Store
+    store = Store(engine, parsed)
+    if migrate:
+        from daemon.store.migrations import upgrade
+        upgrade(store)
+    return store

@@ -1,0 +1,107 @@
+"""The inbox: events in (once per natural key, with the cursor advance), undecided events out."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+from sqlalchemy import select, update
+from sqlmodel import Session, col
+
+from daemon.store._sql import insert_for
+from daemon.store.db import Database
+from daemon.store.errors import NotFound, StoreError
+from daemon.store.models import CURSOR_KINDS, Account, Cursor, Event
+from daemon.store.types import utcnow
+
+
+def ensure_account(session: Session, account: str) -> None:
+    if not account:
+        raise StoreError("an account name is required")
+    session.execute(insert_for(session, Account).values(id=account, created_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=["id"]))
+
+
+class Inbox(Database):
+
+    def ingest(self, account: str, natural_key: str, kind: str, payload: Mapping[str, Any],
+               cursor: tuple[str, str] | None = None, *, amazon_order_id: str | None = None,
+               received_at: datetime | None = None) -> bool:
+        """Store one event and advance the cursor, in one transaction. Returns False when an event with
+        this natural key is already stored (nothing inserted); the cursor is advanced either way, so a
+        replayed page still moves the poll forward."""
+        if cursor is not None:
+            _check_cursor_kind(cursor[0])
+        with self.transaction() as s:
+            ensure_account(s, account)
+            inserted = s.execute(
+                insert_for(s, Event).values(
+                    account=account, natural_key=natural_key, kind=kind, amazon_order_id=amazon_order_id,
+                    payload=dict(payload), received_at=received_at or utcnow(), failures=0)
+                .on_conflict_do_nothing(index_elements=["account", "natural_key"])
+            ).rowcount == 1
+            if cursor is not None:
+                _set_cursor(s, account, cursor[0], cursor[1])
+        return inserted
+
+    def set_cursor(self, account: str, kind: str, value: str) -> None:
+        """Advance a cursor with no event (an empty page)."""
+        _check_cursor_kind(kind)
+        with self.transaction() as s:
+            ensure_account(s, account)
+            _set_cursor(s, account, kind, value)
+
+    def cursor(self, account: str, kind: str) -> str | None:
+        with self.transaction(write=False) as s:
+            row = s.get(Cursor, (account, kind))
+            return row.value if row else None
+
+    def get_event(self, event_id: int) -> Event:
+        with self.transaction(write=False) as s:
+            event = s.get(Event, event_id)
+            if event is None:
+                raise NotFound(f"no event {event_id}")
+            return event
+
+    def undecided_events(self, account: str | None = None, limit: int = 100, *,
+                         include_failed: bool = True) -> Sequence[Event]:
+        """Events with no decision yet, oldest first. Events that failed to be decided are included
+        (they are retried) unless include_failed is off."""
+        query = select(Event).where(col(Event.decided_at).is_(None))
+        if account is not None:
+            query = query.where(Event.account == account)
+        if not include_failed:
+            query = query.where(col(Event.error).is_(None))
+        with self.transaction(write=False) as s:
+            return s.scalars(query.order_by(col(Event.id)).limit(limit)).all()
+
+    def failed_events(self, account: str | None = None, limit: int = 100) -> Sequence[Event]:
+        """Events that could not be decided (record_failure) and still have no decision."""
+        query = select(Event).where(col(Event.decided_at).is_(None), col(Event.error).is_not(None))
+        if account is not None:
+            query = query.where(Event.account == account)
+        with self.transaction(write=False) as s:
+            return s.scalars(query.order_by(col(Event.id)).limit(limit)).all()
+
+    def record_failure(self, event_id: int, error: str) -> None:
+        """Keep an event that could not be decided (e.g. a fact the schema refuses) visible with its
+        error; it stays undecided, so a later pass (after a rules or code fix) decides it."""
+        with self.transaction() as s:
+            changed = s.execute(
+                update(Event).where(col(Event.id) == event_id, col(Event.decided_at).is_(None))
+                .values(error=error, failures=col(Event.failures) + 1)).rowcount
+            if not changed and s.get(Event, event_id) is None:
+                raise NotFound(f"no event {event_id}")
+
+
+def _check_cursor_kind(kind: str) -> None:
+    if kind not in CURSOR_KINDS:
+        raise StoreError(f"unknown cursor kind {kind!r}; one of {', '.join(CURSOR_KINDS)}")
+
+
+def _set_cursor(s: Session, account: str, kind: str, value: str) -> None:
+    if not isinstance(value, str):
+        raise StoreError(f"cursor value must be text (serialise JSON first), got {type(value).__name__}")
+    now = utcnow()
+    statement = insert_for(s, Cursor).values(account=account, kind=kind, value=value, updated_at=now)
+    s.execute(statement.on_conflict_do_update(index_elements=["account", "kind"],
+                                              set_={"value": value, "updated_at": now}))

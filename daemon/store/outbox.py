@@ -1,0 +1,142 @@
+"""The outbox: claiming due actions under a lease, and recording how each ended."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping, Sequence
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col
+
+from daemon.actions import ACTIONS
+from daemon.store.db import Database
+from daemon.store.errors import NotFound, StoreError
+from daemon.store.models import (AWAITING_APPROVAL, BLOCKING_STATUSES, CLAIMED, DONE, FAILED,
+                                 FAILED_SYNC_STATUSES, PENDING, QUEUED_FOR_BATCH, REJECTED, Action)
+from daemon.store.orders import mark_order_failed
+from daemon.store.types import utcnow
+
+_earlier = aliased(Action)
+
+
+def _claimable(now: datetime) -> Any:
+    due = and_(col(Action.status) == PENDING,
+               or_(col(Action.next_try_at).is_(None), col(Action.next_try_at) <= now))
+    lease_expired = and_(col(Action.status) == CLAIMED, col(Action.claimed_until) < now)
+    # A cancelled order is never handed to shipping afterwards: nothing of an order goes out while an
+    # earlier action of the same order is still waiting or being carried out.
+    blocked = exists().where(
+        _earlier.account == Action.account,
+        _earlier.amazon_order_id == Action.amazon_order_id,
+        _earlier.id < Action.id,
+        col(_earlier.status).in_(BLOCKING_STATUSES))
+    return and_(or_(due, lease_expired), ~blocked)
+
+
+class Outbox(Database):
+
+    def claim_actions(self, worker: str, limit: int = 10, now: datetime | None = None,
+                      lease_seconds: float = 60.0) -> Sequence[Action]:
+        """Hand up to `limit` due actions to `worker`, oldest first, each leased until now+lease_seconds.
+        A pending action is due when its next_try_at has come; a claimed one whose lease ran out (its
+        worker died) is due again. Concurrent claimers never get the same action: PostgreSQL skips rows
+        another claimer has locked, SQLite runs claims one at a time (BEGIN IMMEDIATE)."""
+        now = now or utcnow()
+        until = now + timedelta(seconds=lease_seconds)
+        query = (select(Action).where(_claimable(now)).order_by(col(Action.id)).limit(limit)
+                 .with_for_update(skip_locked=True, of=Action))
+        with self.transaction() as s:
+            rows = s.scalars(query).all()
+            if not rows:
+                return []
+            ids = [row.id for row in rows]
+            s.execute(update(Action).where(col(Action.id).in_(ids)).values(
+                status=CLAIMED, claimed_by=worker, claimed_until=until,
+                attempts=col(Action.attempts) + 1, updated_at=now))
+            return s.scalars(select(Action).where(col(Action.id).in_(ids)).order_by(col(Action.id))
+                             .execution_options(populate_existing=True)).all()
+
+    def complete_action(self, action_id: int, result: Mapping[str, Any] | None = None, *,
+                        worker: str | None = None) -> bool:
+        """Mark a claimed action done. Returns False (and changes nothing) when it is no longer claimed
+        (by `worker`, if given): its lease ran out and someone else has it, or it already ended."""
+        return self._finish(action_id, worker, status=DONE, result=dict(result) if result else None,
+                            last_error=None)
+
+    def retry_action(self, action_id: int, error: str, next_try_at: datetime, *,
+                     worker: str | None = None) -> bool:
+        """A transient failure: back to pending, not before next_try_at."""
+        return self._finish(action_id, worker, status=PENDING, last_error=error, next_try_at=next_try_at)
+
+    def fail_action(self, action_id: int, error: str, sync_status: str | None = None, *,
+                    worker: str | None = None) -> bool:
+        """A permanent failure: the action stops, and its order goes into the error view with this sync
+        status (default: the action's own, e.g. Failed Cancellation) and the error message."""
+        if sync_status is not None and sync_status not in FAILED_SYNC_STATUSES:
+            raise StoreError(f"sync status {sync_status!r} is not a failure; one of {', '.join(FAILED_SYNC_STATUSES)}")
+        with self.transaction() as s:
+            action = _get(s, action_id)
+            if not _owned(action, worker):
+                return False
+            _set(s, action_id, status=FAILED, last_error=error)
+            if action.amazon_order_id:
+                mark_order_failed(s, action.account, action.amazon_order_id,
+                                  sync_status or ACTIONS[action.type].failure_status, error)
+            return True
+
+    def release_claims(self, worker: str) -> int:
+        """Give back every action `worker` holds (SIGTERM): pending again at once, the claim not counted
+        as an attempt. Returns how many."""
+        with self.transaction() as s:
+            return s.execute(update(Action).where(col(Action.status) == CLAIMED, col(Action.claimed_by) == worker)
+                             .values(status=PENDING, claimed_by=None, claimed_until=None,
+                                     attempts=col(Action.attempts) - 1, updated_at=utcnow())).rowcount
+
+    def get_action(self, action_id: int) -> Action:
+        with self.transaction(write=False) as s:
+            return _get(s, action_id)
+
+    def awaiting_approval(self, account: str | None = None) -> Sequence[Action]:
+        query = select(Action).where(col(Action.status) == AWAITING_APPROVAL)
+        if account is not None:
+            query = query.where(col(Action.account) == account)
+        with self.transaction(write=False) as s:
+            return s.scalars(query.order_by(col(Action.id))).all()
+
+    def approve(self, action_ids: Iterable[int]) -> int:
+        """Let queued Amazon-bound actions go out with the next batch. Returns how many were waiting."""
+        return self._decide_approval(action_ids, QUEUED_FOR_BATCH, None)
+
+    def reject(self, action_ids: Iterable[int], reason: str = "rejected by an operator") -> int:
+        """Drop queued Amazon-bound actions; they are kept, with the reason, as rejected."""
+        return self._decide_approval(action_ids, REJECTED, reason)
+
+    def _decide_approval(self, action_ids: Iterable[int], status: str, reason: str | None) -> int:
+        ids = list(action_ids)
+        with self.transaction() as s:
+            return s.execute(update(Action).where(col(Action.id).in_(ids), col(Action.status) == AWAITING_APPROVAL)
+                             .values(status=status, last_error=reason, updated_at=utcnow())).rowcount
+
+    def _finish(self, action_id: int, worker: str | None, **values: Any) -> bool:
+        with self.transaction() as s:
+            action = _get(s, action_id)
+            if not _owned(action, worker):
+                return False
+            _set(s, action_id, **values)
+            return True
+
+
+def _get(s: Session, action_id: int) -> Action:
+    action = s.scalars(select(Action).where(col(Action.id) == action_id).with_for_update()).first()
+    if action is None:
+        raise NotFound(f"no action {action_id}")
+    return action
+
+
+def _owned(action: Action, worker: str | None) -> bool:
+    return action.status == CLAIMED and (worker is None or action.claimed_by == worker)
+
+
+def _set(s: Session, action_id: int, **values: Any) -> None:
+    s.execute(update(Action).where(col(Action.id) == action_id)
+              .values(claimed_by=None, claimed_until=None, updated_at=utcnow(), **values))

@@ -1,0 +1,90 @@
+"""Column types that behave the same on SQLite and PostgreSQL.
+
+SQLite has no decimal and no time-zone type: SQLAlchemy would store Numeric as a float and drop the
+offset of an aware datetime. Money is therefore text on SQLite (exact) and NUMERIC on PostgreSQL, and
+times are stored as naive UTC everywhere and handed back aware."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Numeric, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+MONEY_PLACES = 4          # daemon.facts.MAX_DECIMAL_PLACES: the most any amount in a fact carries
+MONEY_DIGITS = 18
+
+
+class Money(TypeDecorator[Decimal]):
+    """A Decimal amount; a float is refused, because it has already lost the cents."""
+
+    impl = Numeric(MONEY_DIGITS, MONEY_PLACES)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(40))
+        return dialect.type_descriptor(Numeric(MONEY_DIGITS, MONEY_PLACES, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError(f"money must be a Decimal, int or str, not the float {value!r}")
+        amount = Decimal(value)
+        if not amount.is_finite():
+            raise ValueError(f"money must be a finite amount, not {value!r}")
+        return str(amount) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime, stored as naive UTC; a naive one is refused (its zone would be a guess)."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: give a time zone (datetime.now(timezone.utc))")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL results on SQLite
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc)
+
+
+def _json_default(value: Any) -> Any:
+    # Decimals as strings so no amount is rounded through a float (as daemon.facts.jsonable does).
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+__all__ = ["JSON", "Money", "UTCDateTime", "json_dumps", "utcnow"]
