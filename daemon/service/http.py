@@ -32,9 +32,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/readyz":
             try:
                 ok, details = self.server.readiness()
+                body = json.dumps({"ready": bool(ok), **details}, sort_keys=True, default=str) + "\n"
             except Exception as exc:  # a broken check is "not ready", never a dead server
-                ok, details = False, {"error": f"readiness check failed: {type(exc).__name__}: {exc}"}
-            body = json.dumps({"ready": ok, **details}, sort_keys=True, default=str) + "\n"
+                ok = False
+                body = json.dumps({"ready": False, "error": f"readiness check failed: {type(exc).__name__}: {exc}"}) + "\n"
             self._send(200 if ok else 503, "application/json", body)
         elif path == "/metrics":
             self._send(200, CONTENT_TYPE, self.server.render_metrics())

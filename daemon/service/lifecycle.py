@@ -84,6 +84,11 @@ class Service:
 
     # -- what the pipeline uses -------------------------------------------------------------------
 
+    @property
+    def repository(self) -> Any:
+        """The opened, migrated `daemon.store.Store` (None while starting, or with a stand-in store)."""
+        return self.store.repository if self.store is not None else None
+
     def add_job(self, name: str, func: Callable[[], Any], seconds: float, *, first_run_in: float = 0.0) -> None:
         """Run `func` every `seconds` (single instance, coalesced); one log line and metrics per run."""
         self.jobs.add_job(name, func, seconds, first_run_in=first_run_in)
@@ -165,8 +170,7 @@ class Service:
             self.store = self._store_factory(config.store)
             self.store.upgrade()
         except Exception as exc:
-            raise StartupError(describe_failure(exc, config.store),
-                               ["check store.url in the config and that the database is running"]) from None
+            raise StartupError(describe_failure(exc, config.store)) from None
         log.info("store ready", url=config.store.url)
         try:
             self.engine = RulesEngine(config.rules.dir)
