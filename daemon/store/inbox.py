@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
-from daemon.store._sql import insert_for
+from daemon.store._sql import insert_for, inserted
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
 from daemon.store.models import CURSOR_KINDS, Account, Cursor, Event
@@ -33,15 +33,14 @@ class Inbox(Database):
             _check_cursor_kind(cursor[0])
         with self.transaction() as s:
             ensure_account(s, account)
-            inserted = s.execute(
+            new = inserted(s,
                 insert_for(s, Event).values(
                     account=account, natural_key=natural_key, kind=kind, amazon_order_id=amazon_order_id,
                     payload=dict(payload), received_at=received_at or utcnow(), failures=0)
-                .on_conflict_do_nothing(index_elements=["account", "natural_key"])
-            ).rowcount == 1
+                .on_conflict_do_nothing(index_elements=["account", "natural_key"]))
             if cursor is not None:
                 _set_cursor(s, account, cursor[0], cursor[1])
-        return inserted
+        return new
 
     def set_cursor(self, account: str, kind: str, value: str) -> None:
         """Advance a cursor with no event (an empty page)."""

@@ -24,13 +24,13 @@ class Metrics(Database):
 
     def counts(self) -> Counts:
         with self.transaction(write=False) as s:
-            events = dict(s.execute(select(Event.kind, func.count()).group_by(Event.kind)).tuples().all())
+            events = dict(s.execute(select(Event.kind, func.count()).group_by(Event.kind)).all())
             undecided = s.execute(select(func.count()).where(col(Event.decided_at).is_(None))).scalar_one()
             failed = s.execute(select(func.count()).where(col(Event.decided_at).is_(None),
                                                           col(Event.error).is_not(None))).scalar_one()
             rules = {rule or "": n for rule, n in
-                     s.execute(select(Decision.rule, func.count()).group_by(Decision.rule)).tuples().all()}
+                     s.execute(select(Decision.rule, func.count()).group_by(Decision.rule)).all()}
             statuses = dict.fromkeys(ACTION_STATUSES, 0)
-            statuses.update(s.execute(select(Action.status, func.count()).group_by(Action.status)).tuples().all())
+            statuses.update(s.execute(select(Action.status, func.count()).group_by(Action.status)).all())
         return Counts(events, undecided, failed, rules, statuses,
                       sum(statuses[status] for status in UNFINISHED_STATUSES))

@@ -8,7 +8,7 @@ from typing import Sequence
 from sqlalchemy import insert, select
 from sqlmodel import col
 
-from daemon.store._sql import insert_for
+from daemon.store._sql import insert_for, inserted
 from daemon.store.db import Database
 from daemon.store.inbox import ensure_account
 from daemon.store.models import Refund, Rma, RmaLine
@@ -44,10 +44,10 @@ class Returns(Database):
         with self.transaction() as s:
             ensure_account(s, account)
             note = f"Return label tracking number: {tracking_number}" if tracking_number else None
-            created = s.execute(insert_for(s, Rma).values(
+            created = inserted(s, insert_for(s, Rma).values(
                 account=account, amazon_rma_id=amazon_rma_id, amazon_order_id=amazon_order_id, status="Open",
                 resolution="Refund", note=note, decision_id=decision_id, created_at=utcnow())
-                .on_conflict_do_nothing(index_elements=["account", "amazon_rma_id"])).rowcount == 1
+                .on_conflict_do_nothing(index_elements=["account", "amazon_rma_id"]))
             rma = s.scalars(select(Rma).where(col(Rma.account) == account, col(Rma.amazon_rma_id) == amazon_rma_id)).one()
             if created:
                 for line in lines:
@@ -71,10 +71,10 @@ class Returns(Database):
         with self.transaction() as s:
             ensure_account(s, account)
             for line in lines:
-                added += s.execute(insert_for(s, Refund).values(
+                added += inserted(s, insert_for(s, Refund).values(
                     account=account, amazon_order_id=amazon_order_id, line_key=line.line_key,
                     principal=line.principal, tax=line.tax, shipping=line.shipping, decision_id=decision_id,
-                    created_at=utcnow()).on_conflict_do_nothing(index_elements=["decision_id", "line_key"])).rowcount
+                    created_at=utcnow()).on_conflict_do_nothing(index_elements=["decision_id", "line_key"]))
         return added
 
     def refunds_of(self, account: str, amazon_order_id: str) -> Sequence[Refund]:

@@ -1,0 +1,80 @@
+"""Migrations: from empty to current, re-run harmless, a newer database refused, schema = models."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
+
+from daemon.cli.main import main
+from daemon.store import SchemaOutOfDate, SchemaTooNew, open_store, upgrade
+from daemon.store import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from daemon.store.migrations import head
+
+
+def test_upgrade_from_empty_then_rerun_is_a_no_op(db_url: str) -> None:
+    with open_store(db_url) as store:
+        assert store.schema_version() == 0
+        with pytest.raises(SchemaOutOfDate, match="ordersync db upgrade"):
+            store.require_current_schema()
+        assert upgrade(store) == list(range(1, head() + 1))
+        store.ingest("acme", "k1", "order_cancelled", {"a": 1})
+        assert upgrade(store) == []
+        store.require_current_schema()
+        # The data written before the second run is still there.
+        assert [e.natural_key for e in store.undecided_events()] == ["k1"]
+
+
+def test_a_database_newer_than_the_code_is_refused_and_untouched(db_url: str) -> None:
+    with open_store(db_url, migrate=True) as store:
+        with store.engine.begin() as conn:
+            conn.execute(text("INSERT INTO schema_version (version, name, applied_at) "
+                              "VALUES (:v, 'from the future', CURRENT_TIMESTAMP)"), {"v": head() + 1})
+        with pytest.raises(SchemaTooNew, match=f"schema version {head() + 1}.*only up to {head()}"):
+            upgrade(store)
+        with pytest.raises(SchemaTooNew):
+            store.require_current_schema()
+        assert store.schema_version() == head() + 1
+
+
+def test_migrated_schema_matches_the_models(store) -> None:
+    """A model changed without a migration (or the reverse) fails here, not in production."""
+    inspector = inspect(store.engine)
+    expected = {table.name: table for table in SQLModel.metadata.sorted_tables}
+    assert set(inspector.get_table_names()) == set(expected)
+    for name, table in expected.items():
+        columns = {c["name"]: c for c in inspector.get_columns(name)}
+        assert set(columns) == {c.name for c in table.columns}, name
+        for column in table.columns:
+            if not column.primary_key:
+                assert columns[column.name]["nullable"] == column.nullable, f"{name}.{column.name}"
+        indexes = {i["name"] for i in inspector.get_indexes(name)}
+        assert {i.name for i in table.indexes} <= indexes, name
+        uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)}
+        uniques |= {tuple(i["column_names"]) for i in inspector.get_indexes(name) if i["unique"]}
+        for constraint in table.constraints:
+            if constraint.__class__.__name__ == "UniqueConstraint":
+                assert tuple(c.name for c in constraint.columns) in uniques, f"{name}: {constraint}"
+
+
+def test_cli_upgrade_reports_what_it_did(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade", "--db", db_url]) == 0
+    assert f"applied migration(s) 1" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--db", db_url]) == 0
+    assert "is current, nothing to do" in capsys.readouterr().out
+    assert main(["db", "status", "--db", db_url]) == 0
+
+
+def test_cli_without_database_or_with_bad_one_exits_2(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.delenv("ORDERSYNC_DB", raising=False)
+    assert main(["db", "upgrade"]) == 2
+    assert "pass --db URL" in capsys.readouterr().err
+    assert main(["db", "upgrade", "--db", "postgresql+psycopg://u:pw-xyz@127.0.0.1:1/x"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open the database" in err and "pw-xyz" not in err
+
+
+def test_cli_help_describes_upgrade(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["db", "upgrade", "--help"])
+    out = capsys.readouterr().out
+    assert "--db URL" in out and "newer ordersync" in out

@@ -1,0 +1,88 @@
+"""The orders grid's store side: upsert, error view, resolve, archive; RMAs and the refunds ledger; counts."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from daemon.store import NotFound, RefundLineIn, RmaLineIn, Store, StoreError
+from tests.store.conftest import T0
+
+
+def test_upsert_changes_only_the_fields_given(store: Store) -> None:
+    store.upsert_order("acme", "111-1", storefront_order_id="gid://shopify/Order/1", status="Unshipped",
+                       fulfillment="FBM", order_total=Decimal("42.50"), item_count=2, created_on_amazon=T0,
+                       lines=[{"amazon_order_item_id": "i1", "sku": "MUG", "quantity_ordered": 2}])
+    store.upsert_order("acme", "111-1", status="Canceled",
+                       lines=[{"amazon_order_item_id": "i1", "quantity_cancelled": 2}])
+    order = store.get_order("acme", "111-1")
+    assert order is not None
+    assert (order.status, order.storefront_order_id, order.order_total, order.fulfillment) == (
+        "Canceled", "gid://shopify/Order/1", Decimal("42.50"), "FBM")
+    [line] = store.order_lines("acme", "111-1")
+    assert (line.sku, line.quantity_ordered, line.quantity_cancelled) == ("MUG", 2, 2)
+    with pytest.raises(StoreError, match="unknown order field.*totl"):
+        store.upsert_order("acme", "111-1", totl=1)
+
+
+def test_resolve_requeues_failed_actions_and_clears_the_error(store: Store, decided) -> None:
+    store.upsert_order("acme", "111-2", storefront_order_id="gid://shopify/Order/2")
+    decided([{"type": "refund", "reason_code": "CustomerReturn"}], order="111-2")
+    [action] = store.claim_actions("w", now=T0)
+    store.claim_actions("w", now=T0)
+    store.fail_action(action.id, "refund exceeds what was paid")
+    assert [o.sync_status for o in store.failed_orders()] == ["Failed Refund"]
+    assert store.resolve("acme", "111-2") == 1
+    assert store.failed_orders() == []
+    order = store.get_order("acme", "111-2")
+    assert order is not None and (order.sync_status, order.last_error) == ("Order Created", None)
+    [again] = store.claim_actions("w", now=T0 + timedelta(seconds=1))
+    assert again.id == action.id and again.attempts == 1
+    with pytest.raises(NotFound):
+        store.resolve("acme", "no-such-order")
+
+
+def test_archive_hides_an_order_from_the_error_view(store: Store, decided) -> None:
+    decided([{"type": "add_note", "text": "x"}], order="111-3")
+    [action] = store.claim_actions("w", now=T0)
+    store.fail_action(action.id, "storefront order deleted", "Failed Order")
+    store.archive("acme", "111-3")
+    assert store.failed_orders() == [] and [o.amazon_order_id for o in store.archived_orders()] == ["111-3"]
+    store.archive("acme", "111-3", archived=False)
+    assert [o.amazon_order_id for o in store.failed_orders()] == ["111-3"]
+
+
+def test_rma_is_created_once_with_kit_components_and_tracking_note(store: Store) -> None:
+    lines = [RmaLineIn("CUP", 2, "Defective", kit_parent_sku="TEA-SET"), RmaLineIn("POT", 1, "Defective", "TEA-SET")]
+    rma, created = store.create_rma("acme", "RMA-9", "111-4", lines, tracking_number="1Z999")
+    assert created and (rma.status, rma.resolution, rma.note) == ("Open", "Refund", "Return label tracking number: 1Z999")
+    again, created_again = store.create_rma("acme", "RMA-9", "111-4", lines, tracking_number="1Z999")
+    assert not created_again and again.id == rma.id
+    assert [(l.sku, l.quantity, l.kit_parent_sku) for l in store.rma_lines(rma.id)] == [
+        ("CUP", 2, "TEA-SET"), ("POT", 1, "TEA-SET")]
+    assert [r.amazon_rma_id for r in store.rmas_of("acme", "111-4")] == ["RMA-9"]
+
+
+def test_refund_ledger_is_exact_and_idempotent_per_decision(store: Store) -> None:
+    lines = [RefundLineIn("i1", Decimal("19.99"), Decimal("1.60"), Decimal("4.99")),
+             RefundLineIn("i2", Decimal("0.10"), Decimal("0.10"), Decimal("0.10"))]
+    assert store.record_refund("acme", "111-5", "dec-1", lines) == 2
+    assert store.record_refund("acme", "111-5", "dec-1", lines) == 0
+    assert store.record_refund("acme", "111-5", "dec-2", [RefundLineIn("i1", Decimal("0.01"))]) == 1
+    assert store.refunded_total("acme", "111-5") == Decimal("26.89")  # 26.58 + 0.30 + 0.01
+    assert [r.principal for r in store.refunds_of("acme", "111-5")] == [Decimal("19.99"), Decimal("0.10"), Decimal("0.01")]
+
+
+def test_counts_for_metrics(store: Store, decided) -> None:
+    decided([{"type": "hold_order"}, {"type": "cancel_on_amazon", "reason_code": "NoInventory"}], rule="hold")
+    decided([], rule="hold")
+    store.ingest("acme", "k-x", "return_reported", {})
+    [action] = store.claim_actions("w", now=T0)
+    store.complete_action(action.id, {})
+    counts = store.counts()
+    assert counts.events_by_kind == {"order_cancelled": 2, "return_reported": 1}
+    assert counts.undecided_events == 1
+    assert counts.decisions_by_rule == {"hold": 2}
+    assert counts.actions_by_status["done"] == 1 and counts.actions_by_status["queued_for_batch"] == 1
+    assert counts.queue_depth == 1

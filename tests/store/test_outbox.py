@@ -1,0 +1,164 @@
+"""The outbox: leases, retries, permanent failures, release on SIGTERM, per-order ordering, and two
+claimers never getting the same action (SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite)."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from daemon.store import Store, StoreError
+from tests.store.conftest import T0
+
+NOTE = {"type": "add_note", "text": "hello"}
+HOLD = {"type": "hold_order", "reason": "buyer_cancel_requested"}
+
+
+def test_claim_hands_out_due_actions_with_a_lease(store: Store, decided) -> None:
+    decided([NOTE], order="A")
+    decided([NOTE], order="B")
+    claimed = store.claim_actions("w1", limit=10, now=T0, lease_seconds=30)
+    assert [(a.amazon_order_id, a.status, a.claimed_by, a.attempts) for a in claimed] == [
+        ("A", "claimed", "w1", 1), ("B", "claimed", "w1", 1)]
+    assert claimed[0].claimed_until == T0 + timedelta(seconds=30)
+    assert store.claim_actions("w2", now=T0 + timedelta(seconds=29)) == []
+
+
+def test_limit_and_oldest_first(store: Store, decided) -> None:
+    for order in "ABC":
+        decided([NOTE], order=order)
+    assert [a.amazon_order_id for a in store.claim_actions("w", limit=2, now=T0)] == ["A", "B"]
+    assert [a.amazon_order_id for a in store.claim_actions("w", limit=2, now=T0)] == ["C"]
+
+
+def test_an_expired_lease_is_claimed_again_and_the_dead_worker_cannot_complete(store: Store, decided) -> None:
+    decided([NOTE])
+    [first] = store.claim_actions("dead", now=T0, lease_seconds=30)
+    [again] = store.claim_actions("alive", now=T0 + timedelta(seconds=31), lease_seconds=30)
+    assert again.id == first.id and again.claimed_by == "alive" and again.attempts == 2
+    assert store.complete_action(first.id, {"late": True}, worker="dead") is False
+    assert store.complete_action(again.id, {"note_id": "gid://1"}, worker="alive") is True
+    done = store.get_action(first.id)
+    assert (done.status, done.result, done.claimed_by) == ("done", {"note_id": "gid://1"}, None)
+    assert store.complete_action(first.id, {}) is False  # already done: nothing changes
+
+
+def test_retry_waits_until_next_try(store: Store, decided) -> None:
+    decided([NOTE])
+    [action] = store.claim_actions("w", now=T0)
+    assert store.retry_action(action.id, "429 throttled", T0 + timedelta(seconds=60))
+    assert store.claim_actions("w", now=T0 + timedelta(seconds=59)) == []
+    [again] = store.claim_actions("w", now=T0 + timedelta(seconds=60))
+    assert again.id == action.id and again.last_error == "429 throttled" and again.attempts == 2
+
+
+def test_permanent_failure_puts_the_order_in_the_error_view(store: Store, decided) -> None:
+    decided([{"type": "cancel_order", "reason_code": "NoInventory"}], order="111-9")
+    [action] = store.claim_actions("w", now=T0)
+    assert store.fail_action(action.id, "order is already fulfilled")
+    failed = store.failed_orders("acme")
+    assert [(o.amazon_order_id, o.sync_status, o.last_error) for o in failed] == [
+        ("111-9", "Failed Cancellation", "order is already fulfilled")]
+    assert store.get_action(action.id).status == "failed"
+    assert store.claim_actions("w", now=T0 + timedelta(days=1)) == []
+
+
+def test_fail_action_takes_an_explicit_sync_status_but_only_a_failure(store: Store, decided) -> None:
+    decided([NOTE], order="111-8")
+    [action] = store.claim_actions("w", now=T0)
+    with pytest.raises(StoreError, match="not a failure"):
+        store.fail_action(action.id, "x", "Shipped")
+    assert store.fail_action(action.id, "storefront order not found", "Failed Order")
+    assert store.failed_orders()[0].sync_status == "Failed Order"
+
+
+def test_release_claims_gives_back_only_that_workers_actions(store: Store, decided) -> None:
+    for order in "ABC":
+        decided([NOTE], order=order)
+    store.claim_actions("stopping", limit=2, now=T0, lease_seconds=600)
+    store.claim_actions("other", limit=1, now=T0, lease_seconds=600)
+    assert store.release_claims("stopping") == 2
+    released = store.claim_actions("next", now=T0 + timedelta(seconds=1))
+    assert [(a.amazon_order_id, a.attempts) for a in released] == [("A", 1), ("B", 1)]
+
+
+def test_later_actions_of_an_order_wait_for_earlier_ones(store: Store, decided) -> None:
+    """A hold/cancel reaches the storefront before anything else for that order."""
+    decided([HOLD, {"type": "cancel_order", "reason_code": "BuyerCanceled"}], order="X")
+    decided([NOTE], order="X")
+    decided([NOTE], order="Y")
+    first = store.claim_actions("w", limit=10, now=T0)
+    assert [(a.amazon_order_id, a.type) for a in first] == [("X", "hold_order"), ("Y", "add_note")]
+    # While the hold is out (claimed) or comes back for a retry (pending), nothing else of X goes.
+    assert store.claim_actions("w2", limit=10, now=T0) == []
+    store.retry_action(first[0].id, "timeout", T0 + timedelta(seconds=5))
+    assert store.claim_actions("w2", limit=10, now=T0 + timedelta(seconds=1)) == []
+    [hold] = store.claim_actions("w2", limit=10, now=T0 + timedelta(seconds=5))
+    assert hold.type == "hold_order"
+    store.complete_action(hold.id, {})
+    assert [a.type for a in store.claim_actions("w2", limit=10, now=T0 + timedelta(seconds=6))] == ["cancel_order"]
+    assert store.claim_actions("w2", limit=10, now=T0 + timedelta(seconds=6)) == []
+
+
+def test_amazon_bound_actions_do_not_block_the_storefront(store: Store, decided) -> None:
+    decided([{"type": "cancel_on_amazon", "reason_code": "NoInventory"}, NOTE], order="X")
+    assert [a.type for a in store.claim_actions("w", now=T0)] == ["add_note"]
+
+
+@pytest.mark.parametrize("workers", [4])
+def test_concurrent_claimers_never_get_the_same_action(store: Store, decided, workers: int) -> None:
+    total = 60
+    for n in range(total):
+        decided([NOTE], order=f"O{n}")
+    got: dict[str, list[int]] = {f"w{i}": [] for i in range(workers)}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(workers)
+
+    def work(name: str) -> None:
+        try:
+            barrier.wait()
+            while True:
+                batch = store.claim_actions(name, limit=3, now=T0, lease_seconds=600)
+                if not batch:
+                    return
+                got[name].extend(a.id for a in batch)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    claimed = [action_id for ids in got.values() for action_id in ids]
+    assert len(claimed) == total and len(set(claimed)) == total
+    assert store.counts().actions_by_status["claimed"] == total
+
+
+def test_approve_and_reject(store: Store, decided) -> None:
+    decided([{"type": "refund_on_amazon", "reason_code": "CustomerReturn"}, {"type": "queue_for_approval"}], order="A")
+    decided([{"type": "refund_on_amazon", "reason_code": "CustomerReturn"}, {"type": "queue_for_approval"}], order="B")
+    waiting = store.awaiting_approval("acme")
+    assert [a.amazon_order_id for a in waiting] == ["A", "B"]
+    assert store.approve([waiting[0].id]) == 1
+    assert store.reject([waiting[1].id], "refund already made by phone") == 1
+    assert store.approve([waiting[1].id]) == 0  # a rejected action cannot be approved afterwards
+    a, b = store.get_action(waiting[0].id), store.get_action(waiting[1].id)
+    assert (a.status, b.status, b.last_error) == ("queued_for_batch", "rejected", "refund already made by phone")
+    assert [x.id for x in store.queued_amazon_actions("acme", "POST_PAYMENT_ADJUSTMENT_DATA")] == [a.id]
+
+
+def test_postgresql_skips_an_action_another_claimer_has_locked(store: Store, decided) -> None:
+    """On PostgreSQL a claimer does not wait for rows another transaction holds: it takes the next."""
+    if not store.is_postgresql:
+        pytest.skip("SKIP LOCKED is PostgreSQL's; SQLite serialises claims (previous test)")
+    from sqlalchemy import text
+    decided([NOTE], order="A")
+    decided([NOTE], order="B")
+    with store.engine.connect() as other:
+        with other.begin():
+            other.execute(text("SELECT id FROM actions WHERE amazon_order_id = 'A' FOR UPDATE"))
+            claimed = store.claim_actions("w", limit=10, now=T0)
+            assert [a.amazon_order_id for a in claimed] == ["B"]
+    assert [a.amazon_order_id for a in store.claim_actions("w", limit=10, now=T0)] == ["A"]
