@@ -77,8 +77,11 @@ class LwaTokenProvider:
         credentials: LwaCredentials,
         account: str,
         clock: Callable[[], float] = time.monotonic,
+        timeout: float | None = None,
     ) -> None:
         self._http = http
+        # Per request, so a caller's own httpx.Client (without a timeout) still cannot hang a login.
+        self._timeout = timeout if timeout is not None else 30.0
         self._token_url = token_url
         self._credentials = credentials
         self._account = account
@@ -103,20 +106,25 @@ class LwaTokenProvider:
         with self._lock:
             self._token = None
 
-    def _fetch(self) -> None:
+    def _grant(self) -> dict[str, str]:
         creds = self._credentials
-        form = {
+        return {
             "grant_type": "refresh_token",
             "refresh_token": creds.refresh_token.reveal(),
             "client_id": creds.client_id,
             "client_secret": creds.client_secret.reveal(),
         }
+
+    def _fetch(self) -> None:
         where = f"Amazon login (LWA) for account {self._account!r}"
         try:
+            # The revealed form is built inside the call, never bound to a local of this frame: error
+            # trackers and structlog's dict_tracebacks print the locals of every frame an error passes.
             response = self._http.post(
                 self._token_url,
-                data=form,
+                data=self._grant(),
                 headers={"Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"},
+                timeout=self._timeout,
             )
         except httpx.TimeoutException:
             raise TransientError(f"{where}: timed out", code="timeout") from None

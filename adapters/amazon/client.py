@@ -60,9 +60,10 @@ class AmazonClient:
         self._own_http = http is None
         self._http = http or httpx.Client(timeout=httpx.Timeout(account.timeout))
         credentials = LwaCredentials(account.client_id, account.client_secret, account.refresh_token)
-        self.tokens = LwaTokenProvider(self._http, account.token_url, credentials, account.name)
+        self.tokens = LwaTokenProvider(self._http, account.token_url, credentials, account.name, timeout=account.timeout)
         self.transport = SpApiTransport(account.endpoint, self.tokens, account.name, self._http,
-                                        rate_limits=account.rate_limits, retry=account.retry, sleep=sleep)
+                                        rate_limits=account.rate_limits, retry=account.retry, sleep=sleep,
+                                        timeout=account.timeout)
         marketplaces = list(account.marketplace_ids)
         self.orders = OrdersApi(self.transport, marketplaces, account.orders_api_version)
         self.reports = ReportsApi(self.transport, marketplaces, poll_interval=account.poll_interval, sleep=sleep)

@@ -4,7 +4,6 @@ POST_PAYMENT_ADJUSTMENT_DATA), check them against Amazon's XSD before anything i
 back into one result per MessageID, so each queued item learns its own fate."""
 from __future__ import annotations
 
-import gzip
 import os
 import threading
 import time
@@ -18,12 +17,13 @@ from lxml import etree
 
 from adapters.amazon.http import SpApiTransport
 from adapters.amazon.models import FeedOutcome, MessageResult, RecordError
-from adapters.errors import InvalidInput, PermanentError, TransientError
+from adapters.errors import InvalidInput, PermanentError
 
 CANCEL_FEED = "POST_ORDER_ACKNOWLEDGEMENT_DATA"
 ADJUSTMENT_FEED = "POST_PAYMENT_ADJUSTMENT_DATA"
 XML_CONTENT_TYPE = "text/xml; charset=UTF-8"
-TERMINAL = ("DONE", "CANCELLED", "FATAL")
+# A report or feed result is Amazon's text, but nothing we parse may fetch a DTD or expand entities.
+_SAFE_XML = etree.XMLParser(resolve_entities=False, no_network=True)
 
 XSD_ENV = "ORDERSYNC_SPAPI_XSD_DIR"
 _DEFAULT_XSD_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "spapi" / "xsd"
@@ -169,29 +169,38 @@ def _serialise(root: etree._Element) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-def build_cancellation_feed(merchant_id: str, requests: Iterable[CancelRequest]) -> BuiltFeed:
-    """POST_ORDER_ACKNOWLEDGEMENT_DATA: StatusCode Failure with a CancelReason per item, one message per order."""
+def _build(merchant_id: str, feed_type: str, message_type: str, requests: Iterable[Any],
+           fill: Callable[[etree._Element, Any], None]) -> BuiltFeed:
+    """One Message per request, numbered by `_message_ids`; `fill` writes the request's body element."""
     requests = list(requests)
     if not requests:
-        raise InvalidInput("a cancellation feed needs at least one order")
-    root = _envelope(merchant_id, "OrderAcknowledgement")
+        raise InvalidInput(f"a {feed_type} feed needs at least one order")
+    root = _envelope(merchant_id, message_type)
     messages = {}
     for message_id, request in zip(_message_ids(requests), requests):
         message = etree.SubElement(root, "Message")
         _sub(message, "MessageID", message_id)
-        ack = etree.SubElement(message, "OrderAcknowledgement")
-        _sub(ack, "AmazonOrderID", request.amazon_order_id)
-        if request.merchant_order_id:
-            _sub(ack, "MerchantOrderID", request.merchant_order_id)
-        _sub(ack, "StatusCode", "Failure")
-        for item in request.items:
-            element = etree.SubElement(ack, "Item")
-            _sub(element, "AmazonOrderItemCode", item.order_item_code)
-            if item.merchant_order_item_id:
-                _sub(element, "MerchantOrderItemID", item.merchant_order_item_id)
-            _sub(element, "CancelReason", item.reason)
+        fill(etree.SubElement(message, message_type), request)
         messages[message_id] = request.amazon_order_id
-    return BuiltFeed(CANCEL_FEED, _serialise(root), XML_CONTENT_TYPE, messages)
+    return BuiltFeed(feed_type, _serialise(root), XML_CONTENT_TYPE, messages)
+
+
+def _cancellation(ack: etree._Element, request: CancelRequest) -> None:
+    _sub(ack, "AmazonOrderID", request.amazon_order_id)
+    if request.merchant_order_id:
+        _sub(ack, "MerchantOrderID", request.merchant_order_id)
+    _sub(ack, "StatusCode", "Failure")
+    for item in request.items:
+        element = etree.SubElement(ack, "Item")
+        _sub(element, "AmazonOrderItemCode", item.order_item_code)
+        if item.merchant_order_item_id:
+            _sub(element, "MerchantOrderItemID", item.merchant_order_item_id)
+        _sub(element, "CancelReason", item.reason)
+
+
+def build_cancellation_feed(merchant_id: str, requests: Iterable[CancelRequest]) -> BuiltFeed:
+    """POST_ORDER_ACKNOWLEDGEMENT_DATA: StatusCode Failure with a CancelReason per item, one message per order."""
+    return _build(merchant_id, CANCEL_FEED, "OrderAcknowledgement", requests, _cancellation)
 
 
 def _amount(value: Decimal | str | int) -> str:
@@ -199,51 +208,45 @@ def _amount(value: Decimal | str | int) -> str:
     return f"{Decimal(str(value)).quantize(Decimal('0.01'))}"
 
 
+def _adjustment(adjustment: etree._Element, request: AdjustmentRequest) -> None:
+    _sub(adjustment, "AmazonOrderID", request.amazon_order_id)
+    if request.action_type:
+        _sub(adjustment, "ActionType", request.action_type)
+    for item in request.items:
+        element = etree.SubElement(adjustment, "AdjustedItem")
+        _sub(element, "AmazonOrderItemCode", item.order_item_code)
+        if item.merchant_adjustment_item_id:
+            _sub(element, "MerchantAdjustmentItemID", item.merchant_adjustment_item_id)
+        _sub(element, "AdjustmentReason", item.reason)
+        if item.components:
+            prices = etree.SubElement(element, "ItemPriceAdjustments")
+            for kind, amount in item.components:
+                component = etree.SubElement(prices, "Component")
+                _sub(component, "Type", kind)
+                try:
+                    _sub(component, "Amount", _amount(amount)).set("currency", request.currency)
+                except ArithmeticError:
+                    raise InvalidInput(
+                        f"order {request.amazon_order_id}, item {item.order_item_code}: amount {amount!r} is not a number"
+                    ) from None
+        if item.quantity_cancelled is not None:
+            _sub(element, "QuantityCancelled", item.quantity_cancelled)
+        if item.quantity is not None:
+            _sub(element, "Quantity", item.quantity)
+
+
 def build_adjustment_feed(merchant_id: str, requests: Iterable[AdjustmentRequest]) -> BuiltFeed:
     """POST_PAYMENT_ADJUSTMENT_DATA: refunds and partial cancellations, one message per order."""
-    requests = list(requests)
-    if not requests:
-        raise InvalidInput("a payment adjustment feed needs at least one order")
-    root = _envelope(merchant_id, "OrderAdjustment")
-    messages = {}
-    for message_id, request in zip(_message_ids(requests), requests):
-        message = etree.SubElement(root, "Message")
-        _sub(message, "MessageID", message_id)
-        adjustment = etree.SubElement(message, "OrderAdjustment")
-        _sub(adjustment, "AmazonOrderID", request.amazon_order_id)
-        if request.action_type:
-            _sub(adjustment, "ActionType", request.action_type)
-        for item in request.items:
-            element = etree.SubElement(adjustment, "AdjustedItem")
-            _sub(element, "AmazonOrderItemCode", item.order_item_code)
-            if item.merchant_adjustment_item_id:
-                _sub(element, "MerchantAdjustmentItemID", item.merchant_adjustment_item_id)
-            _sub(element, "AdjustmentReason", item.reason)
-            if item.components:
-                prices = etree.SubElement(element, "ItemPriceAdjustments")
-                for kind, amount in item.components:
-                    component = etree.SubElement(prices, "Component")
-                    _sub(component, "Type", kind)
-                    try:
-                        _sub(component, "Amount", _amount(amount)).set("currency", request.currency)
-                    except ArithmeticError:
-                        raise InvalidInput(
-                            f"order {request.amazon_order_id}, item {item.order_item_code}: amount {amount!r} is not a number"
-                        ) from None
-            if item.quantity_cancelled is not None:
-                _sub(element, "QuantityCancelled", item.quantity_cancelled)
-            if item.quantity is not None:
-                _sub(element, "Quantity", item.quantity)
-        messages[message_id] = request.amazon_order_id
-    return BuiltFeed(ADJUSTMENT_FEED, _serialise(root), XML_CONTENT_TYPE, messages)
+    return _build(merchant_id, ADJUSTMENT_FEED, "OrderAdjustment", requests, _adjustment)
 
 
 # -- the processing report ----------------------------------------------------------------------------
 def parse_processing_report(data: bytes, feed_id: str, message_ids: Iterable[int], processing_status: str = "DONE") -> FeedOutcome:
     """One MessageResult per message we sent. Messages the report does not mention succeeded (Amazon
-    lists only errors and warnings); a Result that cannot be read is a RecordError, the rest still count."""
+    lists only errors and warnings), unless the feed ended FATAL without a Complete report: then nobody
+    knows, and each such message says so. A Result that cannot be read is a RecordError; the rest count."""
     try:
-        root = etree.fromstring(data)
+        root = etree.fromstring(data, _SAFE_XML)
     except etree.XMLSyntaxError as exc:
         raise InvalidInput(f"processing report of feed {feed_id} is not XML: {exc}") from None
     report = root if root.tag == "ProcessingReport" else root.find(".//ProcessingReport")
@@ -274,22 +277,20 @@ def parse_processing_report(data: bytes, feed_id: str, message_ids: Iterable[int
         if previous is None or (previous.success and not entry.success):
             found[message_id] = entry
     rejected = status_code == "Rejected"
+    unknown = processing_status == "FATAL" and status_code != "Complete"
     results = {}
     for message_id in message_ids:
         if message_id in found:
             results[message_id] = found[message_id]
         elif rejected:
             results[message_id] = MessageResult(message_id, False, "Error", "Rejected", "the whole feed was rejected")
+        elif unknown:
+            results[message_id] = MessageResult(message_id, False, "Error", "FeedFatal",
+                                                f"feed {feed_id} ended FATAL; this message may or may not have been applied")
         else:
             results[message_id] = MessageResult(message_id, True)
     return FeedOutcome(feed_id, processing_status, status_code, results,
                        int(processed) if processed and processed.isdigit() else None, errors)
-
-
-def maybe_gunzip(data: bytes, algorithm: str | None) -> bytes:
-    if algorithm == "GZIP" or data[:2] == b"\x1f\x8b":
-        return gzip.decompress(data)
-    return data
 
 
 class FeedsApi:
@@ -316,21 +317,9 @@ class FeedsApi:
             raise InvalidInput("Amazon createFeed: the answer has no feedId")
         return str(answer["feedId"])
 
-    def get_feed(self, feed_id: str) -> dict[str, Any]:
-        body = self._t.call("getFeed", "GET", f"/feeds/2021-06-30/feeds/{feed_id}", context=f"feed {feed_id}").body
-        if not isinstance(body, dict) or "processingStatus" not in body:
-            raise InvalidInput(f"Amazon getFeed for feed {feed_id}: the answer has no processingStatus")
-        return body
-
     def wait(self, feed_id: str, timeout: float = 3600.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            feed = self.get_feed(feed_id)
-            if feed["processingStatus"] in TERMINAL:
-                return feed
-            if time.monotonic() >= deadline:
-                raise TransientError(f"feed {feed_id} still {feed['processingStatus']} after {timeout:.0f} s; check again later")
-            self._sleep(self._poll_interval)
+        return self._t.wait_until_done("getFeed", f"/feeds/2021-06-30/feeds/{feed_id}", f"feed {feed_id}",
+                                       timeout=timeout, interval=self._poll_interval)
 
     def outcome(self, feed_id: str, feed: BuiltFeed | Iterable[int], timeout: float = 3600.0) -> FeedOutcome:
         """Wait for the feed to finish and say, per MessageID, what happened."""
@@ -345,13 +334,6 @@ class FeedsApi:
             results = {m: MessageResult(m, False, "Error", code, f"feed {feed_id} ended {status} with no processing report")
                        for m in message_ids}
             return FeedOutcome(feed_id, status, None, results)
-        document = self._t.call("getFeedDocument", "GET", f"/feeds/2021-06-30/documents/{document_id}",
-                                context=f"feed {feed_id} result").body
-        if not isinstance(document, dict) or not document.get("url"):
-            raise InvalidInput(f"Amazon getFeedDocument for feed {feed_id}: the answer has no url")
-        data = self._t.download(document["url"], f"processing report of feed {feed_id}")
-        try:
-            data = maybe_gunzip(data, document.get("compressionAlgorithm"))
-        except (OSError, EOFError) as exc:
-            raise InvalidInput(f"processing report of feed {feed_id}: cannot gunzip ({exc})") from None
+        data = self._t.document("getFeedDocument", f"/feeds/2021-06-30/documents/{document_id}",
+                                f"processing report of feed {feed_id}")
         return parse_processing_report(data, feed_id, message_ids, status)

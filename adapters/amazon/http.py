@@ -5,10 +5,10 @@ Operation clients (orders, reports, feeds) build paths and parse bodies; they ne
 handling. The transport never logs headers or bodies, so the access token cannot leak."""
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -47,6 +47,14 @@ DOCUMENTED_RATE_LIMITS: dict[str, tuple[float, float]] = {
 RATE_SAFETY = 0.9
 
 USER_AGENT = "ordersync/0.1.0 (Language=Python; Platform=Linux)"
+TERMINAL = ("DONE", "CANCELLED", "FATAL")  # processingStatus of a feed or report that will not change again
+
+
+def maybe_gunzip(data: bytes, algorithm: str | None) -> bytes:
+    # Amazon says GZIP in compressionAlgorithm; a file a person hands over only has the magic bytes.
+    if algorithm == "GZIP" or data[:2] == b"\x1f\x8b":
+        return gzip.decompress(data)
+    return data
 
 
 @dataclass(frozen=True)
@@ -102,8 +110,11 @@ class SpApiTransport:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        timeout: float = 30.0,
     ) -> None:
         self._endpoint = endpoint.rstrip("/")
+        # Set per request, so a caller's own httpx.Client (without a timeout) cannot hang a call.
+        self._timeout = timeout
         self._tokens = tokens
         self._account = account
         self._http = http
@@ -150,19 +161,17 @@ class SpApiTransport:
             attempt += 1
             waited = bucket.take(sleep=self._sleep)
             self.stats.waited_for_rate += waited
-            headers = {
-                "x-amz-access-token": self._tokens.token(),
-                "user-agent": USER_AGENT,
-                "accept": "application/json",
-            }
             started = time.monotonic()
             try:
+                # The access token goes straight into the call, never into a local of this frame: error
+                # trackers and structlog's dict_tracebacks print the locals of every frame an error passes.
                 response = self._http.request(
                     method,
                     self._endpoint + path,
                     params={k: v for k, v in (params or {}).items() if v is not None},
                     json=json_body,
-                    headers=headers,
+                    headers=self._headers(),
+                    timeout=self._timeout,
                 )
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 kind = "timed out" if isinstance(exc, httpx.TimeoutException) else f"connection failed ({type(exc).__name__})"
@@ -203,6 +212,9 @@ class SpApiTransport:
                 raise InvalidInput(f"{where}: {detail}", code=code)
             raise PermanentError(f"{where}: {detail}", code=code or str(status))
 
+    def _headers(self) -> dict[str, str]:
+        return {"x-amz-access-token": self._tokens.token(), "user-agent": USER_AGENT, "accept": "application/json"}
+
     def _retry_sleep(self, operation: str, attempt: int, why: str) -> None:
         delay = self._backoff(attempt)
         self.stats.retries += 1
@@ -230,43 +242,56 @@ class SpApiTransport:
         if rate > 0 and abs(rate * RATE_SAFETY - bucket.rate) > 1e-9:
             bucket.reconfigure(rate=rate * RATE_SAFETY)
 
+    # -- documents and long-running jobs shared by Feeds and Reports --------------------------------
+    def document(self, operation: str, path: str, what: str) -> bytes:
+        """getFeedDocument / getReportDocument, then the download, gunzipped when compressed."""
+        body = self.call(operation, "GET", path, context=what).body
+        if not isinstance(body, dict) or not body.get("url"):
+            raise InvalidInput(f"Amazon {operation} for {what}: the answer has no url")
+        data = self.download(body["url"], what)
+        try:
+            return maybe_gunzip(data, body.get("compressionAlgorithm"))
+        except (OSError, EOFError) as exc:
+            raise InvalidInput(f"{what}: cannot gunzip ({exc})") from None
+
+    def wait_until_done(self, operation: str, path: str, what: str, *, timeout: float, interval: float) -> dict[str, Any]:
+        """getFeed / getReport until processingStatus is DONE, CANCELLED or FATAL."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.call(operation, "GET", path, context=what).body
+            if not isinstance(body, dict) or "processingStatus" not in body:
+                raise InvalidInput(f"Amazon {operation} for {what}: the answer has no processingStatus")
+            if body["processingStatus"] in TERMINAL:
+                return body
+            if time.monotonic() >= deadline:
+                raise TransientError(f"{what} still {body['processingStatus']} after {timeout:.0f} s; check again later")
+            self._sleep(interval)
+
     # -- presigned document URLs: no SP-API auth, a plain GET or PUT --------------------------------
     def download(self, url: str, what: str) -> bytes:
-        for attempt in range(1, self._retry.max_attempts + 1):
-            try:
-                response = self._http.get(url)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if attempt == self._retry.max_attempts:
-                    raise TransientError(f"downloading {what} for account {self._account!r}: {type(exc).__name__}") from None
-                self._retry_sleep("download", attempt, type(exc).__name__)
-                continue
-            if response.status_code == 200:
-                return response.content
-            if response.status_code >= 500 and attempt < self._retry.max_attempts:
-                self._retry_sleep("download", attempt, f"HTTP {response.status_code}")
-                continue
-            error = TransientError if response.status_code >= 500 else PermanentError
-            raise error(f"downloading {what} for account {self._account!r}: HTTP {response.status_code}")
-        raise AssertionError("unreachable")
+        return self._presigned("GET", url, f"downloading {what}").content
 
     def upload(self, url: str, content: bytes, content_type: str, what: str) -> None:
+        # The presigned URL is signed for this exact Content-Type; anything else is refused.
+        self._presigned("PUT", url, f"uploading {what}", content=content, headers={"Content-Type": content_type})
+
+    def _presigned(self, method: str, url: str, doing: str, **kwargs: Any) -> httpx.Response:
+        """A call to a presigned URL, retried on 5xx and dropped connections. The URL itself is a
+        credential for a few minutes, so it is never put into a message."""
+        where = f"{doing} for account {self._account!r}"
         for attempt in range(1, self._retry.max_attempts + 1):
             try:
-                # The presigned URL is signed for this exact Content-Type; anything else is refused.
-                response = self._http.put(url, content=content, headers={"Content-Type": content_type})
+                response = self._http.request(method, url, timeout=self._timeout, **kwargs)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if attempt == self._retry.max_attempts:
-                    raise TransientError(f"uploading {what} for account {self._account!r}: {type(exc).__name__}") from None
-                self._retry_sleep("upload", attempt, type(exc).__name__)
+                    raise TransientError(f"{where}: {type(exc).__name__}; gave up after {attempt} attempts") from None
+                self._retry_sleep(method.lower(), attempt, type(exc).__name__)
                 continue
             if 200 <= response.status_code < 300:
-                return
+                return response
             if response.status_code >= 500 and attempt < self._retry.max_attempts:
-                self._retry_sleep("upload", attempt, f"HTTP {response.status_code}")
+                self._retry_sleep(method.lower(), attempt, f"HTTP {response.status_code}")
                 continue
             error = TransientError if response.status_code >= 500 else PermanentError
-            raise error(f"uploading {what} for account {self._account!r}: HTTP {response.status_code}")
-
-
-def new_request_id() -> str:
-    return str(uuid.uuid4())
+            raise error(f"{where}: HTTP {response.status_code}")
+        raise AssertionError("unreachable")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.amazon.models import AmazonOrder, AmazonOrderLine, rollup
-from adapters.amazon.orders import FULFILLED_BY, V0_STATUS, OrderStatus, _Fields, _flag
+from adapters.amazon.orders import FULFILLED_BY_V0, V0_STATUS, OrderStatus, _Fields, _flag
 from adapters.errors import InvalidInput
 
 
@@ -36,16 +36,14 @@ def parse_order_change(body: str | bytes | dict[str, Any]) -> OrderChange:
         raise InvalidInput(f"notification type {body.get('NotificationType')!r} is not ORDER_CHANGE")
     change = (body.get("Payload") or {}).get("OrderChangeNotification") if isinstance(body.get("Payload"), dict) else None
     notification_id = (body.get("NotificationMetadata") or {}).get("NotificationId") if isinstance(body.get("NotificationMetadata"), dict) else None
+    which = f"ORDER_CHANGE notification {notification_id}" if notification_id else "ORDER_CHANGE notification"
     if not isinstance(change, dict):
-        raise InvalidInput(f"ORDER_CHANGE notification {notification_id}: field Payload.OrderChangeNotification missing")
+        raise InvalidInput(f"{which}: field Payload.OrderChangeNotification missing")
     order_id = change.get("AmazonOrderId")
-    f = _Fields(f"ORDER_CHANGE notification {notification_id}, order {order_id}")
+    f = _Fields(f"{which}, order {order_id}" if order_id else which)
     f.get(change, "AmazonOrderId", required=True)
-    status_text = f.get(change, "Summary.OrderStatus", required=True)
-    status = V0_STATUS.get(str(status_text))
-    if status is None:
-        raise f.fail("Summary.OrderStatus", f"unknown status {status_text!r}; known: {sorted(V0_STATUS)}")
-    kind = f.get(change, "Summary.FulfillmentType")
+    status = f.choice(change, "Summary.OrderStatus", V0_STATUS, required=True)
+    fulfillment = f.choice(change, "Summary.FulfillmentType", FULFILLED_BY_V0)
     items = f.get(change, "Summary.OrderItems", required=True)
     if not isinstance(items, list):
         raise f.fail("Summary.OrderItems", "is not a list")
@@ -68,7 +66,7 @@ def parse_order_change(body: str | bytes | dict[str, Any]) -> OrderChange:
     order = rollup(AmazonOrder(
         amazon_order_id=str(order_id),
         status=status,
-        fulfillment=FULFILLED_BY.get(str(kind)) if kind else None,  # type: ignore[arg-type]
+        fulfillment=fulfillment,
         lines=tuple(lines),
         last_updated=f.time(trigger, "TimeOfOrderChange") or f.time(body, "EventTime"),
         purchase_date=f.time(change, "Summary.PurchaseDate"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from adapters.amazon.http import SpApiTransport
 from adapters.amazon.models import (
@@ -33,7 +33,8 @@ V2026_STATUS = {
     "UNFULFILLABLE": OrderStatus.UNFULFILLABLE,
 }
 V0_STATUS = {status.value: status for status in OrderStatus}
-FULFILLED_BY = {"AMAZON": "FBA", "MERCHANT": "FBM", "AFN": "FBA", "MFN": "FBM"}
+FULFILLED_BY_V2026 = {"AMAZON": "FBA", "MERCHANT": "FBM"}
+FULFILLED_BY_V0 = {"AFN": "FBA", "MFN": "FBM"}  # also ORDER_CHANGE's FulfillmentType
 # What the poll asks for: cancellation (who asked, who executed, why), fulfilment (quantities) and
 # proceeds (the order total). Nothing with personal data.
 INCLUDED_DATA = "CANCELLATION,FULFILLMENT,PROCEEDS"
@@ -58,6 +59,17 @@ class _Fields:
         if node is None and required:
             raise self.fail(path, "missing")
         return node
+
+    def choice(self, data: Any, path: str, known: dict[str, Any], required: bool = False) -> Any:
+        """The mapped value of an enumerated field; None when absent and optional; unknown values fail."""
+        value = self.get(data, path, required=required)
+        if value is None or value == "":
+            if required:
+                raise self.fail(path, "missing")
+            return None
+        if str(value) not in known:
+            raise self.fail(path, f"unknown value {value!r}; known: {', '.join(sorted(known))}")
+        return known[str(value)]
 
     def money(self, data: Any, path: str) -> Decimal | None:
         value = self.get(data, path)
@@ -104,14 +116,8 @@ def parse_order_v2026(raw: Any) -> AmazonOrder:
     order_id = raw.get("orderId")
     f = _Fields(f"order {order_id}" if order_id else "order without orderId")
     f.get(raw, "orderId", required=True)
-    status_text = f.get(raw, "fulfillment.fulfillmentStatus", required=True)
-    status = V2026_STATUS.get(str(status_text))
-    if status is None:
-        raise f.fail("fulfillment.fulfillmentStatus", f"unknown status {status_text!r}; known: {sorted(V2026_STATUS)}")
-    fulfilled_by = f.get(raw, "fulfillment.fulfilledBy")
-    fulfillment = FULFILLED_BY.get(str(fulfilled_by)) if fulfilled_by else None
-    if fulfilled_by and fulfillment is None:
-        raise f.fail("fulfillment.fulfilledBy", f"unknown value {fulfilled_by!r}; known: AMAZON, MERCHANT")
+    status = f.choice(raw, "fulfillment.fulfillmentStatus", V2026_STATUS, required=True)
+    fulfillment = f.choice(raw, "fulfillment.fulfilledBy", FULFILLED_BY_V2026)
     items = f.get(raw, "orderItems", required=True)
     if not isinstance(items, list):
         raise f.fail("orderItems", "is not a list")
@@ -179,14 +185,8 @@ def parse_order_v0(raw: Any, items: Iterable[Any]) -> AmazonOrder:
     order_id = raw.get("AmazonOrderId")
     f = _Fields(f"order {order_id}" if order_id else "order without AmazonOrderId")
     f.get(raw, "AmazonOrderId", required=True)
-    status_text = f.get(raw, "OrderStatus", required=True)
-    status = V0_STATUS.get(str(status_text))
-    if status is None:
-        raise f.fail("OrderStatus", f"unknown status {status_text!r}; known: {sorted(V0_STATUS)}")
-    channel = f.get(raw, "FulfillmentChannel")
-    fulfillment = FULFILLED_BY.get(str(channel)) if channel else None
-    if channel and fulfillment is None:
-        raise f.fail("FulfillmentChannel", f"unknown value {channel!r}; known: AFN, MFN")
+    status = f.choice(raw, "OrderStatus", V0_STATUS, required=True)
+    fulfillment = f.choice(raw, "FulfillmentChannel", FULFILLED_BY_V0)
     lines = []
     for index, item in enumerate(items):
         path = f"OrderItems[{index}]"
@@ -273,66 +273,58 @@ class OrdersApi:
             raise InvalidInput(f"Amazon getOrder (v0) for order {order_id}: the answer has no payload")
         return parse_order_v0(payload, self._order_items_v0(order_id))
 
-    # -- v2026 ---------------------------------------------------------------------------------------
-    def _poll_v2026(self, since: str) -> OrderPage:
-        params: dict[str, str] = {
-            "lastUpdatedAfter": since,
-            "marketplaceIds": self._marketplaces,
-            "includedData": INCLUDED_DATA,
-            "maxResultsPerPage": "100",
-        }
+    # -- the sweep ---------------------------------------------------------------------------------
+    def _sweep(self, since: str, operation: str, path: str, params: dict[str, str], token_param: str,
+               read_page: Callable[[Any], tuple[list[Any], str | None, str | None]],
+               parse: Callable[[Any], AmazonOrder], id_key: str) -> OrderPage:
+        """Every page of one search; `read_page` picks (orders, next token, high-water mark) out of a body."""
         orders: list[AmazonOrder] = []
         errors: list[RecordError] = []
         high_water: str | None = None
         for page in range(1, self.MAX_PAGES + 1):
-            body = self._t.call("searchOrders", "GET", "/orders/2026-01-01/orders", params=params,
-                                context=f"page {page} since {since}").body
-            if not isinstance(body, dict) or not isinstance(body.get("orders"), list):
-                raise InvalidInput(f"Amazon searchOrders page {page} since {since}: the answer is not JSON with an 'orders' list")
-            high_water = high_water or body.get("lastUpdatedBefore")
-            for index, raw in enumerate(body["orders"]):
+            body = self._t.call(operation, "GET", path, params=params, context=f"page {page} since {since}").body
+            try:
+                raws, token, mark = read_page(body)
+            except (AttributeError, TypeError, KeyError):
+                raws = None
+            if not isinstance(raws, list):
+                raise InvalidInput(f"Amazon {operation} page {page} since {since}: the answer is not JSON with a list of orders")
+            high_water = high_water or mark
+            for index, raw in enumerate(raws):
                 try:
-                    orders.append(parse_order_v2026(raw))
+                    orders.append(parse(raw))
                 except InvalidInput as exc:
-                    errors.append(RecordError(_order_ref(raw, "orderId", index), exc.message))
-            token = (body.get("pagination") or {}).get("nextToken")
+                    errors.append(RecordError(_order_ref(raw, id_key, index), exc.message))
             if not token:
                 break
             # The token is only valid with the same filters, so they are repeated as they were.
-            params = {**params, "paginationToken": token}
-        return OrderPage(orders, errors, OrderCursor(self._next_mark(high_water, orders, since), "2026-01-01"))
+            params = {**params, token_param: token}
+        return OrderPage(orders, errors, OrderCursor(self._next_mark(high_water, orders, since), self.version))
 
-    # -- v0 ------------------------------------------------------------------------------------------
+    def _poll_v2026(self, since: str) -> OrderPage:
+        params = {"lastUpdatedAfter": since, "marketplaceIds": self._marketplaces,
+                  "includedData": INCLUDED_DATA, "maxResultsPerPage": "100"}
+
+        def read_page(body: Any) -> tuple[Any, str | None, str | None]:
+            return body.get("orders"), (body.get("pagination") or {}).get("nextToken"), body.get("lastUpdatedBefore")
+
+        return self._sweep(since, "searchOrders", "/orders/2026-01-01/orders", params, "paginationToken",
+                           read_page, parse_order_v2026, "orderId")
+
     def _poll_v0(self, since: str) -> OrderPage:
-        params: dict[str, str] = {
-            "MarketplaceIds": self._marketplaces,
-            "LastUpdatedAfter": since,
-            "MaxResultsPerPage": "100",
-        }
-        orders: list[AmazonOrder] = []
-        errors: list[RecordError] = []
-        high_water: str | None = None
-        for page in range(1, self.MAX_PAGES + 1):
-            body = self._t.call("getOrders", "GET", "/orders/v0/orders", params=params,
-                                context=f"page {page} since {since}").body
-            payload = body.get("payload") if isinstance(body, dict) else None
-            if not isinstance(payload, dict) or not isinstance(payload.get("Orders"), list):
-                raise InvalidInput(f"Amazon getOrders page {page} since {since}: the answer is not JSON with payload.Orders")
-            high_water = high_water or payload.get("LastUpdatedBefore")
-            for index, raw in enumerate(payload["Orders"]):
-                ref = _order_ref(raw, "AmazonOrderId", index)
-                try:
-                    order_id = raw["AmazonOrderId"] if isinstance(raw, dict) else None
-                    if not order_id:
-                        raise InvalidInput(f"{ref}, field AmazonOrderId: missing")
-                    orders.append(parse_order_v0(raw, self._order_items_v0(order_id)))
-                except InvalidInput as exc:
-                    errors.append(RecordError(ref, exc.message))
-            token = payload.get("NextToken")
-            if not token:
-                break
-            params = {**params, "NextToken": token}
-        return OrderPage(orders, errors, OrderCursor(self._next_mark(high_water, orders, since), "v0"))
+        params = {"MarketplaceIds": self._marketplaces, "LastUpdatedAfter": since, "MaxResultsPerPage": "100"}
+
+        def read_page(body: Any) -> tuple[Any, str | None, str | None]:
+            payload = body["payload"]
+            return payload.get("Orders"), payload.get("NextToken"), payload.get("LastUpdatedBefore")
+
+        def parse(raw: Any) -> AmazonOrder:
+            order_id = raw.get("AmazonOrderId") if isinstance(raw, dict) else None
+            if not order_id:
+                raise InvalidInput("field AmazonOrderId: missing")
+            return parse_order_v0(raw, self._order_items_v0(order_id))
+
+        return self._sweep(since, "getOrders", "/orders/v0/orders", params, "NextToken", read_page, parse, "AmazonOrderId")
 
     def _order_items_v0(self, order_id: str) -> list[Any]:
         items: list[Any] = []

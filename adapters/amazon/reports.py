@@ -14,17 +14,18 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable
 
+import structlog
 from lxml import etree
 
-from adapters.amazon.feeds import maybe_gunzip
-from adapters.amazon.http import SpApiTransport
+from adapters.amazon.http import SpApiTransport, maybe_gunzip
 from adapters.amazon.models import BuyerCancelRow, Parsed, RecordError, ReturnItem, ReturnRow
 from adapters.errors import InvalidInput, TransientError
+
+log = structlog.get_logger("ordersync.amazon.reports")
 
 ORDERS_BY_LAST_UPDATE = "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL"
 RETURNS_XML = "GET_XML_RETURNS_DATA_BY_RETURN_DATE"
 RETURNS_TSV = "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE"
-TERMINAL = ("DONE", "CANCELLED", "FATAL")
 
 BUYER_CANCEL_COLUMN = "is-buyer-requested-cancellation"
 BUYER_REASON_COLUMN = "buyer-requested-cancel-reason"
@@ -282,6 +283,7 @@ def _flat_fields(element: etree._Element) -> dict[str, str]:
 def _returns_xml(text: str, source: str) -> Parsed[ReturnRow]:
     parsed: Parsed[ReturnRow] = Parsed()
     try:
+        # No DTD fetching or entity expansion: a handed-over file is not to be trusted.
         root = etree.fromstring(text.encode("utf-8"), etree.XMLParser(resolve_entities=False, no_network=True))
     except etree.XMLSyntaxError as exc:
         raise InvalidInput(f"{source}: looks like XML but is not well-formed: {exc}") from None
@@ -314,11 +316,16 @@ def _returns_xml(text: str, source: str) -> Parsed[ReturnRow]:
     return parsed
 
 
-def parse_returns_report(data: bytes | str, source: str = "returns report") -> Parsed[ReturnRow]:
-    """A returns report in XML or TSV (detected from the content) → RMA rows, one per RMA."""
+def parse_returns_report(data: bytes | str, source: str = "returns report", fmt: str | None = None) -> Parsed[ReturnRow]:
+    """A returns report → RMA rows, one per RMA. `fmt` "XML" or "TSV" when the caller knows which it asked
+    for; None detects it from the content (a file a person hands over)."""
     text = _text(data)
     stripped = text.lstrip()
-    if stripped.startswith("<"):
+    looks_xml = stripped.startswith("<")
+    if fmt is not None and fmt.upper() == "XML" and not looks_xml:
+        first = stripped[:40].splitlines()[0] if stripped else ""
+        raise InvalidInput(f"{source}: an XML returns report was expected but this is not XML (it starts {first!r})")
+    if looks_xml:
         return _returns_xml(stripped, source)
     return _returns_tsv(text, source)
 
@@ -343,6 +350,9 @@ class ReportsApi:
         self._marketplaces = marketplace_ids
         self._poll_interval = poll_interval
         self._sleep = sleep
+        # The seller is told once that the buyer-cancel columns are off, not on every poll; if they are
+        # turned on and later off again, that is news and is told again.
+        self._told_columns_missing = False
 
     def request(self, report_type: str, start: str | None = None, end: str | None = None) -> str:
         body: dict[str, Any] = {"reportType": report_type, "marketplaceIds": self._marketplaces}
@@ -356,28 +366,12 @@ class ReportsApi:
         return str(answer["reportId"])
 
     def wait(self, report_id: str, timeout: float = 3600.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            report = self._t.call("getReport", "GET", f"/reports/2021-06-30/reports/{report_id}",
-                                  context=f"report {report_id}").body
-            if not isinstance(report, dict) or "processingStatus" not in report:
-                raise InvalidInput(f"Amazon getReport {report_id}: the answer has no processingStatus")
-            if report["processingStatus"] in TERMINAL:
-                return report
-            if time.monotonic() >= deadline:
-                raise TransientError(f"report {report_id} still {report['processingStatus']} after {timeout:.0f} s")
-            self._sleep(self._poll_interval)
+        return self._t.wait_until_done("getReport", f"/reports/2021-06-30/reports/{report_id}", f"report {report_id}",
+                                       timeout=timeout, interval=self._poll_interval)
 
     def download(self, report_document_id: str) -> bytes:
-        document = self._t.call("getReportDocument", "GET", f"/reports/2021-06-30/documents/{report_document_id}",
-                                context=f"report document {report_document_id}").body
-        if not isinstance(document, dict) or not document.get("url"):
-            raise InvalidInput(f"Amazon getReportDocument {report_document_id}: the answer has no url")
-        data = self._t.download(document["url"], f"report document {report_document_id}")
-        try:
-            return maybe_gunzip(data, document.get("compressionAlgorithm"))
-        except (OSError, EOFError) as exc:
-            raise InvalidInput(f"report document {report_document_id}: cannot gunzip ({exc})") from None
+        return self._t.document("getReportDocument", f"/reports/2021-06-30/documents/{report_document_id}",
+                                f"report document {report_document_id}")
 
     def fetch(self, report_type: str, start: str | None = None, end: str | None = None, timeout: float = 3600.0) -> bytes | None:
         """Request, wait and download; None when Amazon had no data (CANCELLED)."""
@@ -392,9 +386,18 @@ class ReportsApi:
 
     def buyer_cancel_requests(self, since: str, timeout: float = 3600.0) -> Parsed[BuyerCancelRow]:
         data = self.fetch(ORDERS_BY_LAST_UPDATE, start=since, timeout=timeout)
-        return parse_order_report(data, source=f"{ORDERS_BY_LAST_UPDATE} since {since}") if data else Parsed()
+        if not data:
+            return Parsed()
+        parsed = parse_order_report(data, source=f"{ORDERS_BY_LAST_UPDATE} since {since}")
+        missing = MISSING_BUYER_COLUMNS_NOTICE in parsed.notices
+        if missing and self._told_columns_missing:
+            parsed.notices.remove(MISSING_BUYER_COLUMNS_NOTICE)
+        elif missing:
+            log.warning("order_report_buyer_columns_missing", notice=MISSING_BUYER_COLUMNS_NOTICE)
+        self._told_columns_missing = missing
+        return parsed
 
     def returns(self, since: str, fmt: str = "XML", timeout: float = 3600.0) -> Parsed[ReturnRow]:
         report_type = RETURNS_XML if fmt.upper() == "XML" else RETURNS_TSV
         data = self.fetch(report_type, start=since, timeout=timeout)
-        return parse_returns_report(data, source=f"{report_type} since {since}") if data else Parsed()
+        return parse_returns_report(data, source=f"{report_type} since {since}", fmt=fmt) if data else Parsed()

@@ -160,5 +160,5 @@ def test_bad_notifications_are_clear_errors():
     from adapters.errors import InvalidInput
     with pytest.raises(InvalidInput, match="not JSON"):
         parse_order_change("{oops")
-    with pytest.raises(InvalidInput, match="Summary.OrderStatus: unknown status 'Teleported'"):
+    with pytest.raises(InvalidInput, match="order 1, field Summary.OrderStatus: unknown value 'Teleported'"):
         parse_order_change({"Payload": {"OrderChangeNotification": {"AmazonOrderId": "1", "Summary": {"OrderStatus": "Teleported", "OrderItems": []}}}})

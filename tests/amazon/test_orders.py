@@ -123,6 +123,6 @@ def test_v0_flag_is_text_and_missing_quantity_names_the_field():
     assert parsed.buyer_cancel_requested is False  # the text "false" must not count as a request
     with pytest.raises(InvalidInput, match="444-4444444-4444444.*QuantityOrdered: missing"):
         parse_order_v0(order, [{"OrderItemId": "9"}])
-    with pytest.raises(InvalidInput, match="OrderStatus: unknown status 'Lost'"):
+    with pytest.raises(InvalidInput, match="OrderStatus: unknown value 'Lost'"):
         parse_order_v0({**order, "OrderStatus": "Lost"}, [])
     assert parse_order_v2026(GOOD).lines[0].line_price == Decimal("5.00")
