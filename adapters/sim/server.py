@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -109,10 +110,17 @@ class SimServer:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
         self._httpd.daemon_threads = True
+        self._httpd.handle_error = self._handle_error  # type: ignore[method-assign]
         self._thread: threading.Thread | None = None
         self.add_route("GET", "/_sim/journal", lambda request: Response(body=self.journal.entries()))
         self.add_route("GET", "/_sim/faults", lambda request: Response(body=self.faults.to_json()))
         self.add_route("POST", "/_sim/faults", self._set_faults)
+
+    def _handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out, or whose connection a fault dropped, has gone away: that is the test, not a bug.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        ThreadingHTTPServer.handle_error(self._httpd, request, client_address)
 
     # -- routes -----------------------------------------------------------------------------------
     def add_route(self, method: str, pattern: str, handler: Handler) -> None:
@@ -231,7 +239,11 @@ class SimServer:
                     self.send_header(name, value)
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(body)
+                    try:
+                        self.wfile.write(body)
+                    except (BrokenPipeError, ConnectionResetError):
+                        # The client gave up (its timeout, a test's dropped connection): nothing to answer.
+                        self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 
