@@ -210,3 +210,22 @@ def test_port_in_use_exits_2(workdir: Path) -> None:
         result = run_until_exit(write(workdir, f'http: {{listen: "127.0.0.1:{port}"}}\nlogging: {{format: json}}\n'))
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "change http.listen" in result.stderr
+
+
+def test_systemd_notify_ready_watchdog_stopping(workdir: Path, daemons: Any, tmp_path: Path) -> None:
+    import socket
+
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(10)
+        config = write(workdir, 'http: {listen: "127.0.0.1:0"}\nrules: {watch_seconds: 0}\nlogging: {format: json}\n')
+        # WATCHDOG_PID unset: systemd sets it to the main pid; without it the daemon trusts WATCHDOG_USEC.
+        daemon = daemons(config, {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
+        received = [sock.recv(256).decode() for _ in range(2)]
+        assert received == ["READY=1", "WATCHDOG=1"]
+        daemon.process.send_signal(signal.SIGTERM)
+        while (message := sock.recv(256).decode()) == "WATCHDOG=1":
+            pass
+        assert message == "STOPPING=1"
+        assert daemon.process.wait(timeout=10) == 0
