@@ -83,6 +83,15 @@ class OrderMatch:
             return f"tag:'{self.tag_prefix}{value}'"
         return f"source_identifier:'{value}'"
 
+    def amazon_order_id_of(self, node: Mapping[str, Any]) -> str | None:
+        """The Amazon order id the import recorded on an order read by its Shopify id (None if none,
+        or if several tags carry the prefix), so that errors and hold external ids can name it."""
+        if self.by == "source_identifier":
+            return node.get("sourceIdentifier") or None
+        prefix = self.tag_prefix.lower()
+        found = {t[len(prefix):] for t in node.get("tags") or () if t.lower().startswith(prefix) and len(t) > len(prefix)}
+        return found.pop() if len(found) == 1 else None
+
     def matches(self, node: Mapping[str, Any], amazon_order_id: str) -> bool:
         """Search is fuzzy (an unknown field filters nothing), so every hit is checked exactly."""
         if self.by == "tag":
@@ -167,7 +176,7 @@ class ShopifyClient:
         node = data.get("order")
         if node is None:
             raise OrderNotFound(f"Shopify order {order_id} does not exist on {self.config.shop}", code="ORDER_NOT_FOUND")
-        return order_from_graphql(node, amazon_id)
+        return order_from_graphql(node, amazon_id or self.config.match.amazon_order_id_of(node))
 
     # -- hold / release ---------------------------------------------------------------------------
     def hold_order(self, order: StorefrontOrder | str, *, idempotency_key: str, reason: HoldReason = "OTHER",
@@ -371,6 +380,8 @@ class ShopifyClient:
                 amount = Decimal(str(amount))
             except InvalidOperation:
                 raise InvalidInput(f"refund on {label}: amount {amount!r} is not a number", code="AMOUNT_INVALID") from None
+            if not amount.is_finite():  # NaN would make every comparison below raise
+                raise InvalidInput(f"refund on {label}: amount {amount} is not a finite number", code="AMOUNT_INVALID")
             if amount < 0:
                 raise InvalidInput(f"refund on {label}: amount {amount} is negative", code="AMOUNT_INVALID")
         items = []

@@ -17,6 +17,19 @@ SUPPORTED_VERSIONS = ("2025-01", "2026-01")
 # caller's idempotency key: the look-before-act checks search for it.
 MARKER_PREFIX = "ordersync:"
 
+
+def _versioned_mutation(operation: str, field: str, input_type: str, selection: str) -> tuple[str, str]:
+    """(2025-01 text, 2026-01 text) of a mutation that takes one `input`: the 2026-01 form differs
+    only by carrying the caller's key as @idempotent(key:) (FACTS.md §6)."""
+    forms = []
+    for variables, directive in (("", ""), (", $idempotencyKey: String!", " @idempotent(key: $idempotencyKey)")):
+        forms.append(f"""
+mutation {operation}($input: {input_type}!{variables}) {{
+  {field}(input: $input){directive} {{{selection}  }}
+}}
+""")
+    return forms[0], forms[1]
+
 ORDER_FIELDS = """
 fragment OrderFields on Order {
   id
@@ -138,25 +151,8 @@ _REFUND_SELECTION = """
     userErrors { field message }
 """
 
-CREATE_REFUND_2025_01 = (
-    """
-mutation CreateRefund($input: RefundInput!) {
-  refundCreate(input: $input) {"""
-    + _REFUND_SELECTION
-    + """  }
-}
-"""
-)
-
-CREATE_REFUND_2026_01 = (
-    """
-mutation CreateRefund($input: RefundInput!, $idempotencyKey: String!) {
-  refundCreate(input: $input) @idempotent(key: $idempotencyKey) {"""
-    + _REFUND_SELECTION
-    + """  }
-}
-"""
-)
+CREATE_REFUND_2025_01, CREATE_REFUND_2026_01 = _versioned_mutation(
+    "CreateRefund", "refundCreate", "RefundInput", _REFUND_SELECTION)
 
 SUGGEST_REFUND = """
 query SuggestRefund($id: ID!, $refundLineItems: [RefundLineItemInput!], $refundShipping: Boolean) {
@@ -235,25 +231,8 @@ _ADJUST_SELECTION = """
     userErrors { code field message }
 """
 
-ADJUST_INVENTORY_2025_01 = (
-    """
-mutation AdjustInventory($input: InventoryAdjustQuantitiesInput!) {
-  inventoryAdjustQuantities(input: $input) {"""
-    + _ADJUST_SELECTION
-    + """  }
-}
-"""
-)
-
-ADJUST_INVENTORY_2026_01 = (
-    """
-mutation AdjustInventory($input: InventoryAdjustQuantitiesInput!, $idempotencyKey: String!) {
-  inventoryAdjustQuantities(input: $input) @idempotent(key: $idempotencyKey) {"""
-    + _ADJUST_SELECTION
-    + """  }
-}
-"""
-)
+ADJUST_INVENTORY_2025_01, ADJUST_INVENTORY_2026_01 = _versioned_mutation(
+    "AdjustInventory", "inventoryAdjustQuantities", "InventoryAdjustQuantitiesInput", _ADJUST_SELECTION)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ X-Shopify-Access-Token, paced by a client-side copy of Shopify's cost bucket.
 Pacing: before sending, the transport estimates the operation's requested cost (`cost.py`) and waits
 until its copy of the bucket holds that much; every answer's `extensions.cost.throttleStatus`
 resets the copy to the server's figures, so the copy follows the real bucket (which other apps on
-the same shop also drain). If Shopify still answers THROTTLED, the transport waits
+the same shop also drain). Every answer also carries Shopify's own `requestedQueryCost`; the
+transport remembers it per operation and waits for the larger of that and its estimate next time, so
+an estimate that runs low costs at most one THROTTLED answer per operation, not one per call.
+If Shopify still answers THROTTLED, the transport waits
 (requested - currentlyAvailable) / restoreRate, exactly what the bucket needs, and sends again.
 
 Failures become `adapters.errors` classes: THROTTLED past the retry budget, 5xx, timeouts and dropped
@@ -94,6 +97,8 @@ class ShopifyTransport:
         maximum, rate = initial_bucket
         self.bucket = TokenBucket(rate, maximum)
         self.stats = TransportStats()
+        # (operation name, our estimate) -> the requestedQueryCost Shopify reported for it.
+        self._reported_cost: dict[tuple[str, int], int] = {}
 
     def __repr__(self) -> str:
         return f"ShopifyTransport(endpoint={self.endpoint!r})"
@@ -129,8 +134,9 @@ class ShopifyTransport:
         """The `data` of a successful answer; raises an AdapterError subclass otherwise."""
         variables = dict(variables or {})
         document = _parsed(query)
-        estimate = requested_cost(document, variables, operation_name)
         name = operation_name or "graphql"
+        local = requested_cost(document, variables, operation_name)
+        estimate = max(local, self._reported_cost.get((name, local), 0))
         attempts = 0
         throttles = 0
         while True:
@@ -175,6 +181,11 @@ class ShopifyTransport:
                 continue
             cost = ((body.get("extensions") or {}).get("cost") or {}) if isinstance(body, dict) else {}
             self._adopt(cost.get("throttleStatus"))
+            reported = _float(cost.get("requestedQueryCost"))
+            if reported is not None and reported > 0:
+                self._reported_cost[(name, local)] = int(reported + 0.999)
+                # Shopify's own figure wins over our estimate from now on.
+                estimate = max(local, self._reported_cost[(name, local)])
             errors = body.get("errors") if isinstance(body, dict) else None
             if errors:
                 code = _error_code(errors)
@@ -182,8 +193,6 @@ class ShopifyTransport:
                     throttles += 1
                     self.stats.throttled += 1
                     wait = self._throttle_wait(cost, estimate)
-                    # Shopify's own figure wins over our estimate from now on.
-                    estimate = max(estimate, int(_float(cost.get("requestedQueryCost")) or 0))
                     log.info("shopify.throttled", operation=name, shop=self.shop, wait_seconds=round(wait, 3))
                     if throttles > self._max_throttle_retries or wait > self._max_throttle_wait:
                         raise TransientError(f"Shopify {name} on {self.shop}: still throttled after {throttles} tries", code="THROTTLED", retry_after=wait)

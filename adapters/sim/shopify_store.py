@@ -727,7 +727,8 @@ class ShopStore:
                        "fulfilled": self.fulfilled(order, l), "unfulfilled": self.unfulfilled(order, l)} for l in order.lines],
             "fulfillmentOrders": [{"id": gid("FulfillmentOrder", fo.id), "location": gid("Location", fo.location_id), "status": fo.status,
                                    "requestStatus": fo.request_status,
-                                   "holds": [{"id": gid("FulfillmentHold", h.id), "handle": h.handle, "reason": h.reason, "notes": h.notes}
+                                   "holds": [{"id": gid("FulfillmentHold", h.id), "handle": h.handle, "reason": h.reason, "notes": h.notes,
+                                              "externalId": h.external_id}
                                              for h in fo.holds]} for fo in order.fos],
             "refunds": [{"id": gid("Refund", r.id), "note": r.note, "amount": str(sum((t.amount for t in r.txns), Decimal("0"))),
                          "lines": [{"lineItem": gid("LineItem", x.line_id), "quantity": x.quantity, "restockType": x.restock_type}

@@ -3,6 +3,8 @@ client talking to it over real sockets. Buckets and job delays are small so the 
 from __future__ import annotations
 
 import copy
+import time
+from contextlib import ExitStack
 from typing import Any, Callable, Iterator
 
 import httpx
@@ -55,18 +57,19 @@ def shop() -> dict[str, Any]:
 
 
 @pytest.fixture
-def start_sim() -> Iterator[Callable[..., ShopifySim]]:
-    started: list[ShopifySim] = []
+def stack() -> Iterator[ExitStack]:
+    """Stand-ins and clients a test starts are stopped and closed when it ends, whatever happened."""
+    with ExitStack() as opened:
+        yield opened
 
+
+@pytest.fixture
+def start_sim(stack: ExitStack) -> Callable[..., ShopifySim]:
     def start(scenario: dict[str, Any] | None = None, **options: Any) -> ShopifySim:
         server = create_server(scenario=scenario if scenario is not None else copy.deepcopy(SHOP), **options)
-        server.start()
-        started.append(server)
-        return server
+        return stack.enter_context(server)
 
-    yield start
-    for server in started:
-        server.stop()
+    return start
 
 
 @pytest.fixture
@@ -75,23 +78,41 @@ def sim(start_sim: Callable[..., ShopifySim]) -> ShopifySim:
 
 
 @pytest.fixture
-def make_client() -> Iterator[Callable[..., ShopifyClient]]:
-    made: list[ShopifyClient] = []
-
+def make_client(stack: ExitStack) -> Callable[..., ShopifyClient]:
     def make(server: ShopifySim, token: str = TOKEN, **config: Any) -> ShopifyClient:
         options = {"cancel_poll_interval": 0.02, "cancel_timeout": 5.0, **config}
-        client = ShopifyClient(ShopifyConfig(shop=server.base_url, **options), token)
-        made.append(client)
-        return client
+        return stack.enter_context(ShopifyClient(ShopifyConfig(shop=server.base_url, **options), token))
 
-    yield make
-    for client in made:
-        client.close()
+    return make
 
 
 @pytest.fixture
 def client(sim: ShopifySim, make_client: Callable[..., ShopifyClient]) -> ShopifyClient:
     return make_client(sim)
+
+
+class HandClock:
+    """The stand-in's clock, moved only by the test: an orderCancel job finishes when the test says,
+    not when a loaded machine happens to get round to it."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def post(server: ShopifySim, document: str, variables: dict[str, Any], version: str = "2025-01") -> dict[str, Any]:
+    """Send one GraphQL document as a raw HTTP client would; the answer must carry no top-level errors."""
+    response = httpx.post(f"{server.base_url}/admin/api/{version}/graphql.json", json={"query": document, "variables": variables},
+                          headers={"X-Shopify-Access-Token": TOKEN}, timeout=5)
+    assert response.status_code == 200
+    body = response.json()
+    assert "errors" not in body, body.get("errors")
+    return body
 
 
 def sim_state(server: ShopifySim) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 second time with the same key, and refuses bad input with an error the dispatcher can sort."""
 from __future__ import annotations
 
+import threading
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -9,8 +11,9 @@ import pytest
 
 from adapters.errors import InvalidInput, PermanentError, TransientError
 from adapters.shopify import LineSelection, ShopifyRejected
+from adapters.shopify.operations import OPERATIONS
 
-from .conftest import journal, level, order_state
+from .conftest import HandClock, journal, level, order_state, post
 
 ORDER_1001 = "gid://shopify/Order/1001"
 
@@ -46,6 +49,27 @@ def test_release_sets_the_order_back_in_process(client: Any, sim: Any) -> None:
     client.hold_order(ORDER_1001, idempotency_key="k-hold")
     client.release_hold(ORDER_1001, idempotency_key="k-release")
     assert client.get_order(ORDER_1001).order_status == "In Process"
+
+
+def test_a_hold_on_an_order_given_by_its_shopify_id_still_carries_the_amazon_order_id(client: Any, sim: Any) -> None:
+    client.hold_order(ORDER_1001, idempotency_key="k-hold")
+    [hold] = order_state(sim, 1001)["fulfillmentOrders"][0]["holds"]
+    assert hold["externalId"] == "111-0000001-0000001"
+    with pytest.raises(ShopifyRejected) as caught:
+        client.hold_order("gid://shopify/Order/1004", idempotency_key="k")
+    assert "Amazon 111-0000004-0000004" in str(caught.value)
+
+
+def test_shopifys_typed_refusal_names_the_order_the_fulfilment_order_and_the_field(client: Any, sim: Any) -> None:
+    # ten holds by others: Shopify's per-app limit; the client cannot know, Shopify refuses
+    fo = order_state(sim, 1001)["fulfillmentOrders"][0]["id"]
+    for index in range(10):
+        post(sim, OPERATIONS["2025-01"].hold_fulfillment_order, {"id": fo, "fulfillmentHold": {"reason": "OTHER", "handle": f"h{index}"}})
+    with pytest.raises(ShopifyRejected) as caught:
+        client.hold_order(ORDER_1001, idempotency_key="k-hold")
+    assert caught.value.code == "FULFILLMENT_ORDER_HOLD_LIMIT_REACHED" and caught.value.permanent
+    assert caught.value.order_id == ORDER_1001 and caught.value.field == "id"
+    assert "#1001" in str(caught.value) and fo in str(caught.value)
 
 
 def test_holding_a_fulfilled_or_cancelled_order_is_refused(client: Any) -> None:
@@ -131,17 +155,35 @@ def test_cancelling_a_shipped_or_partly_shipped_order_is_refused(client: Any, si
 
 
 def test_a_cancel_job_that_outlives_the_wait_is_transient_and_the_retry_confirms_it(start_sim: Any, make_client: Any, shop: dict) -> None:
-    shop["cancel_job_seconds"] = 0.6
-    sim = start_sim(shop)
+    clock = HandClock()  # the job finishes only when this test moves the stand-in's clock
+    sim = start_sim(shop, clock=clock)
     impatient = make_client(sim, cancel_timeout=0.1)
     with pytest.raises(TransientError) as caught:
         impatient.cancel_order(ORDER_1001, idempotency_key="slow")
-    assert caught.value.code == "CANCEL_PENDING"
-    # the dispatcher retries later with the same key: Shopify refuses a second cancel while the
-    # first job runs; the client waits for it and recognises its own cancellation
-    patient = make_client(sim, cancel_timeout=5)
+    assert caught.value.code == "CANCEL_PENDING" and "#1001" in str(caught.value)
+    # The dispatcher retries later with the same key while the job still runs: Shopify refuses a
+    # second cancel, and the client waits for the first job and recognises its own cancellation.
+    def finish_the_job_once_the_second_cancel_was_refused() -> None:
+        deadline = time.monotonic() + 10
+        while len(journal(sim, kind="request", operation="CancelOrder")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        clock.advance(60)
+
+    mover = threading.Thread(target=finish_the_job_once_the_second_cancel_was_refused, daemon=True)
+    mover.start()
+    patient = make_client(sim, cancel_timeout=10)
     assert patient.cancel_order(ORDER_1001, idempotency_key="slow").changed is False
+    mover.join(timeout=10)
+    assert len(journal(sim, kind="request", operation="CancelOrder")) == 2
     assert len(mutations(sim, "orderCancel")) == 1 and order_state(sim, 1001)["cancelledAt"]
+
+
+def test_a_staff_note_too_long_for_shopify_is_cut_and_keeps_the_marker(client: Any, sim: Any) -> None:
+    long_note = "Amazon cancellation: " + "x" * 400
+    assert client.cancel_order(ORDER_1001, idempotency_key="long", staff_note=long_note).changed
+    staff_note = order_state(sim, 1001)["staffNote"]
+    assert len(staff_note) <= 255 and staff_note.startswith("Amazon cancellation: xxx") and "[ordersync:" in staff_note
+    assert not client.cancel_order(ORDER_1001, idempotency_key="long", staff_note=long_note).changed
 
 
 # -- partial cancel ------------------------------------------------------------------------------------
@@ -206,9 +248,6 @@ def test_refund_over_what_is_refundable_is_refused_before_asking_shopify(client:
 
 def test_shopify_itself_refuses_an_over_refund(sim: Any) -> None:
     # the stand-in enforces the rule too, so a client that skipped its check would still be stopped
-    from .test_shopify_contract import post
-    from adapters.shopify.operations import OPERATIONS
-
     body = post(sim, OPERATIONS["2025-01"].create_refund, {"input": {"orderId": ORDER_1001, "transactions": [
         {"orderId": ORDER_1001, "kind": "REFUND", "gateway": "manual", "amount": "60.00"}]}})
     errors = body["data"]["refundCreate"]["userErrors"]
@@ -232,8 +271,6 @@ def test_refund_in_2026_01_mode_sends_the_key_and_shopify_replays_it(sim: Any, m
     assert client.refund(ORDER_1001, amount="3.00", idempotency_key="key-26").changed
     # the same mutation sent again with the same key (as after a crash between send and answer):
     # Shopify answers with the original result and moves no more money
-    from adapters.shopify.operations import OPERATIONS
-
     variables = {"input": {"orderId": ORDER_1001, "note": "x", "transactions": [
         {"orderId": ORDER_1001, "kind": "REFUND", "gateway": "manual", "amount": "3.00"}]}, "idempotencyKey": "key-replay"}
     first = client.transport.execute(OPERATIONS["2026-01"].create_refund, variables, operation_name="CreateRefund")
@@ -297,9 +334,34 @@ def test_zero_out_where_the_sku_is_not_stocked_or_unknown(client: Any) -> None:
     assert (not_stocked.value.code, unknown.value.code) == ("ITEM_NOT_STOCKED_AT_LOCATION", "SKU_NOT_FOUND")
 
 
-def test_every_action_needs_an_idempotency_key(client: Any) -> None:
-    with pytest.raises(InvalidInput):
-        client.add_tags(ORDER_1001, ["x"], idempotency_key="")
+ACTIONS_WITHOUT_A_KEY = {
+    "hold_order": lambda c, key: c.hold_order(ORDER_1001, idempotency_key=key),
+    "release_hold": lambda c, key: c.release_hold(ORDER_1001, idempotency_key=key),
+    "add_note": lambda c, key: c.add_note(ORDER_1001, "n", idempotency_key=key),
+    "add_tags": lambda c, key: c.add_tags(ORDER_1001, ["x"], idempotency_key=key),
+    "cancel_order": lambda c, key: c.cancel_order(ORDER_1001, idempotency_key=key),
+    "cancel_lines": lambda c, key: c.cancel_lines(ORDER_1001, [LineSelection(1, sku="MUG-RED")], idempotency_key=key),
+    "refund": lambda c, key: c.refund(ORDER_1001, amount="1.00", idempotency_key=key),
+    "adjust_inventory": lambda c, key: c.adjust_inventory("MUG-RED", "gid://shopify/Location/1", 1, reason="correction",
+                                                          decision_id="d", idempotency_key=key),
+    "zero_out_inventory": lambda c, key: c.zero_out_inventory("MUG-RED", decision_id="d", idempotency_key=key),
+}
+
+
+@pytest.mark.parametrize("action", sorted(ACTIONS_WITHOUT_A_KEY))
+def test_every_action_needs_an_idempotency_key_before_it_sends_anything(client: Any, sim: Any, action: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        ACTIONS_WITHOUT_A_KEY[action](client, "  ")
+    assert caught.value.code == "IDEMPOTENCY_KEY_MISSING"
+    assert journal(sim, kind="request") == []
+
+
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", "-1", "twelve"])
+def test_a_refund_amount_that_is_not_a_sensible_number_is_invalid_input(client: Any, sim: Any, amount: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        client.refund(ORDER_1001, amount=amount, idempotency_key="r")
+    assert caught.value.code == "AMOUNT_INVALID" and "#1001" in str(caught.value)
+    assert not mutations(sim, "refundCreate")
 
 
 def test_refunding_unshipped_units_without_restock_takes_them_out_of_fulfilment(client: Any, sim: Any) -> None:

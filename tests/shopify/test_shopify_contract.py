@@ -31,7 +31,7 @@ from adapters.sim.shopify_schema import (
     with_2026_01_forms,
 )
 
-from .conftest import TOKEN
+from .conftest import TOKEN, post
 
 
 @pytest.fixture(scope="module")
@@ -133,15 +133,6 @@ def assert_shape(schema: GraphQLSchema, document: str, data: Any, operation_name
     return checked
 
 
-def post(server: Any, document: str, variables: dict[str, Any], version: str = "2025-01") -> dict[str, Any]:
-    response = httpx.post(f"{server.base_url}/admin/api/{version}/graphql.json", json={"query": document, "variables": variables},
-                          headers={"X-Shopify-Access-Token": TOKEN}, timeout=5)
-    assert response.status_code == 200
-    body = response.json()
-    assert "errors" not in body, body.get("errors")
-    return body
-
-
 def test_stand_in_answers_to_every_operation_have_the_schema_shapes(official: GraphQLSchema, sim: Any) -> None:
     ops = OPERATIONS["2025-01"]
     found = post(sim, ops.find_orders, {"search": "source_identifier:'111-0000002-0000002'"})
@@ -176,6 +167,60 @@ def test_stand_in_answers_to_every_operation_have_the_schema_shapes(official: Gr
     assert set(job_body["extensions"]["cost"]["throttleStatus"]) == {"maximumAvailable", "currentlyAvailable", "restoreRate"}
 
 
+def test_stand_in_refusals_have_the_schema_shapes_too(official: GraphQLSchema, sim: Any) -> None:
+    # The client reads codes and fields from these; an enum value the schema lacks would reach a
+    # real client as a GraphQL error instead of a userError.
+    ops = OPERATIONS["2025-01"]
+    closed_fo = post(sim, ops.get_order, {"id": "gid://shopify/Order/1003"})["data"]["order"]["fulfillmentOrders"]["nodes"][0]["id"]
+    refusals = [
+        (ops.cancel_order, {"orderId": "gid://shopify/Order/1004", "reason": "CUSTOMER", "refund": False, "restock": True}, "orderCancel", "orderCancelUserErrors"),
+        (ops.cancel_order, {"orderId": "gid://shopify/Order/999", "reason": "CUSTOMER", "refund": False, "restock": True}, "orderCancel", "orderCancelUserErrors"),
+        (ops.hold_fulfillment_order, {"id": "gid://shopify/FulfillmentOrder/9", "fulfillmentHold": {"reason": "OTHER"}}, "fulfillmentOrderHold", "userErrors"),
+        (ops.hold_fulfillment_order, {"id": closed_fo, "fulfillmentHold": {"reason": "OTHER"}}, "fulfillmentOrderHold", "userErrors"),
+        (ops.release_fulfillment_order_hold, {"id": "gid://shopify/FulfillmentOrder/9"}, "fulfillmentOrderReleaseHold", "userErrors"),
+        (ops.add_tags, {"id": "gid://shopify/Order/999", "tags": ["x"]}, "tagsAdd", "userErrors"),
+        (ops.update_order_note, {"input": {"id": "gid://shopify/Order/999", "note": "n"}}, "orderUpdate", "userErrors"),
+        (ops.create_refund, {"input": {"orderId": "gid://shopify/Order/1001", "transactions": [
+            {"orderId": "gid://shopify/Order/1001", "kind": "REFUND", "gateway": "manual", "amount": "60.00"}]}}, "refundCreate", "userErrors"),
+        (ops.adjust_inventory, {"input": {"reason": "oops", "name": "available", "changes": [
+            {"inventoryItemId": "gid://shopify/InventoryItem/9", "locationId": "gid://shopify/Location/1", "delta": 1},
+            {"inventoryItemId": "gid://shopify/InventoryItem/501", "locationId": "gid://shopify/Location/99", "delta": 1},
+            {"inventoryItemId": "gid://shopify/InventoryItem/502", "locationId": "gid://shopify/Location/3", "delta": 1}]}},
+         "inventoryAdjustQuantities", "userErrors"),
+    ]
+    for document, variables, field, errors_field in refusals:
+        data = post(sim, document, variables)["data"]
+        assert data[field][errors_field], f"{field} {variables}: expected a refusal"
+        assert assert_shape(official, document, data) > 3, field
+    codes = [e["code"] for e in data["inventoryAdjustQuantities"]["userErrors"]]
+    assert codes == ["INVALID_REASON", "INVALID_INVENTORY_ITEM", "INVALID_LOCATION", "ITEM_NOT_STOCKED_AT_LOCATION"]
+    for document, variables, root in [(ops.get_order, {"id": "gid://shopify/Order/999"}, "order"),
+                                      (ops.job_status, {"id": "gid://shopify/Job/999"}, "job")]:
+        data = post(sim, document, variables)["data"]
+        assert data[root] is None and assert_shape(official, document, data) >= 1
+
+
+def test_the_client_sends_no_document_the_contract_tests_do_not_validate() -> None:
+    # Every call to the transport must pass one of the OperationSet's documents (the ones validated
+    # above); a query text written inline in the client would escape the contract.
+    import ast
+
+    import adapters.shopify.client as client_module
+    from adapters.shopify.operations import OperationSet
+
+    known = set(OperationSet.__dataclass_fields__) - {"version", "uses_idempotent_directive"}
+    tree = ast.parse(Path(client_module.__file__).read_text("utf-8"))
+    sent = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "execute":
+            document = node.args[0] if node.args else None
+            assert (isinstance(document, ast.Attribute) and isinstance(document.value, ast.Attribute)
+                    and document.value.attr == "ops" and document.attr in known), \
+                f"client.py line {node.lineno} sends {ast.unparse(document) if document else 'nothing'}, not self.ops.<operation>"
+            sent.append(document.attr)
+    assert set(sent) == known, f"operations never sent by the client: {sorted(known - set(sent))}"
+
+
 def test_the_shape_checker_catches_a_wrong_answer(official: GraphQLSchema) -> None:
     document = OPERATIONS["2025-01"].job_status
     with pytest.raises(AssertionError, match="non-null"):
@@ -184,7 +229,7 @@ def test_the_shape_checker_catches_a_wrong_answer(official: GraphQLSchema) -> No
         assert_shape(official, document, {"job": {"id": "gid://shopify/Job/1", "done": "yes"}})
 
 
-def test_the_fallback_schema_gives_the_same_answers_as_the_official_one(start_sim: Any) -> None:
+def test_the_fallback_schema_gives_the_same_answers_as_the_official_one(official: GraphQLSchema, start_sim: Any) -> None:
     official_sim = start_sim(schema_preference="official")
     minimal_sim = start_sim(schema_preference="minimal")
     variables = {"search": "tag:'amazon-111-0000001-0000001'"}

@@ -65,22 +65,40 @@ def test_a_throttled_call_is_retried_after_the_time_the_bucket_needs(start_sim: 
     throttled, retried = journal(sim, kind="request")
     assert throttled["error"] == "THROTTLED" and retried.get("error") is None
     assert retried["available"] >= retried["requested"]
+    # the journal's `available` is the level the stand-in refused on and reported, so the figures
+    # agree exactly however slow the machine is
     expected_wait = (throttled["requested"] - throttled["available"]) / SMALL_BUCKET["restore_rate"]
     assert client.transport.stats.throttled == 1
-    assert client.transport.stats.throttle_wait_seconds == pytest.approx(expected_wait, abs=0.01)
+    assert client.transport.stats.throttle_wait_seconds == pytest.approx(expected_wait, rel=1e-9)
 
 
-def test_throttled_past_the_retry_budget_is_transient_with_the_wait_it_needs(start_sim: Any, shop: dict) -> None:
-    shop["throttle"] = SMALL_BUCKET
+def test_throttled_past_the_retry_budget_is_transient_with_the_wait_it_needs(start_sim: Any, make_client: Any, shop: dict) -> None:
+    # a slow refill: the bucket still needs seconds when the request arrives, however long that took
+    shop["throttle"] = {"maximum_available": 300, "restore_rate": 50}
     sim = start_sim(shop)
     sim.set_bucket_level(0)
-    client = ShopifyClient(ShopifyConfig(shop=sim.base_url, max_throttle_retries=0), TOKEN, sleep=no_sleep)
+    client = make_client(sim, max_throttle_retries=0)
     with pytest.raises(TransientError) as caught:
         client.get_order("gid://shopify/Order/1001")
     assert caught.value.code == "THROTTLED" and not caught.value.permanent
     [throttled] = journal(sim, error="THROTTLED")
-    needed = (throttled["requested"] - throttled["available"]) / SMALL_BUCKET["restore_rate"]
-    assert caught.value.retry_after == pytest.approx(needed, abs=0.005) and needed > 0.3
+    needed = (throttled["requested"] - throttled["available"]) / 50
+    assert caught.value.retry_after == pytest.approx(needed, rel=1e-9) and needed > 1
+    assert client.transport.stats.throttle_wait_seconds == 0  # it handed the wait back instead of sleeping
+
+
+def test_an_estimate_that_runs_low_costs_one_throttled_answer_per_operation(start_sim: Any, make_client: Any, shop: dict) -> None:
+    # Shopify's real figures differ from the documented estimate: here it charges a tenth more than
+    # the client expects. The client learns each operation's figure from the answers and paces by it.
+    shop["throttle"] = {**SMALL_BUCKET, "cost_factor": 1.1}
+    sim = start_sim(shop)
+    client = make_client(sim)
+    for index in range(8):
+        client.add_tags("gid://shopify/Order/1001", [f"t{index}"], idempotency_key=f"k{index}")
+    requests = journal(sim, kind="request")
+    throttled = [r["operation"] for r in requests if r.get("error") == "THROTTLED"]
+    assert len(throttled) == len(set(throttled)) <= 2, throttled
+    assert len([r for r in requests if r.get("error") is None]) == 16
 
 
 def test_a_bucket_that_needs_too_long_hands_the_wait_back_to_the_caller(start_sim: Any, shop: dict) -> None:
