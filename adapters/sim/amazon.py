@@ -12,6 +12,7 @@ import gzip
 import itertools
 import json
 import secrets
+import signal
 import threading
 import time
 import uuid
@@ -118,6 +119,14 @@ class AmazonSim(SimServer):
         self._add_routes()
 
     # -- plumbing ---------------------------------------------------------------------------------------
+    def start(self) -> "AmazonSim":
+        # serve_forever's default 0.5 s poll makes every stop() wait half a second (a test suite starts
+        # dozens of stand-ins); 50 ms costs nothing while idle. (Belongs in SimServer.start.)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=type(self).__name__, daemon=True)
+        self._thread.start()
+        return self
+
     def _add_routes(self) -> None:
         self.add_route("POST", "/auth/o2/token", self._lwa_token)
         op = self._operation
@@ -188,6 +197,14 @@ class AmazonSim(SimServer):
         self._journal(request, response, started)
         return response
 
+    def fault_for(self, request: Request) -> str | None:
+        fault = super().fault_for(request)
+        request.fault = fault  # type: ignore[attr-defined]
+        if fault == "drop":
+            # Dropped before an answer, so dispatch never sees it; the journal still must.
+            self._journal(request, Response(0), time.time(), fault="drop")
+        return fault
+
     def error_response(self, request: Request) -> Response:
         response = super().error_response(request)
         response.body = _errors("InternalFailure", "We encountered an internal error. Please try again.")
@@ -209,7 +226,7 @@ class AmazonSim(SimServer):
         self.journal.record(
             received=started, method=request.method, path=request.path, query=request.query,
             operation=getattr(request, "operation", None), status=response.status, body=body,
-            content_type=request.header("content-type"), fault=fault,
+            content_type=request.header("content-type"), fault=fault or getattr(request, "fault", None),
         )
 
     def _stamp(self) -> str:
@@ -506,16 +523,7 @@ class AmazonSim(SimServer):
             return Response(200, self._public_feed(feed))
 
     def _get_feeds(self, request: Request) -> Response:
-        types = self._list_arg(request, "feedTypes")
-        statuses = self._list_arg(request, "processingStatuses")
-        if not types and not request.arg("nextToken"):
-            return bad_request("Invalid input", "feedTypes is required")
-        if any(s not in ("IN_QUEUE", "IN_PROGRESS", "DONE", "CANCELLED", "FATAL") for s in statuses):
-            return bad_request("Invalid input", "processingStatuses has an unknown value")
-        with self.lock:
-            feeds = [self._public_feed(f) for f in self.feeds.values()
-                     if f["feedType"] in types and (not statuses or f["processingStatus"] in statuses)]
-        return Response(200, {"feeds": feeds})
+        return self._listing(request, "feedTypes", "feeds", self.feeds, "feedType", self._public_feed)
 
     def _cancel_feed(self, request: Request) -> Response:
         with self.lock:
@@ -578,16 +586,21 @@ class AmazonSim(SimServer):
             return Response(200, self._public_report(report))
 
     def _get_reports(self, request: Request) -> Response:
-        types = self._list_arg(request, "reportTypes")
+        return self._listing(request, "reportTypes", "reports", self.reports, "reportType", self._public_report)
+
+    def _listing(self, request: Request, types_name: str, key: str, jobs: dict[str, dict[str, Any]], type_field: str,
+                 public: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+        """getFeeds / getReports: filter by type (required unless paging) and processing status."""
+        types = self._list_arg(request, types_name)
         statuses = self._list_arg(request, "processingStatuses")
         if not types and not request.arg("nextToken"):
-            return bad_request("Invalid input", "reportTypes is required")
+            return bad_request("Invalid input", f"{types_name} is required")
         if any(s not in ("IN_QUEUE", "IN_PROGRESS", "DONE", "CANCELLED", "FATAL") for s in statuses):
             return bad_request("Invalid input", "processingStatuses has an unknown value")
         with self.lock:
-            reports = [self._public_report(r) for r in self.reports.values()
-                       if r["reportType"] in types and (not statuses or r["processingStatus"] in statuses)]
-        return Response(200, {"reports": reports})
+            found = [public(job) for job in jobs.values()
+                     if job[type_field] in types and (not statuses or job["processingStatus"] in statuses)]
+        return Response(200, {key: found})
 
     def _cancel_report(self, request: Request) -> Response:
         with self.lock:
@@ -954,7 +967,12 @@ def create_server(host: str = "127.0.0.1", port: int = 0, scenario: str | Path |
                   sandbox_models: Path | None = None, xsd_dir: Path | None = None) -> AmazonSim:
     """A stand-in, not yet started (use it as a context manager or call start())."""
     data = scenario if isinstance(scenario, dict) else load_scenario(scenario) if scenario else None
-    return AmazonSim(host, port, data, sandbox_models=sandbox_models, xsd_dir=xsd_dir)
+    try:
+        return AmazonSim(host, port, data, sandbox_models=sandbox_models, xsd_dir=xsd_dir)
+    except (ValueError, TypeError, AttributeError) as exc:
+        # The scenario's own words ("scenario order #3 (order 113-…): field status …") plus which file.
+        where = f"scenario {scenario}" if isinstance(scenario, (str, Path)) else "scenario"
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -970,12 +988,31 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         sim = create_server(args.host, args.port, args.scenario, sandbox_models=getattr(args, "sandbox_models", None))
     except (OSError, ValueError) as exc:
-        print(f"ordersync sim amazon: {exc}")
+        print(f"ordersync sim amazon: {exc}", flush=True)
         return 2
-    print(f"Amazon SP-API stand-in on {sim.base_url}  (LWA token URL {sim.base_url}/auth/o2/token)")
-    print(f"  {len(sim.orders)} orders, {len(sim.returns)} returns; journal: GET {sim.base_url}/_sim/journal; Ctrl-C stops")
+    # Flushed: whoever started us (a test, a demo script) reads the URL from a pipe, where print is buffered.
+    print(f"Amazon SP-API stand-in on {sim.base_url}  (LWA token URL {sim.base_url}/auth/o2/token)", flush=True)
+    print(f"  {len(sim.orders)} orders, {len(sim.returns)} returns; journal: GET {sim.base_url}/_sim/journal; Ctrl-C stops",
+          flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # A container or systemd stops it with SIGTERM; that is a normal end, not a crash.
+    signal.signal(signal.SIGTERM, stop)
     try:
         sim.serve_forever()
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m adapters.sim.amazon` works where the `ordersync` command is not installed."""
+    parser = argparse.ArgumentParser(prog="python -m adapters.sim.amazon", description=(__doc__ or "").splitlines()[0])
+    add_cli_arguments(parser)
+    return run_cli(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import jsonschema
 import pytest
 
 from adapters.amazon import AdjustedItem, AdjustmentRequest, CancelItem, CancelRequest, parse_order_change
+from adapters.amazon.http import DOCUMENTED_RATE_LIMITS
 
 from .conftest import FAST_LIMITS, SINCE, access_token, model_for
 
@@ -61,6 +63,26 @@ def test_every_static_sandbox_example_is_answered_with_a_body_that_fits_the_mode
             failures += [f"{label}: {p}" for p in problems]
     assert count >= 40
     assert failures == []
+
+
+def documented_limits(model):
+    """operationId -> (rate, burst) from the usage-plan table in each operation's description."""
+    found = {}
+    for _, _, _, operation in model.routes:
+        rows = re.findall(r"\|\s*([\d.]+)\s*\|\s*(\d+)\s*\|", operation.get("description", ""))
+        if rows:
+            found[operation["operationId"]] = (float(rows[0][0]), float(rows[0][1]))
+    return found
+
+
+def test_every_bucket_is_seeded_with_the_models_documented_rate_and_burst(models):
+    in_models = {}
+    for name, model in models.items():
+        for operation, limit in documented_limits(model).items():
+            in_models["getOrder2026" if (name, operation) == ("orders-2026", "getOrder") else operation] = limit
+    assert len(in_models) > 20
+    wrong = {op: (ours, in_models.get(op)) for op, ours in DOCUMENTED_RATE_LIMITS.items() if in_models.get(op) != ours}
+    assert wrong == {}
 
 
 def fetch(http, path, **params):

@@ -29,7 +29,9 @@ def test_built_feeds_validate_and_each_order_gets_its_own_message_id(xsd_dir):
 
 def test_the_shipped_samples_validate_with_our_validator(xsd_dir, specs_dir):
     validator = FeedValidator(xsd_dir)
-    for sample in sorted((specs_dir / "spapi" / "samples").glob("*.xml")):
+    samples = sorted((specs_dir / "spapi" / "samples").glob("*.xml"))
+    assert len(samples) >= 2, "the specs ship a cancellation and a partial-refund sample"
+    for sample in samples:
         assert validator.errors(sample.read_bytes()) == [], sample.name
 
 
@@ -46,7 +48,6 @@ def test_a_wrong_reason_code_fails_validation_naming_the_message_and_order(xsd_d
 
 
 def test_client_refuses_to_build_an_invalid_adjustment(client, xsd_dir):
-    client.account  # noqa: B018
     with pytest.raises(InvalidInput, match="PriceError2"):
         client.build_adjustment_feed([AdjustmentRequest("113-0000003-0000003", (AdjustedItem("10000000000031", "PriceError2", (("Principal", Decimal("1")),)),))])
 
@@ -104,6 +105,29 @@ def test_processing_report_with_a_bad_result_still_reports_the_others():
     assert len(outcome.errors) == 1 and "Result #1" in str(outcome.errors[0]) and "'x'" in str(outcome.errors[0])
     with pytest.raises(InvalidInput, match="feed F2 is not XML"):
         parse_processing_report(b"oops", "F2", [1])
+
+
+def test_a_fatal_feed_leaves_unlisted_messages_unknown_not_successful():
+    report = b"""<?xml version="1.0"?><AmazonEnvelope><Header><DocumentVersion>1.02</DocumentVersion><MerchantIdentifier>M</MerchantIdentifier></Header>
+    <MessageType>ProcessingReport</MessageType><Message><MessageID>1</MessageID><ProcessingReport><DocumentTransactionID>1</DocumentTransactionID>
+    <StatusCode>Processing</StatusCode><Result><MessageID>2</MessageID><ResultCode>Error</ResultCode><ResultMessageCode>18028</ResultMessageCode>
+    <ResultDescription>not found</ResultDescription></Result></ProcessingReport></Message></AmazonEnvelope>"""
+    outcome = parse_processing_report(report, "F3", [1, 2], processing_status="FATAL")
+    assert outcome.results[2].error_code == "18028"
+    assert not outcome.results[1].success and outcome.results[1].error_code == "FeedFatal"
+    assert "may or may not" in outcome.results[1].description
+
+
+def test_a_feed_cancelled_before_processing_tells_every_message(sim, client, xsd_dir):
+    feed = client.build_cancellation_feed([CancelRequest("113-0000002-0000002", (CancelItem("10000000000021", "NoInventory"),)),
+                                           CancelRequest("113-0000003-0000003", (CancelItem("10000000000031", "NoInventory"),))])
+    feed_id = client.submit_feed(feed)
+    httpx.delete(f"{sim.base_url}/feeds/2021-06-30/feeds/{feed_id}",
+                 headers={"x-amz-access-token": client.tokens.token()}).raise_for_status()
+    outcome = client.feed_outcome(feed_id, feed)
+    assert outcome.processing_status == "CANCELLED"
+    assert {m: (r.success, r.error_code) for m, r in outcome.results.items()} == {1: (False, "FeedCancelled"), 2: (False, "FeedCancelled")}
+    assert client.get_order("113-0000002-0000002").status.value == "Unshipped"  # nothing was applied
 
 
 def test_missing_xsd_folder_is_a_clear_error(tmp_path: Path):

@@ -22,9 +22,16 @@ def test_order_report_reads_buyer_cancel_requests(client):
 
 def test_order_report_without_the_buyer_columns_says_so_once(make_sim, make_client, scenario):
     scenario["order_report_buyer_columns"] = False
-    parsed = make_client(make_sim(scenario)).buyer_cancel_requests(SINCE)
+    sim = make_sim(scenario)
+    client = make_client(sim)
+    parsed = client.buyer_cancel_requests(SINCE)
     assert len(parsed.records) == 11 and not any(r.buyer_cancel_requested for r in parsed.records)
-    assert len(parsed.notices) == 1 and "Seller Central" in parsed.notices[0]
+    assert len(parsed.notices) == 1 and "Seller Central" in parsed.notices[0]  # one notice, not one per row
+    assert client.buyer_cancel_requests(SINCE).notices == []  # and not again on the next poll
+    sim.order_report_buyer_columns = True  # the seller turns them on ...
+    assert client.buyer_cancel_requests(SINCE).notices == []
+    sim.order_report_buyer_columns = False  # ... and off again: that is news
+    assert len(client.buyer_cancel_requests(SINCE).notices) == 1
 
 
 def test_order_report_bad_rows_are_named_and_the_rest_kept():
@@ -88,6 +95,9 @@ def test_xml_returns_report_that_is_not_xml_and_missing_files(tmp_path):
         parse_returns_file(tmp_path / "nope.xml")
     with pytest.raises(InvalidInput, match="no 'Amazon RMA ID' column"):
         parse_returns_report("Order ID\tSomething\n1\t2\n")
+    # An XML report that arrives as something else (an error page, a flat file) says so.
+    with pytest.raises(InvalidInput, match="GET_XML_RETURNS_DATA_BY_RETURN_DATE: an XML returns report was expected but this is not XML"):
+        parse_returns_report(b"Service Unavailable\n", source="GET_XML_RETURNS_DATA_BY_RETURN_DATE", fmt="XML")
 
 
 def test_xml_return_with_a_bad_item_is_named(tmp_path):
