@@ -46,16 +46,14 @@ class Orders(Database):
             raise StoreError(f"unknown order field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(ORDER_FIELDS))}")
         with self.transaction() as s:
             order = _upsert(s, account, amazon_order_id, fields)
+            keys = ["order_id", "amazon_order_item_id"]
             for line in lines or ():
                 values = {k: v for k, v in line.items() if k in LINE_FIELDS}
-                s.execute(insert_for(s, OrderLine).values(
+                statement = insert_for(s, OrderLine).values(
                     order_id=order.id, amazon_order_item_id=line["amazon_order_item_id"],
                     **{"quantity_ordered": 0, "quantity_shipped": 0, "quantity_cancelled": 0, **values})
-                    .on_conflict_do_update(index_elements=["order_id", "amazon_order_item_id"], set_=values)
-                    if values else
-                    insert_for(s, OrderLine).values(order_id=order.id, amazon_order_item_id=line["amazon_order_item_id"],
-                                                    quantity_ordered=0, quantity_shipped=0, quantity_cancelled=0)
-                    .on_conflict_do_nothing(index_elements=["order_id", "amazon_order_item_id"]))
+                s.execute(statement.on_conflict_do_update(index_elements=keys, set_=values) if values
+                          else statement.on_conflict_do_nothing(index_elements=keys))
             return order
 
     def get_order(self, account: str, amazon_order_id: str) -> Order | None:
