@@ -1,6 +1,6 @@
 """The storefront order as the rules read it, normalised from Shopify's Order object.
 
-Status mapping (documented in docs/shopify.md, tested in tests/shopify/test_models.py):
+Status mapping (documented in docs/shopify.md, tested in tests/shopify/test_shopify_reads.py):
 
 shipping_status, from displayFulfillmentStatus:
   FULFILLED → Shipped; PARTIALLY_FULFILLED → PartiallyShipped; everything else (UNFULFILLED,
