@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.amazon.models import AmazonOrder, AmazonOrderLine, rollup
-from adapters.amazon.orders import FULFILLED_BY_V0, V0_STATUS, OrderStatus, _Fields, _flag
+from adapters.amazon.orders import FULFILLED_BY_V0, V0_STATUS, OrderStatus, _flag, _item_list, order_head
 from adapters.errors import InvalidInput
 
 
@@ -39,14 +39,9 @@ def parse_order_change(body: str | bytes | dict[str, Any]) -> OrderChange:
     which = f"ORDER_CHANGE notification {notification_id}" if notification_id else "ORDER_CHANGE notification"
     if not isinstance(change, dict):
         raise InvalidInput(f"{which}: field Payload.OrderChangeNotification missing")
-    order_id = change.get("AmazonOrderId")
-    f = _Fields(f"{which}, order {order_id}" if order_id else which)
-    f.get(change, "AmazonOrderId", required=True)
-    status = f.choice(change, "Summary.OrderStatus", V0_STATUS, required=True)
-    fulfillment = f.choice(change, "Summary.FulfillmentType", FULFILLED_BY_V0)
-    items = f.get(change, "Summary.OrderItems", required=True)
-    if not isinstance(items, list):
-        raise f.fail("Summary.OrderItems", "is not a list")
+    f, order_id, status, fulfillment = order_head(change, f"{which}, order", "AmazonOrderId", "Summary.OrderStatus",
+                                                  V0_STATUS, "Summary.FulfillmentType", FULFILLED_BY_V0)
+    items = _item_list(f, change, "Summary.OrderItems")
     lines = []
     for index, item in enumerate(items):
         path = f"Summary.OrderItems[{index}]"
@@ -64,7 +59,7 @@ def parse_order_change(body: str | bytes | dict[str, Any]) -> OrderChange:
         ))
     trigger = change.get("OrderChangeTrigger") or {}
     order = rollup(AmazonOrder(
-        amazon_order_id=str(order_id),
+        amazon_order_id=order_id,
         status=status,
         fulfillment=fulfillment,
         lines=tuple(lines),

@@ -109,18 +109,31 @@ class _Fields:
             raise self.fail(path, f"{value!r} is not an ISO 8601 time") from None
 
 
+def order_head(raw: Any, where: str, id_path: str, status_path: str, statuses: dict[str, OrderStatus],
+               fulfillment_path: str, fulfillments: dict[str, str]) -> tuple[_Fields, str, OrderStatus, Any]:
+    """What every source has first: the order id, its status and FBA/FBM, each checked and named.
+    `where` is the prefix of every error (e.g. "ORDER_CHANGE notification 5f…")."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where}: {type(raw).__name__}, not an object")
+    order_id = _Fields("").get(raw, id_path)
+    f = _Fields(f"{where} {order_id}" if order_id else f"{where} without {id_path}")
+    f.get(raw, id_path, required=True)
+    status = f.choice(raw, status_path, statuses, required=True)
+    return f, str(order_id), status, f.choice(raw, fulfillment_path, fulfillments)
+
+
+def _item_list(f: _Fields, raw: Any, path: str) -> list[Any]:
+    items = f.get(raw, path, required=True)
+    if not isinstance(items, list):
+        raise f.fail(path, "is not a list")
+    return items
+
+
 def parse_order_v2026(raw: Any) -> AmazonOrder:
     """One Orders v2026-01-01 `Order` → AmazonOrder; raises InvalidInput naming order and field."""
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"order entry is {type(raw).__name__}, not an object")
-    order_id = raw.get("orderId")
-    f = _Fields(f"order {order_id}" if order_id else "order without orderId")
-    f.get(raw, "orderId", required=True)
-    status = f.choice(raw, "fulfillment.fulfillmentStatus", V2026_STATUS, required=True)
-    fulfillment = f.choice(raw, "fulfillment.fulfilledBy", FULFILLED_BY_V2026)
-    items = f.get(raw, "orderItems", required=True)
-    if not isinstance(items, list):
-        raise f.fail("orderItems", "is not a list")
+    f, order_id, status, fulfillment = order_head(raw, "order", "orderId", "fulfillment.fulfillmentStatus", V2026_STATUS,
+                                                  "fulfillment.fulfilledBy", FULFILLED_BY_V2026)
+    items = _item_list(f, raw, "orderItems")
     lines = []
     for index, item in enumerate(items):
         path = f"orderItems[{index}]"
@@ -159,7 +172,7 @@ def parse_order_v2026(raw: Any) -> AmazonOrder:
         )
     return rollup(
         AmazonOrder(
-            amazon_order_id=str(order_id),
+            amazon_order_id=order_id,
             status=status,
             fulfillment=fulfillment,  # type: ignore[arg-type]
             lines=tuple(lines),
@@ -180,13 +193,8 @@ def _flag(value: Any) -> bool:
 
 def parse_order_v0(raw: Any, items: Iterable[Any]) -> AmazonOrder:
     """One Orders v0 `Order` and its `OrderItem`s → AmazonOrder; raises InvalidInput naming the field."""
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"order entry is {type(raw).__name__}, not an object")
-    order_id = raw.get("AmazonOrderId")
-    f = _Fields(f"order {order_id}" if order_id else "order without AmazonOrderId")
-    f.get(raw, "AmazonOrderId", required=True)
-    status = f.choice(raw, "OrderStatus", V0_STATUS, required=True)
-    fulfillment = f.choice(raw, "FulfillmentChannel", FULFILLED_BY_V0)
+    f, order_id, status, fulfillment = order_head(raw, "order", "AmazonOrderId", "OrderStatus", V0_STATUS,
+                                                  "FulfillmentChannel", FULFILLED_BY_V0)
     lines = []
     for index, item in enumerate(items):
         path = f"OrderItems[{index}]"
@@ -217,7 +225,7 @@ def parse_order_v0(raw: Any, items: Iterable[Any]) -> AmazonOrder:
         )
     return rollup(
         AmazonOrder(
-            amazon_order_id=str(order_id),
+            amazon_order_id=order_id,
             status=status,
             fulfillment=fulfillment,  # type: ignore[arg-type]
             lines=tuple(lines),
