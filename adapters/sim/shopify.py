@@ -302,7 +302,10 @@ def _first_code(errors: list[GraphQLError] | None) -> str | None:
 def load_scenario(path: Path | str | None) -> dict[str, Any]:
     path = Path(path) if path else DEFAULT_SCENARIO
     with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
+        try:
+            data = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a scenario is a mapping with shop, throttle, locations, inventory, orders")
     return data

@@ -94,6 +94,13 @@ def test_a_broken_scenario_is_refused_naming_the_entry(broken: dict, message: st
     assert message in str(caught.value)
 
 
+def test_a_scenario_file_that_is_not_yaml_is_refused_naming_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "shop.yaml"
+    broken.write_text("orders: [ {id: 1\n", "utf-8")
+    with pytest.raises(ValueError, match="shop.yaml: not valid YAML"):
+        create_server(scenario=broken)
+
+
 def test_without_the_specs_folder_the_stand_in_uses_its_shipped_schema(start_sim: Any, tmp_path: Path) -> None:
     sim = start_sim(specs_dir=tmp_path)
     assert sim_state(sim)["schema"].endswith("shopify_schema_2025-01.graphql")
