@@ -1,6 +1,7 @@
 """Recording a decision: the decision, its actions (outbox) and the event marked decided, together."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from sqlalchemy import insert, select, update
@@ -85,6 +86,12 @@ class Decisions(Database):
                 created_at=now, updated_at=now))
         s.execute(update(Event).where(col(Event.id) == event_id).values(decided_at=now, error=None))
         return decision_id
+
+    def decisions_since(self, since: datetime, limit: int = 10_000) -> Sequence[Decision]:
+        """Decisions made at or after `since`, in the order they were made (for catching the log up)."""
+        with self.transaction(write=False) as s:
+            return s.scalars(select(Decision).where(col(Decision.created_at) >= since)
+                             .order_by(col(Decision.created_at), col(Decision.decision_id)).limit(limit)).all()
 
     def decision_for_event(self, event_id: int) -> Decision | None:
         with self.transaction(write=False) as s:

@@ -56,6 +56,11 @@ class Orders(Database):
                           else statement.on_conflict_do_nothing(index_elements=keys))
             return order
 
+    def mark_failed(self, account: str, amazon_order_id: str, sync_status: str, error: str) -> None:
+        """Put the order into the error view with this sync status and message (a rule's reject)."""
+        with self.transaction() as s:
+            mark_order_failed(s, account, amazon_order_id, sync_status, error)
+
     def get_order(self, account: str, amazon_order_id: str) -> Order | None:
         with self.transaction(write=False) as s:
             return s.scalars(select(Order).where(col(Order.account) == account,

@@ -1,0 +1,96 @@
+"""The pipeline: from an Amazon change to its storefront effect, exactly once (see jobs.py).
+
+`install(service)` is what `ordersync run` calls: it builds each account's clients from the
+configuration, registers the jobs, the readiness check and the drain hook, and first catches the
+decision log up with any decision a crash committed but did not log."""
+from __future__ import annotations
+
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from adapters.amazon.client import AmazonAccount, AmazonClient
+from adapters.shopify.client import OrderMatch, ShopifyClient, ShopifyConfig
+from daemon.config import AccountConfig
+from daemon.pipeline.catchup import catch_up_decision_log
+from daemon.pipeline.executors import AccountContext
+from daemon.pipeline.jobs import AccountPipeline, Dispatcher, Observer
+
+if TYPE_CHECKING:
+    from daemon.service import Service
+
+
+def amazon_client(account: AccountConfig) -> AmazonClient:
+    section = account.amazon
+    return AmazonClient(AmazonAccount(
+        name=account.name, endpoint=section.endpoint, client_id=section.client_id,
+        client_secret=section.client_secret.reveal(), refresh_token=section.refresh_token.reveal(),
+        marketplace_ids=tuple(section.marketplace_ids), merchant_id=section.merchant_id, token_url=section.token_url,
+        orders_api_version=section.orders_api, rate_limits=dict(section.rate_limits)))
+
+
+def shopify_client(account: AccountConfig) -> ShopifyClient:
+    section = account.shopify
+    return ShopifyClient(ShopifyConfig(shop=section.shop, api_version=section.api_version,
+                                       match=OrderMatch(by=section.match_by, tag_prefix=section.tag_prefix)),
+                         section.access_token.reveal())
+
+
+class ServiceObserver(Observer):
+    def __init__(self, service: "Service") -> None:
+        self.service = service
+
+    def ingested(self, account: str, kind: str) -> None:
+        self.service.metrics.events_ingested.inc(account=account, kind=kind)
+
+    def decided(self, ruleset: str | None, rule: str | None) -> None:
+        self.service.metrics.decisions.inc(ruleset=ruleset or "none", rule=rule or "no_action")
+
+    def acted(self, action_type: str, outcome: str) -> None:
+        self.service.metrics.actions.inc(type=action_type, outcome=outcome)
+
+    def polled(self, account: str) -> None:
+        self.service.mark_polled(account)
+
+
+def install(service: "Service") -> None:
+    config, store = service.config, service.repository
+    if store is None or service.engine is None:
+        return
+    if service.decision_log is not None:
+        catch_up_decision_log(store, service.decision_log)
+    observer = ServiceObserver(service)
+    pipelines: list[AccountPipeline] = []
+    for account in config.accounts:
+        pipelines.append(AccountPipeline(
+            name=account.name, settings=dict(account.settings), batch_size=account.batch_size, store=store,
+            engine=service.engine, decision_log=service.decision_log, amazon=amazon_client(account),
+            shopify=shopify_client(account), observer=observer))
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    dispatcher = Dispatcher(store, {p.name: p.context for p in pipelines}, worker, observer)
+    jobs = config.jobs
+    for pipeline in pipelines:
+        name = pipeline.name
+        service.add_job(f"{name}:poll_orders", pipeline.poll_orders, jobs.poll_orders)
+        service.add_job(f"{name}:order_report", pipeline.poll_order_report, jobs.order_report)
+        service.add_job(f"{name}:returns", pipeline.poll_returns, jobs.returns)
+        service.add_job(f"{name}:decide", pipeline.decide, jobs.dispatch)
+        service.add_job(f"{name}:send_batches", pipeline.send_batches, jobs.send_batches)
+        service.add_job(f"{name}:check_feeds", pipeline.check_feeds, jobs.check_feeds)
+    service.add_job("dispatch", dispatcher.run, jobs.dispatch)
+    service.add_job("queue_depth", lambda: _queue_depth(service), jobs.dispatch)
+    service.add_shutdown_hook("release claimed actions", dispatcher.release)
+    for pipeline in pipelines:
+        service.add_shutdown_hook(f"close {pipeline.name} clients", _closer(pipeline))
+
+
+def _closer(pipeline: AccountPipeline) -> Any:
+    def close() -> None:
+        pipeline.amazon.close()
+        pipeline.shopify.close()
+    return close
+
+
+def _queue_depth(service: "Service") -> None:
+    for state, depth in service.repository.counts().actions_by_status.items():
+        service.metrics.queue_depth.set(depth, account="all", state=state)

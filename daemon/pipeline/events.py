@@ -1,0 +1,108 @@
+"""Amazon's changes as events: one shape whatever the source (a polled order, a report row, a return),
+each with a natural key so the same change seen twice (poll and notification, a replayed page, a
+re-read report) is stored once.
+
+The payload carries the Amazon side of the fact (field names of daemon.facts) and what the actions
+need later (the order's lines, the return's items), as JSON."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from adapters.amazon.models import AmazonOrder, BuyerCancelRow, OrderStatus, ReturnRow
+from daemon.facts import FIELDS, REASON_CODES
+
+RMA_STATUSES = set(FIELDS["rma_status"].values)
+CANCELLED = "order_cancelled"
+BUYER_REQUEST = "buyer_cancel_requested"
+RETURN = "return_reported"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    kind: str
+    natural_key: str
+    amazon_order_id: str
+    payload: dict[str, Any]
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def reason_code(order: AmazonOrder) -> str:
+    """Amazon's reason when it is one of the codes rules know; a buyer's own cancellation is BuyerCanceled;
+    anything else (free text such as 'Payment could not be verified') is no valid reason: ''."""
+    if order.cancel_reason in REASON_CODES:
+        return order.cancel_reason
+    if (order.cancelled_by or order.cancellation_requester or "").upper() == "BUYER":
+        return "BuyerCanceled"
+    return ""
+
+
+def order_fields(order: AmazonOrder) -> dict[str, Any]:
+    """The Amazon side of a fact, and the lines the actions need."""
+    lines = [{"order_item_id": line.order_item_id, "sku": line.sku, "quantity": line.quantity_ordered,
+              "shipped": line.quantity_shipped, "cancelled": line.quantity_cancelled,
+              "price": _money(line.line_price if line.line_price is not None else line.unit_price)}
+             for line in order.lines]
+    fields: dict[str, Any] = {
+        "origin": "amazon",
+        "amazon_status": order.status.value,
+        "line_count": len(order.lines),
+        "lines_cancelled": sum(1 for line in order.lines if line.quantity_ordered and line.quantity_cancelled >= line.quantity_ordered),
+        "units_ordered": order.units_ordered,
+        "units_cancelled": order.units_cancelled,
+        "units_shipped": order.units_shipped,
+        "lines": lines,
+        "currency": order.currency,
+    }
+    if order.fulfillment:
+        fields["fulfillment"] = order.fulfillment
+    if order.order_total is not None:
+        fields["order_total"] = _money(order.order_total)
+    return fields
+
+
+def order_events(order: AmazonOrder) -> list[NewEvent]:
+    """A polled or notified order: a cancellation (whole, or of some units) and/or a buyer's request."""
+    events: list[NewEvent] = []
+    fields = order_fields(order)
+    if order.status == OrderStatus.CANCELED or order.units_cancelled > 0:
+        units = order.units_ordered if order.status == OrderStatus.CANCELED and not order.units_cancelled else order.units_cancelled
+        payload = {**fields, "reason_code": reason_code(order), "units_cancelled": units}
+        if order.status == OrderStatus.CANCELED:
+            payload["lines_cancelled"] = len(order.lines)
+            payload["units_cancelled"] = order.units_ordered
+        # Cancelling more units later is a new change; seeing the same cancellation again is not.
+        events.append(NewEvent(CANCELLED, f"{CANCELLED}:{order.amazon_order_id}:{payload['units_cancelled']}",
+                               order.amazon_order_id, payload))
+    if order.buyer_cancel_requested and order.status != OrderStatus.CANCELED:
+        payload = {**fields, "buyer_cancel_reason": order.buyer_cancel_reason or "",
+                   "requested_at": order.last_updated.isoformat() if order.last_updated else None}
+        events.append(NewEvent(BUYER_REQUEST, f"{BUYER_REQUEST}:{order.amazon_order_id}", order.amazon_order_id, payload))
+    return events
+
+
+def buyer_request_events(row: BuyerCancelRow) -> list[NewEvent]:
+    """A row of the order report flagged is-buyer-requested-cancellation; same key as a polled request."""
+    if not row.buyer_cancel_requested:
+        return []
+    payload: dict[str, Any] = {"origin": "amazon", "buyer_cancel_reason": row.buyer_cancel_reason or "",
+                               "requested_at": row.last_updated}
+    if row.fulfillment_channel in ("Amazon", "AFN"):
+        payload["fulfillment"] = "FBA"
+    elif row.fulfillment_channel in ("Merchant", "MFN"):
+        payload["fulfillment"] = "FBM"
+    return [NewEvent(BUYER_REQUEST, f"{BUYER_REQUEST}:{row.amazon_order_id}", row.amazon_order_id, payload)]
+
+
+def return_events(row: ReturnRow) -> list[NewEvent]:
+    """An RMA of the returns report; a change of its status is a new event."""
+    status = row.status if row.status in RMA_STATUSES else "Other"
+    items = [{"sku": item.sku, "quantity": item.quantity, "reason": item.reason, "order_item_id": item.order_item_id}
+             for item in row.items]
+    payload = {"origin": "amazon", "rma_status": status, "rma_id": row.rma_id, "items": items,
+               "tracking_number": row.tracking_number, "report_status": row.status}
+    return [NewEvent(RETURN, f"{RETURN}:{row.rma_id}:{status}", row.amazon_order_id, payload)]

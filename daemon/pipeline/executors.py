@@ -1,0 +1,163 @@
+"""How each action of the registry is carried out: one function per action, each through exactly one
+adapter (or the store, for what stays here). Storefront calls carry the action's idempotency key, and
+the Shopify client looks at the order before it acts, so a retried or replayed action changes nothing
+the second time. Amazon-bound actions never come here: they go out in feeds (daemon/pipeline/batches.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+import structlog
+
+from adapters.shopify.client import ShopifyClient
+from adapters.shopify.models import StorefrontOrder
+from daemon.actions import ACTIONS, AMAZON_BOUND, FAILED_CANCELLATION, FAILED_ORDER, FAILED_REFUND
+from daemon.store import RefundLineIn, RmaLineIn, Store
+from daemon.store.models import Action
+
+log = structlog.get_logger("ordersync.actions")
+
+# Amazon's reason → what Shopify's orderCancel can record.
+SHOPIFY_CANCEL_REASONS = {"BuyerCanceled": "CUSTOMER", "NoInventory": "INVENTORY", "CustomerExchange": "CUSTOMER",
+                          "RiskAssessmentInformationNotValid": "FRAUD"}
+REJECT_STATUS = {"order_cancelled": FAILED_CANCELLATION, "cancel_requested": FAILED_CANCELLATION,
+                 "buyer_cancel_requested": FAILED_CANCELLATION, "refund_requested": FAILED_REFUND,
+                 "return_reported": FAILED_REFUND}
+
+
+@dataclass
+class AccountContext:
+    """What an action of one account needs: its storefront client and the store."""
+
+    account: str
+    shopify: ShopifyClient
+    store: Store
+
+    def storefront_order(self, action: Action) -> StorefrontOrder:
+        return self.shopify.find_order(action.amazon_order_id)
+
+    def decision(self, action: Action) -> Mapping[str, Any]:
+        decision = self.store.get_decision(action.decision_id)
+        return decision.record if decision is not None else {}
+
+    def event_payload(self, action: Action) -> Mapping[str, Any]:
+        """What the change carried (the order's lines, the return's items), from the inbox."""
+        decision = self.store.get_decision(action.decision_id)
+        return self.store.get_event(decision.event_id).payload if decision is not None else {}
+
+
+Executor = Callable[[AccountContext, Action], Mapping[str, Any]]
+
+
+def _result(result: Any) -> dict[str, Any]:
+    return {"changed": bool(getattr(result, "changed", True)), **dict(getattr(result, "detail", {}) or {})}
+
+
+def _lines(ctx: AccountContext, action: Action) -> list[dict[str, Any]]:
+    event = ctx.event_payload(action)
+    return list(event.get("lines") or event.get("items") or [])
+
+
+def hold_order(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    return _result(ctx.shopify.hold_order(ctx.storefront_order(action), idempotency_key=action.idempotency_key,
+                                          reason="OTHER", notes=action.params.get("reason")))
+
+
+def release_hold(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    return _result(ctx.shopify.release_hold(ctx.storefront_order(action), idempotency_key=action.idempotency_key))
+
+
+def add_note(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    return _result(ctx.shopify.add_note(ctx.storefront_order(action), action.params["text"], idempotency_key=action.idempotency_key))
+
+
+def add_tag(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    return _result(ctx.shopify.add_tags(ctx.storefront_order(action), [action.params["tag"]], idempotency_key=action.idempotency_key))
+
+
+def cancel_order(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    reason = action.params.get("reason_code") or ""
+    return _result(ctx.shopify.cancel_order(
+        ctx.storefront_order(action), idempotency_key=action.idempotency_key,
+        reason=SHOPIFY_CANCEL_REASONS.get(reason, "OTHER"), restock=bool(action.params.get("restock")),
+        refund=False, notify_customer=bool(action.params.get("notify_customer")),
+        staff_note=f"Amazon {reason or 'cancellation'} (ordersync decision {action.decision_id})"))
+
+
+def _first_location(ctx: AccountContext, sku: str) -> str | None:
+    _, levels = ctx.shopify.inventory_levels(sku)
+    return sorted(levels)[0] if levels else None
+
+
+def restock(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    """The order's (or return's) quantities back at the first location that stocks each SKU."""
+    done = []
+    for line in _lines(ctx, action):
+        sku, quantity = line.get("sku"), int(line.get("quantity") or 0)
+        location = _first_location(ctx, sku) if sku and quantity else None
+        if location is None:
+            continue
+        ctx.shopify.adjust_inventory(sku, location, quantity, reason="restock", decision_id=action.decision_id,
+                                     idempotency_key=f"{action.idempotency_key}:{sku}")
+        done.append({"sku": sku, "quantity": quantity, "location": location})
+    return {"restocked": done}
+
+
+def zero_out_inventory(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    done = []
+    for line in _lines(ctx, action):
+        sku = line.get("sku")
+        if not sku:
+            continue
+        location = None if action.params.get("all_bins") else _first_location(ctx, sku)
+        ctx.shopify.zero_out_inventory(sku, decision_id=action.decision_id, idempotency_key=f"{action.idempotency_key}:{sku}",
+                                       location_id=location)
+        done.append({"sku": sku, "location": location or "all"})
+    return {"zeroed": done}
+
+
+def create_rma(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    event = ctx.event_payload(action)
+    lines = [RmaLineIn(sku=item.get("sku") or "", quantity=int(item.get("quantity") or 0), reason=item.get("reason"))
+             for item in event.get("items") or []]
+    rma, created = ctx.store.create_rma(ctx.account, event.get("rma_id") or action.decision_id, action.amazon_order_id or "",
+                                        lines, tracking_number=event.get("tracking_number"), decision_id=action.decision_id)
+    return {"rma_id": rma.id, "created": created}
+
+
+def refund(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    amount = Decimal(str(ctx.decision(action).get("fact", {}).get("refund_amount") or "0"))
+    result = ctx.shopify.refund(ctx.storefront_order(action), idempotency_key=action.idempotency_key, amount=amount,
+                                note=f"Amazon {action.params.get('reason_code')} (ordersync decision {action.decision_id})")
+    ctx.store.record_refund(ctx.account, action.amazon_order_id or "", action.decision_id,
+                            [RefundLineIn(line_key="order", principal=amount)])
+    return _result(result)
+
+
+def reject(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    event = ctx.decision(action).get("event")
+    status = REJECT_STATUS.get(event, FAILED_ORDER)
+    if action.amazon_order_id:
+        ctx.store.mark_failed(ctx.account, action.amazon_order_id, status, f"{action.params['error']}: {action.params['message']}")
+    return {"sync_status": status}
+
+
+def notify(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    log.warning("notify", account=ctx.account, amazon_order_id=action.amazon_order_id, message=action.params["message"],
+                decision_id=action.decision_id)
+    return {"notified": True}
+
+
+def noted(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    return {}
+
+
+EXECUTORS: dict[str, Executor] = {
+    "hold_order": hold_order, "release_hold": release_hold, "add_note": add_note, "add_tag": add_tag,
+    "cancel_order": cancel_order, "restock": restock, "zero_out_inventory": zero_out_inventory,
+    "create_rma": create_rma, "refund": refund, "reject": reject, "notify": notify, "queue_for_approval": noted,
+}
+
+# Every action of the registry is carried out here, or by the feed batches: nothing is left unhandled.
+assert set(EXECUTORS) | AMAZON_BOUND == set(ACTIONS), set(ACTIONS) - set(EXECUTORS) - AMAZON_BOUND

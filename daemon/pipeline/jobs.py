@@ -1,0 +1,307 @@
+"""The pipeline's jobs for one account, each safe to kill at any point and run again:
+
+    poll (orders, order report, returns) ─► inbox, cursor advanced with the events (one transaction)
+    decide ─► decision + its actions (outbox) + the event marked decided (one transaction), then the log
+    dispatch ─► each due action through its adapter with its idempotency key ─► done / retry / error view
+    send_batches ─► Amazon-bound actions as one feed per batch ─► check_feeds reconciles each message
+
+Nothing is decided twice: a decision's id is derived from its event, and the store refuses a second
+decision for an event. Nothing is done twice: each effect carries the action's idempotency key and
+the adapters look before they act; a feed whose submission is in doubt is never sent again.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Callable, Iterable
+
+import structlog
+
+from adapters.amazon.client import AmazonClient
+from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, CancelItem, CancelRequest
+from adapters.amazon.models import OrderCursor
+from adapters.errors import AdapterError, TransientError
+from adapters.shopify.client import OrderNotFound, ShopifyClient
+from daemon.actions import ACTIONS
+from daemon.audit.log import DecisionLog
+from daemon.audit.record import decision_record
+from daemon.facts import FactError
+from daemon.pipeline.events import NewEvent, buyer_request_events, order_events, return_events
+from daemon.pipeline.executors import EXECUTORS, AccountContext
+from daemon.pipeline.fact_builder import build_fact
+from daemon.rules.engine import DecisionError, EngineDisagreement, RulesEngine
+from daemon.store import Store
+from daemon.store.models import ADJUSTMENT_FEED, BATCH_CREATED, BATCH_SUBMITTED, CANCEL_FEED, Action
+
+log = structlog.get_logger("ordersync.pipeline")
+
+# Decision ids are derived from the event, so a decision made again after a crash has the same id,
+# and so do the idempotency keys of its actions.
+DECISION_NAMESPACE = uuid.UUID("5b2f7c1e-0d3a-4c52-9b8e-6f1d2a7c9e41")
+FIRST_POLL_LOOKBACK = timedelta(days=30)
+REPORT_OVERLAP = timedelta(minutes=10)   # report rows land late; the natural keys absorb the overlap
+MAX_ATTEMPTS = 8
+
+
+def decision_id_for(account: str, natural_key: str) -> str:
+    return str(uuid.uuid5(DECISION_NAMESPACE, f"{account}/{natural_key}"))
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(600, 2 ** max(0, attempts)))
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Observer:
+    """What the jobs tell the service: metrics and readiness. The default tells nobody (tests, tools)."""
+
+    def ingested(self, account: str, kind: str) -> None: ...
+    def decided(self, ruleset: str | None, rule: str | None) -> None: ...
+    def acted(self, action_type: str, outcome: str) -> None: ...
+    def polled(self, account: str) -> None: ...
+
+
+@dataclass
+class AccountPipeline:
+    name: str
+    settings: dict[str, bool]
+    batch_size: int
+    store: Store
+    engine: RulesEngine
+    decision_log: DecisionLog | None
+    amazon: AmazonClient
+    shopify: ShopifyClient
+    observer: Observer = field(default_factory=Observer)
+    clock: Callable[[], datetime] = utcnow
+    # Batches this process created and knows Amazon refused or never got: safe to send again.
+    _retry_here: set[int] = field(default_factory=set)
+
+    # -- ingest ---------------------------------------------------------------------------------
+    def _ingest(self, events: Iterable[NewEvent], cursor: tuple[str, str] | None) -> int:
+        """Store each event once; the cursor moves with the last one (or alone when there is none)."""
+        events = list(events)
+        stored = 0
+        for index, event in enumerate(events):
+            last = index == len(events) - 1
+            if self.store.ingest(self.name, event.natural_key, event.kind, event.payload,
+                                 cursor=cursor if last else None, amazon_order_id=event.amazon_order_id):
+                stored += 1
+                self.observer.ingested(self.name, event.kind)
+        if not events and cursor is not None:
+            self.store.set_cursor(self.name, *cursor)
+        return stored
+
+    def poll_orders(self) -> int:
+        saved = self.store.cursor(self.name, "orders")
+        cursor = OrderCursor.from_json(json.loads(saved)) if saved else \
+            OrderCursor((self.clock() - FIRST_POLL_LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ"), self.amazon_api_version)
+        page = self.amazon.poll_orders(cursor)
+        for error in page.errors:
+            log.warning("amazon order skipped", account=self.name, error=str(error))
+        events: list[NewEvent] = []
+        for order in page.orders:
+            self.store.upsert_order(self.name, order.amazon_order_id, status=order.status.value,
+                                    fulfillment=order.fulfillment, order_total=order.order_total, currency=order.currency,
+                                    item_count=order.units_ordered, created_on_amazon=order.purchase_date)
+            events.extend(order_events(order))
+        stored = self._ingest(events, ("orders", json.dumps(page.next_cursor.to_json())))
+        self.observer.polled(self.name)
+        return stored
+
+    @property
+    def amazon_api_version(self) -> str:
+        return self.amazon.account.orders_api_version if hasattr(self.amazon, "account") else "2026-01-01"
+
+    def _since(self, kind: str) -> tuple[str, str]:
+        saved = self.store.cursor(self.name, kind)
+        now = self.clock()
+        since = saved or (now - FIRST_POLL_LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return since, (now - REPORT_OVERLAP).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def poll_order_report(self) -> int:
+        since, next_since = self._since("order_report")
+        parsed = self.amazon.buyer_cancel_requests(since)
+        for notice in parsed.notices:
+            log.warning("amazon order report", account=self.name, notice=notice)
+        for error in parsed.errors:
+            log.warning("order report row skipped", account=self.name, error=str(error))
+        return self._ingest((e for row in parsed.records for e in buyer_request_events(row)), ("order_report", next_since))
+
+    def poll_returns(self) -> int:
+        since, next_since = self._since("returns")
+        parsed = self.amazon.returns(since)
+        for error in parsed.errors:
+            log.warning("returns report row skipped", account=self.name, error=str(error))
+        return self._ingest((e for row in parsed.records for e in return_events(row)), ("returns", next_since))
+
+    # -- decide ---------------------------------------------------------------------------------
+    def decide(self, limit: int = 500) -> int:
+        decided = 0
+        for event in self.store.undecided_events(self.name, limit, include_failed=False):
+            try:
+                storefront = self.shopify.find_order(event.amazon_order_id) if event.amazon_order_id else None
+            except OrderNotFound:
+                storefront = None
+            except TransientError as exc:
+                log.info("decide paused: storefront unavailable", account=self.name, error=str(exc))
+                break  # the event stays undecided; the next run tries again
+            fact = build_fact(event.kind, self.name, event.amazon_order_id, event.payload, storefront, self.settings, self.clock())
+            try:
+                decision = self.engine.decide(fact, decision_id=decision_id_for(self.name, event.natural_key))
+            except (FactError, DecisionError, EngineDisagreement) as exc:
+                self.store.record_failure(event.id, str(exc))
+                log.error("event not decided", account=self.name, event_id=event.id, kind=event.kind,
+                          amazon_order_id=event.amazon_order_id, error=str(exc))
+                continue
+            record = decision_record(decision)
+            self.store.record_decision(event.id, record, decision.actions)
+            if self.decision_log is not None:
+                self.decision_log.write(record)
+            self.observer.decided(record["ruleset"], record["rule"])
+            log.info("decision", account=self.name, amazon_order_id=event.amazon_order_id, kind=event.kind,
+                     rule=record["rule"], actions=[a["type"] for a in decision.actions], decision_id=decision.decision_id)
+            decided += 1
+        return decided
+
+    # -- Amazon feeds -----------------------------------------------------------------------------
+    def _feed(self, kind: str, messages: dict[int, Action]):
+        requests = []
+        for message_id, action in messages.items():
+            payload = self.context.event_payload(action)
+            lines = payload.get("lines") or []
+            reason = action.params["reason_code"]
+            if kind == CANCEL_FEED:
+                items = tuple(CancelItem(str(line["order_item_id"]), reason) for line in lines)
+                requests.append(CancelRequest(action.amazon_order_id or "", items, message_id=message_id))
+            else:
+                amount = self.context.decision(action).get("fact", {}).get("refund_amount") or "0"
+                first = lines[0]["order_item_id"] if lines else "0"
+                items = (AdjustedItem(str(first), reason, (("Principal", Decimal(str(amount))),)),)
+                requests.append(AdjustmentRequest(action.amazon_order_id or "", items, currency=payload.get("currency") or "USD",
+                                                  message_id=message_id))
+        build = self.amazon.build_cancellation_feed if kind == CANCEL_FEED else self.amazon.build_adjustment_feed
+        return build(requests)
+
+    @property
+    def context(self) -> AccountContext:
+        return AccountContext(self.name, self.shopify, self.store)
+
+    def send_batches(self) -> int:
+        """Queued Amazon-bound actions out as feeds, at most `batch_size` messages each."""
+        self._settle_batches_in_doubt()
+        sent = 0
+        for kind in (CANCEL_FEED, ADJUSTMENT_FEED):
+            while True:
+                actions = self.store.queued_amazon_actions(self.name, kind, self.batch_size)
+                if not actions:
+                    break
+                batch = self.store.create_batch(self.name, kind, [a.id for a in actions])
+                try:
+                    feed = self._feed(kind, batch.messages)
+                    feed_id = self.amazon.submit_feed(feed)
+                except AdapterError as exc:
+                    # Built but not accepted: every step before createFeed was answered, or createFeed was
+                    # answered with an error; either way Amazon has no feed. Try the same batch next run.
+                    log.warning("feed not sent", account=self.name, batch=batch.batch.id, error=str(exc))
+                    self._retry_here.add(batch.batch.id)
+                    return sent
+                self.store.record_batch_submitted(batch.batch.id, feed_id)
+                log.info("feed sent", account=self.name, batch=batch.batch.id, feed_id=feed_id, messages=len(batch.messages))
+                sent += 1
+        return sent
+
+    def _settle_batches_in_doubt(self) -> None:
+        """A batch created but never marked submitted: this process retries it; one left by a process
+        that died may have reached Amazon, so it is never sent again: its actions go to the error view."""
+        for batch in self.store.batches_in_flight(self.name):
+            if batch.status != BATCH_CREATED:
+                continue
+            messages = self.store.batch(batch.id).messages
+            if batch.id in self._retry_here:
+                try:
+                    feed_id = self.amazon.submit_feed(self._feed(batch.feed_type, messages))
+                except AdapterError as exc:
+                    log.warning("feed not sent", account=self.name, batch=batch.id, error=str(exc))
+                    continue
+                self.store.record_batch_submitted(batch.id, feed_id)
+                self._retry_here.discard(batch.id)
+                continue
+            self.store.record_batch_results(batch.id, {
+                number: (False, "SubmissionInDoubt", "ordersync stopped while sending this feed; Amazon may or may not "
+                                                     "have it. Check the order in Seller Central, then resolve it here.")
+                for number in messages})
+
+    def check_feeds(self) -> int:
+        finished = 0
+        for batch in self.store.batches_in_flight(self.name):
+            if batch.status != BATCH_SUBMITTED or not batch.feed_id:
+                continue
+            messages = list(self.store.batch(batch.id).messages)
+            try:
+                outcome = self.amazon.feed_outcome(batch.feed_id, messages, timeout=0)
+            except TransientError:
+                continue  # still processing
+            results = {number: (result.success, result.error_code or result.result_code, result.description)
+                       for number, result in outcome.results.items() if number in messages}
+            for number in messages:
+                results.setdefault(number, (True, None, None))
+            for number, (ok, _, _) in results.items():
+                self.observer.acted("cancel_on_amazon" if batch.feed_type == CANCEL_FEED else "refund_on_amazon",
+                                    "done" if ok else "failed")
+            finished += self.store.record_batch_results(batch.id, results)
+        return finished
+
+
+
+@dataclass
+class Dispatcher:
+    """Claims due actions of every account and carries each out through its executor."""
+
+    store: Store
+    contexts: dict[str, AccountContext]
+    worker: str
+    observer: Observer = field(default_factory=Observer)
+    clock: Callable[[], datetime] = utcnow
+
+    def run(self, limit: int = 50) -> int:
+        actions = self.store.claim_actions(self.worker, limit, now=self.clock())
+        for action in actions:
+            self._carry_out(action)
+        return len(actions)
+
+    def _carry_out(self, action: Action) -> None:
+        context = self.contexts.get(action.account)
+        executor = EXECUTORS.get(action.type)
+        if context is None or executor is None:
+            self.store.fail_action(action.id, f"no account {action.account!r} or executor for {action.type}", worker=self.worker)
+            return
+        try:
+            result = executor(context, action)
+        except TransientError as exc:
+            if action.attempts >= MAX_ATTEMPTS:
+                self._fail(action, f"gave up after {action.attempts} attempts: {exc}")
+                return
+            self.store.retry_action(action.id, str(exc), self.clock() + backoff(action.attempts), worker=self.worker)
+            self.observer.acted(action.type, "retry")
+            return
+        except AdapterError as exc:
+            self._fail(action, str(exc))
+            return
+        self.store.complete_action(action.id, dict(result), worker=self.worker)
+        self.observer.acted(action.type, "done")
+
+    def _fail(self, action: Action, error: str) -> None:
+        self.store.fail_action(action.id, error, ACTIONS[action.type].failure_status, worker=self.worker)
+        self.observer.acted(action.type, "failed")
+        log.error("action failed", account=action.account, amazon_order_id=action.amazon_order_id,
+                  action=action.type, error=error)
+
+    def release(self) -> int:
+        return self.store.release_claims(self.worker)
+
