@@ -11,7 +11,7 @@ import pytest
 from adapters.amazon import AdjustedItem, AdjustmentRequest, CancelItem, CancelRequest, parse_order_change
 from adapters.amazon.http import DOCUMENTED_RATE_LIMITS
 
-from .conftest import FAST_LIMITS, SINCE, access_token, model_for
+from .conftest import SINCE, access_token, model_for
 
 SANDBOX_OPERATIONS = {
     "orders-v0": {"getOrders", "getOrder", "getOrderItems"},

@@ -11,7 +11,7 @@ from adapters.amazon.orders import parse_order_v0, parse_order_v2026
 from adapters.errors import InvalidInput
 from adapters.sim.server import Response, SimServer
 
-from .conftest import SINCE, account_for
+from .conftest import SINCE
 
 
 def by_id(page):

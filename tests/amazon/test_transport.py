@@ -116,9 +116,10 @@ def test_retries_are_bounded_then_a_transient_error_names_the_call(sim, client):
 
 
 def test_slow_answers_time_out_and_are_retried(sim, make_client):
-    client = make_client(sim, timeout=0.2)
+    # 0.3 s is ample for a loopback answer even on a busy machine, and well under the 1 s the slow answers take.
+    client = make_client(sim, timeout=0.3)
     client.get_order("113-0000001-0000001")  # log in before the server turns slow
-    httpx.post(sim.base_url + "/_sim/faults", json={"slow_rate": 1.0, "slow_seconds": 0.5, "path_prefix": "/orders/"}).raise_for_status()
+    httpx.post(sim.base_url + "/_sim/faults", json={"slow_rate": 1.0, "slow_seconds": 1.0, "path_prefix": "/orders/"}).raise_for_status()
     with pytest.raises(TransientError, match="getOrder2026 .*order 113-0000001-0000001: timed out; gave up after 4"):
         client.get_order("113-0000001-0000001")
     assert client.transport.stats.retries == 3
