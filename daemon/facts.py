@@ -6,7 +6,7 @@ flat: settings are dotted names (`settings.allow_over_refund`) so a rule names e
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping
 

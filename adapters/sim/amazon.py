@@ -12,7 +12,6 @@ import gzip
 import itertools
 import json
 import secrets
-import signal
 import threading
 import time
 import uuid
@@ -119,14 +118,6 @@ class AmazonSim(SimServer):
         self._add_routes()
 
     # -- plumbing ---------------------------------------------------------------------------------------
-    def start(self) -> "AmazonSim":
-        # serve_forever's default 0.5 s poll makes every stop() wait half a second (a test suite starts
-        # dozens of stand-ins); 50 ms costs nothing while idle. (Belongs in SimServer.start.)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=type(self).__name__, daemon=True)
-        self._thread.start()
-        return self
-
     def _add_routes(self) -> None:
         self.add_route("POST", "/auth/o2/token", self._lwa_token)
         op = self._operation
@@ -994,17 +985,7 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"Amazon SP-API stand-in on {sim.base_url}  (LWA token URL {sim.base_url}/auth/o2/token)", flush=True)
     print(f"  {len(sim.orders)} orders, {len(sim.returns)} returns; journal: GET {sim.base_url}/_sim/journal; Ctrl-C stops",
           flush=True)
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    # A container or systemd stops it with SIGTERM; that is a normal end, not a crash.
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        sim.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return sim.serve_until_stopped()
 
 
 def main(argv: list[str] | None = None) -> int:

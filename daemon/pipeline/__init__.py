@@ -13,7 +13,6 @@ from adapters.amazon.client import AmazonAccount, AmazonClient
 from adapters.shopify.client import OrderMatch, ShopifyClient, ShopifyConfig
 from daemon.config import AccountConfig
 from daemon.pipeline.catchup import catch_up_decision_log
-from daemon.pipeline.executors import AccountContext
 from daemon.pipeline.jobs import AccountPipeline, Dispatcher, Observer
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import Any
 
 from daemon.facts import FactError
 from daemon.rules.engine import DecisionError, RulesEngine
-from daemon.rules.evaluate import MISSING, check_condition, trace_rule
+from daemon.rules.evaluate import MISSING, trace_rule
 from daemon.rules.model import Condition, Group
 from daemon.rules.yamlsource import Node, Position, Problem, YamlFileError, read_yaml
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.actions import ACTIONS
-from daemon.facts import BOOL, DECIMAL, ENUM, EVENTS, FIELDS, INT, NUMBER, NUMERIC_KINDS, TEXT, FieldSpec, suggest
+from daemon.facts import BOOL, DECIMAL, ENUM, EVENTS, FIELDS, INT, NUMERIC_KINDS, TEXT, FieldSpec, suggest
 from daemon.rules.model import (
     OPERATORS, ORDERING, ActionCall, Condition, FieldRef, Group, Rule, RuleSet, Template, Test,
 )
