@@ -264,7 +264,7 @@ class _Reader:
 
     def secret(self, node: Node | None, path: str, where: Position, *, required: bool = True) -> Secret | None:
         """`{env: NAME}` or `{file: PATH}`. A plain value here is refused without echoing it."""
-        how = "write it as {{env: VARIABLE}} (an environment variable) or {{file: /path/to/file}} (a file holding only the secret)"
+        how = "write it as {env: VARIABLE} (an environment variable) or {file: /path/to/file} (a file holding only the secret)"
         if node is None or node.value is None:
             if required:
                 self.error(node.position if node else where, path, f"is required and missing; {how}")
