@@ -30,20 +30,20 @@ from daemon.rules.engine import RulesEngine  # noqa: E402
 DECIDED_EVENTS = [e for e in EVENTS if e != "order_updated"]
 
 
-def rss_mb() -> float:
+def _status_mb(key: str) -> float:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_mb() -> float:
+    return _status_mb("VmRSS")
 
 
 def peak_rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return _status_mb("VmHWM")
 
 
 def generate(count: int, seed: int = 7) -> list[dict]:
