@@ -77,7 +77,7 @@ def install(service: "Service") -> None:
         service.add_job(f"{name}:send_batches", pipeline.send_batches, jobs.send_batches)
         service.add_job(f"{name}:check_feeds", pipeline.check_feeds, jobs.check_feeds)
     service.add_job("dispatch", dispatcher.run, jobs.dispatch)
-    service.add_job("queue_depth", lambda: _queue_depth(service), jobs.dispatch)
+    service.add_job("metrics", _MetricsExport(service, pipelines), jobs.dispatch)
     service.add_shutdown_hook("release claimed actions", dispatcher.release)
     for pipeline in pipelines:
         service.add_shutdown_hook(f"close {pipeline.name} clients", _closer(pipeline))
@@ -90,6 +90,23 @@ def _closer(pipeline: AccountPipeline) -> Any:
     return close
 
 
-def _queue_depth(service: "Service") -> None:
-    for state, depth in service.repository.counts().actions_by_status.items():
-        service.metrics.queue_depth.set(depth, account="all", state=state)
+class _MetricsExport:
+    """Queue depth from the store, and the seconds each API's rate limit made us wait, as the clients
+    counted them (exported as a running total, so only what is new since the last run is added)."""
+
+    def __init__(self, service: "Service", pipelines: list[AccountPipeline]) -> None:
+        self.service, self.pipelines = service, pipelines
+        self.reported: dict[tuple[str, str], float] = {}
+
+    def __call__(self) -> None:
+        metrics = self.service.metrics
+        for state, depth in self.service.repository.counts().actions_by_status.items():
+            metrics.queue_depth.set(depth, account="all", state=state)
+        for pipeline in self.pipelines:
+            waited = {"amazon": pipeline.amazon.transport.stats.waited_for_rate,
+                      "shopify": pipeline.shopify.transport.stats.paced_seconds + pipeline.shopify.transport.stats.throttle_wait_seconds}
+            for api, seconds in waited.items():
+                new = seconds - self.reported.get((pipeline.name, api), 0.0)
+                if new > 0:
+                    metrics.throttle_wait.inc(new, api=api)
+                    self.reported[(pipeline.name, api)] = seconds
