@@ -41,7 +41,8 @@ def linked(orders: list[dict[str, Any]], now: datetime | None = None) -> tuple[d
         lines = []
         for index, line in enumerate(order["lines"], start=1):
             skus.add(line["sku"])
-            entry = {"item_id": f"{number:08d}{index:03d}", "sku": line["sku"], "asin": f"B0{line['sku'][:8]:<8}".replace(" ", "X"),
+            # 14 digits, as Amazon's: the feed schema (amzn-envelope.xsd) refuses any other item code.
+            entry = {"item_id": f"{number:011d}{index:03d}", "sku": line["sku"], "asin": f"B0{line['sku'][:8]:<8}".replace(" ", "X"),
                      "quantity": line["quantity"], "unit_price": str(line.get("price", "10.00")),
                      "shipped": line.get("shipped", 0), "cancelled": line.get("cancelled", 0)}
             if entry["cancelled"]:
