@@ -23,7 +23,7 @@ import structlog
 from adapters.amazon.client import AmazonClient
 from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, CancelItem, CancelRequest
 from adapters.amazon.models import OrderCursor
-from adapters.errors import AdapterError, TransientError
+from adapters.errors import AdapterError, InvalidInput, TransientError
 from adapters.shopify.client import OrderNotFound, ShopifyClient
 from daemon.actions import ACTIONS
 from daemon.audit.log import DecisionLog
@@ -205,6 +205,9 @@ class AccountPipeline:
                 try:
                     feed = self._feed(kind, batch.messages)
                     feed_id = self.amazon.submit_feed(feed)
+                except InvalidInput as exc:
+                    self._refused(batch.batch.id, batch.messages, exc)
+                    continue
                 except AdapterError as exc:
                     # Built but not accepted: every step before createFeed was answered, or createFeed was
                     # answered with an error; either way Amazon has no feed. Try the same batch next run.
@@ -216,6 +219,12 @@ class AccountPipeline:
                 sent += 1
         return sent
 
+    def _refused(self, batch_id: int, messages: dict[int, Action], exc: InvalidInput) -> None:
+        """A feed refused as built (it does not validate, or Amazon answered 400) is refused again on every
+        try: its actions go to the error view with the reason instead of being retried for ever."""
+        log.error("feed refused", account=self.name, batch=batch_id, error=str(exc))
+        self.store.record_batch_results(batch_id, {number: (False, "FeedRefused", str(exc)) for number in messages})
+
     def _settle_batches_in_doubt(self) -> None:
         """A batch created but never marked submitted: this process retries it; one left by a process
         that died may have reached Amazon, so it is never sent again: its actions go to the error view."""
@@ -226,6 +235,10 @@ class AccountPipeline:
             if batch.id in self._retry_here:
                 try:
                     feed_id = self.amazon.submit_feed(self._feed(batch.feed_type, messages))
+                except InvalidInput as exc:
+                    self._refused(batch.id, messages, exc)
+                    self._retry_here.discard(batch.id)
+                    continue
                 except AdapterError as exc:
                     log.warning("feed not sent", account=self.name, batch=batch.id, error=str(exc))
                     continue
