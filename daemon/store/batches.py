@@ -5,14 +5,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping, Sequence
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import exists, insert, select, update
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from daemon.actions import ACTIONS
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
-from daemon.store.models import (BATCH_CREATED, BATCH_DONE, BATCH_SUBMITTED, DONE, FAILED, FEED_FOR_ACTION,
-                                 QUEUED_FOR_BATCH, Action, AmazonBatch, BatchMessage)
+from daemon.store.models import (BATCH_CREATED, BATCH_DONE, BATCH_SUBMITTED, BLOCKING_STATUSES, DONE, FAILED,
+                                 FEED_FOR_ACTION, QUEUED_FOR_BATCH, Action, AmazonBatch, BatchMessage)
 from daemon.store.orders import mark_order_failed
 from daemon.store.types import utcnow
 
@@ -37,9 +38,17 @@ class Batches(Database):
 
     def queued_amazon_actions(self, account: str, feed_kind: str, limit: int = 15) -> Sequence[Action]:
         """Actions waiting for the next feed of this type (models.CANCEL_FEED or ADJUSTMENT_FEED), oldest
-        first: approved (or never needing approval) and in no batch yet."""
+        first: approved (or never needing approval), in no batch yet, and with no earlier action of their
+        order pending or claimed."""
+        # As for claims (outbox._claimable): nothing of an order goes to Amazon while an earlier action of that
+        # order (e.g. the storefront cancel) is still waiting or being carried out. Otherwise Amazon's
+        # cancellation can come back by poll and be decided on a storefront that is not cancelled yet.
+        earlier = aliased(Action)
+        blocked = exists().where(earlier.account == Action.account, earlier.amazon_order_id == Action.amazon_order_id,
+                                 earlier.id < Action.id, col(earlier.status).in_(BLOCKING_STATUSES))
         query = (select(Action).where(col(Action.account) == account, col(Action.status) == QUEUED_FOR_BATCH,
-                                      col(Action.batch_id).is_(None), col(Action.type).in_(_action_types(feed_kind)))
+                                      col(Action.batch_id).is_(None), col(Action.type).in_(_action_types(feed_kind)),
+                                      ~blocked)
                  .order_by(col(Action.id)).limit(limit))
         with self.transaction(write=False) as s:
             return s.scalars(query).all()
