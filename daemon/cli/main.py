@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from daemon.cli import audit, db, rules, run, sim
+from daemon.cli import audit, db, demo, rules, run, sim
 
-COMMAND_GROUPS = (rules, audit, sim, run, db)
+COMMAND_GROUPS = (rules, audit, sim, run, db, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
