@@ -16,7 +16,7 @@ venv: $(BIN)/ordersync
 
 demo: venv
 	$(BIN)/ordersync rules check rules
-	$(BIN)/ordersync rules eval --rules rules --input rules/examples/facts.jsonl --format text
+	$(BIN)/ordersync demo
 
 test: venv
 	$(BIN)/ordersync rules check rules
