@@ -1,0 +1,180 @@
+"""The pipeline in-process against both stand-ins on loopback: an Amazon change becomes one event, one
+decision, and the storefront (or Amazon) effect the rules call for; what a user of the daemon would
+see in the Shopify admin, in Seller Central, in the error view and in the decision log."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from sqlalchemy import text
+
+from daemon.audit.chain import verify
+from daemon.audit.log import DecisionLog
+from daemon.pipeline import jobs
+from daemon.pipeline.jobs import AccountPipeline, Dispatcher, decision_id_for
+from daemon.pipeline.operator import request_cancellation
+from daemon.rules.engine import RulesEngine
+from daemon.store import Store, open_store
+from daemon.store.models import CANCEL_FEED
+
+from .harness import (ACCOUNT, INITIAL_LEVEL, PROJECT_ROOT, SETTINGS, Standins, all_decisions, amazon_client, drive,
+                      feed_messages, shop_mutations, shopify_client)
+
+MUG = {"sku": "MUG-RED", "quantity": 2, "price": "12.50"}
+CANCELLED_BY_BUYER = {"id": "114-0000001-0000001", "status": "Canceled", "cancel_reason": "BuyerCanceled",
+                      "cancelled_by": "BUYER", "lines": [{**MUG, "cancelled": 2}]}
+BUYER_REQUEST = {"id": "114-0000002-0000002", "buyer_cancel": "Ordered by mistake",
+                 "lines": [{"sku": "LAMP-01", "quantity": 1, "price": "30.00"}]}
+PARTIAL = {"id": "114-0000003-0000003", "cancel_reason": "NoInventory",
+           "lines": [{"sku": "BOWL-01", "quantity": 3, "price": "8.00", "cancelled": 1}]}
+QUIET = {"id": "114-0000004-0000004", "lines": [{"sku": "PLATE-01", "quantity": 2, "price": "9.00"}]}
+NOT_IN_SHOP = {"id": "114-0000005-0000005", "buyer_cancel": "Found it cheaper", "storefront": {"missing": True},
+               "lines": [{"sku": "CUP-01", "quantity": 1, "price": "4.00"}]}
+ORDERS = [CANCELLED_BY_BUYER, BUYER_REQUEST, PARTIAL, QUIET, NOT_IN_SHOP]
+
+
+class Harness:
+    def __init__(self, standins: Standins, store: Store, log_path: Path) -> None:
+        self.standins, self.store, self.log_path = standins, store, log_path
+        self.amazon, self.shopify = amazon_client(standins), shopify_client(standins)
+        self.log = DecisionLog(log_path)
+        self.pipeline = AccountPipeline(ACCOUNT, dict(SETTINGS), 15, store, RulesEngine(PROJECT_ROOT / "rules"), self.log,
+                                        self.amazon, self.shopify)
+        self.dispatcher = Dispatcher(store, {ACCOUNT: self.pipeline.context}, "test-worker")
+
+    def drive(self, **kwargs: Any) -> None:
+        drive(self.pipeline, self.dispatcher, **kwargs)
+
+    def decision_of(self, amazon_order_id: str, kind: str) -> Any:
+        found = [d for d in all_decisions(self.store)
+                 if d.record["amazon_order_id"] == amazon_order_id and d.record["event"] == kind]
+        assert len(found) == 1, f"{len(found)} decisions for {kind} of {amazon_order_id}"
+        return found[0]
+
+    def mutations(self, amazon_order_id: str) -> list[dict[str, Any]]:
+        gid = self.standins.shop_order(amazon_order_id)["id"]
+        return [m for m in shop_mutations(self.standins.shopify) if m.get("order") == gid]
+
+    def close(self) -> None:
+        self.amazon.close()
+        self.shopify.close()
+        self.log.close()
+        self.store.close()
+
+
+@pytest.fixture
+def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
+    with Standins.start([dict(o, lines=[dict(l) for l in o["lines"]]) for o in ORDERS]) as standins:
+        h = Harness(standins, open_store(db_url, migrate=True), tmp_path / "decisions.jsonl")
+        try:
+            yield h
+        finally:
+            h.close()
+
+
+def test_an_amazon_buyer_cancellation_cancels_the_shopify_order_and_restocks_it(harness: Harness) -> None:
+    harness.drive()
+    decision = harness.decision_of(CANCELLED_BY_BUYER["id"], "order_cancelled")
+    assert decision.record["rule"] == "mirror-cancellation-with-restock"
+    shop = harness.standins.shop_order(CANCELLED_BY_BUYER["id"])
+    assert shop["cancelledAt"] and shop["cancelReason"] == "CUSTOMER"
+    assert shop["lines"][0]["current"] == 0  # nothing left to ship
+    # the two units went back on the shelf, exactly once
+    assert harness.standins.levels()["MUG-RED"] == INITIAL_LEVEL + 2
+    [cancel] = [m for m in harness.mutations(CANCELLED_BY_BUYER["id"]) if m["field"] == "orderCancel"]
+    assert cancel["summary"]["restock"] is True and cancel["summary"]["reason"] == "CUSTOMER"
+    assert decision.decision_id in shop["staffNote"]  # the shop says which decision cancelled it
+
+
+def test_a_buyer_request_holds_the_order_then_notes_it_in_that_order(harness: Harness) -> None:
+    harness.drive()
+    decision = harness.decision_of(BUYER_REQUEST["id"], "buyer_cancel_requested")
+    assert decision.record["rule"] == "hold-on-buyer-request"
+    shop = harness.standins.shop_order(BUYER_REQUEST["id"])
+    assert [fo["status"] for fo in shop["fulfillmentOrders"]] == ["ON_HOLD"]  # it cannot be handed to shipping
+    assert "Buyer asked to cancel: Ordered by mistake" in shop["note"]
+    fields = [m["field"] for m in harness.mutations(BUYER_REQUEST["id"])]
+    assert fields == ["fulfillmentOrderHold", "orderUpdate"]  # the hold reached the shop before the note
+    actions = harness.store.actions_of(decision.decision_id)
+    assert [(a.type, a.status) for a in actions] == [("hold_order", "done"), ("add_note", "done"), ("notify", "done")]
+
+
+def test_a_replayed_page_and_a_change_seen_by_poll_and_report_are_stored_once(harness: Harness) -> None:
+    pipeline = harness.pipeline
+    assert pipeline.poll_orders() > 0
+    events_after_poll = harness.store.counts().events_by_kind
+    # the order report shows the same buyer request the poll saw
+    assert pipeline.poll_order_report() == 0
+    # the same page again: the cursor is set back to where it began, as after a crash before it was saved
+    with harness.store.transaction() as session:
+        session.execute(text("DELETE FROM cursors WHERE kind = 'orders'"))
+    assert pipeline.poll_orders() == 0
+    assert harness.store.counts().events_by_kind == events_after_poll
+    assert events_after_poll["buyer_cancel_requested"] == 2  # BUYER_REQUEST and NOT_IN_SHOP, once each
+    harness.drive(polls=False)
+    harness.decision_of(BUYER_REQUEST["id"], "buyer_cancel_requested")
+    holds = [m for m in harness.mutations(BUYER_REQUEST["id"]) if m["field"] == "fulfillmentOrderHold"]
+    assert len(holds) == 1
+
+
+def test_a_rejected_partial_cancellation_shows_in_the_error_view(harness: Harness) -> None:
+    harness.drive()
+    failed = {o.amazon_order_id: o for o in harness.store.failed_orders(ACCOUNT)}
+    order = failed[PARTIAL["id"]]
+    assert order.sync_status == "Failed Cancellation"
+    assert "Only full cancellations sync: 1 of 3 units" in (order.last_error or "")
+    assert harness.decision_of(PARTIAL["id"], "order_cancelled").record["rule"] == "reject-partial-cancellation"
+    assert harness.mutations(PARTIAL["id"]) == []  # the storefront order was left alone
+    assert harness.standins.shop_order(PARTIAL["id"])["cancelledAt"] is None
+
+
+def test_an_operator_cancellation_goes_out_as_one_feed_and_is_reconciled(harness: Harness) -> None:
+    harness.drive()
+    assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory", request_id="op-1")
+    assert not request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory", request_id="op-1")
+    harness.drive(polls=False)
+    decision = harness.decision_of(QUIET["id"], "cancel_requested")
+    assert decision.record["rule"] == "cancel-on-amazon-zero-out-on-no-stock"
+    actions = {a.type: a for a in harness.store.actions_of(decision.decision_id)}
+    assert {t: a.status for t, a in actions.items()} == {"cancel_order": "done", "zero_out_inventory": "done",
+                                                         "cancel_on_amazon": "done"}
+    assert feed_messages(harness.standins.amazon) == {(QUIET["id"], CANCEL_FEED): 1}
+    [feed] = harness.standins.amazon.feeds.values()
+    result = actions["cancel_on_amazon"].result
+    assert result["feed_id"] == feed["feedId"] and result["message_id"] == 1
+    assert harness.standins.amazon.orders[QUIET["id"]]["status"] == "Canceled"  # Amazon applied it
+    assert harness.standins.shop_order(QUIET["id"])["cancelledAt"]
+    assert harness.standins.levels()["PLATE-01"] == 0
+    # more runs of the feed jobs send nothing more
+    harness.pipeline.send_batches()
+    harness.pipeline.check_feeds()
+    assert len(harness.standins.amazon.feeds) == 1
+
+
+def test_a_request_for_an_order_the_shop_does_not_have_is_a_failed_order_saying_so(harness: Harness) -> None:
+    harness.drive()
+    failed = {o.amazon_order_id: o for o in harness.store.failed_orders(ACCOUNT)}
+    order = failed[NOT_IN_SHOP["id"]]
+    assert order.sync_status == "Failed Order"
+    message = order.last_error or ""
+    assert NOT_IN_SHOP["id"] in message and "no shopify order" in message.lower(), message
+
+
+def test_the_decision_log_verifies_and_holds_one_record_per_decision(harness: Harness) -> None:
+    harness.drive()
+    request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "BuyerCanceled")
+    harness.drive(polls=False)
+    decisions = all_decisions(harness.store)
+    assert len(decisions) == 5  # four Amazon changes (QUIET has none) and the operator's request
+    events = {e for d in decisions for e in [d.event_id]}
+    assert len(events) == len(decisions)
+    for d in decisions:  # the id is derived from the event, so a decision made again has the same id
+        event = harness.store.get_event(d.event_id)
+        assert d.decision_id == decision_id_for(ACCOUNT, event.natural_key)
+    harness.log.close()
+    result = verify(harness.log_path)
+    assert result.ok, result.broken
+    logged = [json.loads(line)["decision_id"] for line in harness.log_path.read_text().splitlines()]
+    assert sorted(logged) == sorted(d.decision_id for d in decisions)
