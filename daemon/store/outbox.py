@@ -56,6 +56,15 @@ class Outbox(Database):
             return s.scalars(select(Action).where(col(Action.id).in_(ids)).order_by(col(Action.id))
                              .execution_options(populate_existing=True)).all()
 
+    def orders_with_open_actions(self, account: str) -> set[str]:
+        """Orders of the account with an action still waiting or being carried out: their storefront state
+        is about to change, so a new event of theirs is better decided after it has."""
+        query = (select(Action.amazon_order_id).distinct()
+                 .where(col(Action.account) == account, col(Action.status).in_(BLOCKING_STATUSES),
+                        col(Action.amazon_order_id).is_not(None)))
+        with self.transaction(write=False) as s:
+            return set(s.scalars(query).all())
+
     def complete_action(self, action_id: int, result: Mapping[str, Any] | None = None, *,
                         worker: str | None = None) -> bool:
         """Mark a claimed action done. Returns False (and changes nothing) when it is no longer claimed

@@ -5,6 +5,7 @@ import pytest
 
 from daemon.store import Store, StoreError
 from daemon.store.models import ADJUSTMENT_FEED, CANCEL_FEED
+from tests.store.conftest import T0
 
 CANCEL = {"type": "cancel_on_amazon", "reason_code": "NoInventory"}
 
@@ -72,3 +73,14 @@ def test_resolve_puts_a_failed_feed_message_back_in_the_queue(store: Store, deci
     assert store.failed_orders() == []
     [again] = store.queued_amazon_actions("acme", CANCEL_FEED)
     assert again.id == batch.messages[1].id and again.batch_id is None
+
+
+def test_an_amazon_cancellation_waits_for_its_orders_storefront_cancel(store: Store, decided) -> None:
+    """Sent before the storefront cancel ran, Amazon's cancellation would come back and be decided against
+    a storefront order that is not cancelled yet (found by the demo)."""
+    decided([{"type": "cancel_order", "reason_code": "NoInventory", "restock": False}, CANCEL], order="A")
+    assert store.queued_amazon_actions("acme", CANCEL_FEED) == []
+    [storefront_cancel] = store.claim_actions("w", now=T0)
+    assert store.queued_amazon_actions("acme", CANCEL_FEED) == []  # claimed, not done yet
+    store.complete_action(storefront_cancel.id, {}, worker="w")
+    assert [a.type for a in store.queued_amazon_actions("acme", CANCEL_FEED)] == ["cancel_on_amazon"]

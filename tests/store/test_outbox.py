@@ -162,3 +162,17 @@ def test_postgresql_skips_an_action_another_claimer_has_locked(store: Store, dec
             claimed = store.claim_actions("w", limit=10, now=T0)
             assert [a.amazon_order_id for a in claimed] == ["B"]
     assert [a.amazon_order_id for a in store.claim_actions("w", limit=10, now=T0)] == ["A"]
+
+
+def test_orders_with_open_actions_are_those_still_waiting_or_being_carried_out(store: Store, decided) -> None:
+    decided([HOLD, NOTE], order="A")
+    decided([NOTE], order="B")
+    decided([{"type": "cancel_on_amazon", "reason_code": "BuyerCanceled"}], order="C")  # queued for a feed
+    assert store.orders_with_open_actions("acme") == {"A", "B"}
+    assert store.orders_with_open_actions("globex") == set()
+    for action in store.claim_actions("w", now=T0):
+        store.complete_action(action.id, {}, worker="w")
+    assert store.orders_with_open_actions("acme") == {"A"}  # its note is still to go
+    [note] = store.claim_actions("w", now=T0)
+    store.complete_action(note.id, {}, worker="w")
+    assert store.orders_with_open_actions("acme") == set()
