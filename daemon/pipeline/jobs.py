@@ -201,6 +201,9 @@ class AccountPipeline:
                 actions = self.store.queued_amazon_actions(self.name, kind, self.batch_size)
                 if not actions:
                     break
+                # Load the feed schemas (most of a second in a fresh process) before the batch is recorded:
+                # a crash between recording a batch and Amazon's answer to createFeed leaves it in doubt.
+                self.amazon.validator
                 batch = self.store.create_batch(self.name, kind, [a.id for a in actions])
                 try:
                     feed = self._feed(kind, batch.messages)
