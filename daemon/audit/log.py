@@ -55,9 +55,12 @@ class DecisionLog:
         self._fsync = fsync
         self._lock = threading.Lock()
         self._last: dict[str, Any] = {}
+        # Its own wrapper class: the daemon's log level (structlog's global filtering wrapper) must never
+        # drop a decision record.
         self._logger = structlog.wrap_logger(
             structlog.WriteLogger(self._file),
             processors=[self._link, self._render],
+            wrapper_class=structlog.BoundLogger,
             cache_logger_on_first_use=True,
         )
 

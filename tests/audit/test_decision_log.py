@@ -88,3 +88,17 @@ def test_a_record_cut_short_by_a_crash_is_dropped_on_reopen_and_the_chain_goes_o
     assert record["seq"] == 4
     result = verify(log_path)
     assert result.ok and result.records == 7
+
+
+def test_the_daemons_log_level_never_drops_a_decision_record(tmp_path, engine):
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    try:
+        with DecisionLog(tmp_path / "decisions.jsonl") as log:
+            log.write_decision(_decide(engine, "acme", "112-1"))
+        assert verify(tmp_path / "decisions.jsonl").records == 1
+    finally:
+        structlog.reset_defaults()
