@@ -84,17 +84,17 @@ class AccountPipeline:
 
     # -- ingest ---------------------------------------------------------------------------------
     def _ingest(self, events: Iterable[NewEvent], cursor: tuple[str, str] | None) -> int:
-        """Store each event once; the cursor moves with the last one (or alone when there is none)."""
+        """Store each event once; the cursor moves with the page (or alone when there is no event).
+        One transaction for the page and its cursor: a crash loses both, and the next poll reads the
+        page again (one commit per page, rather than per event, is most of ingest's cost)."""
         events = list(events)
+        if not events and cursor is None:
+            return 0
         stored = 0
-        for index, event in enumerate(events):
-            last = index == len(events) - 1
-            if self.store.ingest(self.name, event.natural_key, event.kind, event.payload,
-                                 cursor=cursor if last else None, amazon_order_id=event.amazon_order_id):
+        for event, new in zip(events, self.store.ingest_many(self.name, events, cursor)):
+            if new:
                 stored += 1
                 self.observer.ingested(self.name, event.kind)
-        if not events and cursor is not None:
-            self.store.set_cursor(self.name, *cursor)
         return stored
 
     def poll_orders(self) -> int:

@@ -70,3 +70,49 @@ def test_a_failed_event_is_kept_visible_and_retried(store: Store) -> None:
 def test_failure_of_an_unknown_event(store: Store) -> None:
     with pytest.raises(NotFound):
         store.record_failure(999, "x")
+
+
+# -- ingest_many: a page of events with its cursor, one transaction --------------------------------
+def _ev(key: str, n: int, order: str | None = "111-0000001-0000001"):
+    from daemon.pipeline.events import NewEvent
+    return NewEvent("order_cancelled", key, order, {"n": n})
+
+
+def test_ingest_many_stores_a_page_once_in_order_with_its_cursor(store: Store) -> None:
+    page = [_ev(f"k{n}", n, order=f"111-000000{n % 3}-0000001") for n in range(7)]
+    assert store.ingest_many("acme", page, ("orders", "T1")) == [True] * 7
+    events = store.undecided_events("acme")
+    # Ids follow the page's order: events of one order are decided in the order they were seen.
+    assert [e.payload["n"] for e in events] == list(range(7))
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    assert events[0].amazon_order_id == "111-0000000-0000001" and events[0].kind == "order_cancelled"
+    assert store.cursor("acme", "orders") == "T1"
+
+
+def test_ingest_many_skips_what_is_stored_and_repeats_in_the_page(store: Store) -> None:
+    assert store.ingest("acme", "k1", "order_cancelled", {"n": 1})
+    page = [_ev("k0", 0), _ev("k1", 99), _ev("k2", 2), _ev("k0", 98)]
+    assert store.ingest_many("acme", page, ("orders", "T2")) == [True, False, True, False]
+    assert [e.payload["n"] for e in store.undecided_events("acme")] == [1, 0, 2]
+    # A replayed page stores nothing and still moves the cursor.
+    assert store.ingest_many("acme", page, ("orders", "T3")) == [False] * 4
+    assert store.cursor("acme", "orders") == "T3"
+    assert len(store.undecided_events()) == 3
+
+
+def test_ingest_many_of_an_empty_page_moves_the_cursor(store: Store) -> None:
+    assert store.ingest_many("acme", [], ("returns", "R1")) == []
+    assert store.cursor("acme", "returns") == "R1"
+
+
+def test_ingest_many_is_all_or_nothing(store: Store) -> None:
+    store.set_cursor("acme", "orders", "T1")
+    from daemon.pipeline.events import NewEvent
+    page = [_ev("k0", 0), NewEvent("order_cancelled", "k1", None, {"bad": object()})]
+    with pytest.raises(Exception):
+        store.ingest_many("acme", page, ("orders", "T2"))
+    assert store.cursor("acme", "orders") == "T1"
+    assert store.undecided_events() == []
+    with pytest.raises(StoreError, match="unknown cursor kind"):
+        store.ingest_many("acme", [_ev("k0", 0)], ("order", "T2"))
+    assert store.undecided_events() == []
