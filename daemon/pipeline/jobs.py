@@ -143,7 +143,13 @@ class AccountPipeline:
     # -- decide ---------------------------------------------------------------------------------
     def decide(self, limit: int = 500) -> int:
         decided = 0
+        # An order whose earlier actions are still going out is about to change on the storefront; its new
+        # events wait for a later run (in order) rather than being decided against what is about to change,
+        # e.g. Amazon's echo of a cancellation decided while the storefront cancel is still pending.
+        waiting = self.store.orders_with_open_actions(self.name)
         for event in self.store.undecided_events(self.name, limit, include_failed=False):
+            if event.amazon_order_id in waiting:
+                continue
             try:
                 storefront = self.shopify.find_order(event.amazon_order_id) if event.amazon_order_id else None
             except OrderNotFound:
@@ -161,6 +167,8 @@ class AccountPipeline:
                 continue
             record = decision_record(decision)
             self.store.record_decision(event.id, record, decision.actions)
+            if decision.actions and event.amazon_order_id:
+                waiting.add(event.amazon_order_id)
             if self.decision_log is not None:
                 self.decision_log.write(record)
             self.observer.decided(record["ruleset"], record["rule"])

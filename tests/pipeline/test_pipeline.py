@@ -178,3 +178,21 @@ def test_the_decision_log_verifies_and_holds_one_record_per_decision(harness: Ha
     assert result.ok, result.broken
     logged = [json.loads(line)["decision_id"] for line in harness.log_path.read_text().splitlines()]
     assert sorted(logged) == sorted(d.decision_id for d in decisions)
+
+
+def test_an_event_waits_while_its_orders_earlier_actions_are_still_going_out(harness: Harness) -> None:
+    """Amazon's echo of a cancellation decided while the storefront cancel is still pending would see the
+    order not yet cancelled and cancel it again (found by the demo)."""
+    pipeline = harness.pipeline
+    pipeline.poll_orders()
+    pipeline.decide()  # the buyer request: hold, note, notify now pending
+    harness.store.ingest(ACCOUNT, "later-change", "order_cancelled",
+                         {"origin": "amazon", "reason_code": "BuyerCanceled", "line_count": 1, "lines_cancelled": 1,
+                          "units_ordered": 1, "units_cancelled": 1}, amazon_order_id=BUYER_REQUEST["id"])
+    pipeline.decide()
+    assert [d for d in all_decisions(harness.store)
+            if d.record["amazon_order_id"] == BUYER_REQUEST["id"] and d.record["event"] == "order_cancelled"] == []
+    harness.drive()  # the hold and the note reach the storefront; then the cancellation is decided on what is there
+    decision = harness.decision_of(BUYER_REQUEST["id"], "order_cancelled")
+    assert decision.record["fact"]["order_status"] == "On Hold"
+    assert decision.record["rule"] == "mirror-cancellation-with-restock"
