@@ -2,44 +2,15 @@
 ORDERSYNC_TEST_PG_URL is set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)."""
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
-from urllib.parse import quote
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from daemon.store import Store, open_store
 
-PG_URL = os.environ.get("ORDERSYNC_TEST_PG_URL")
-BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def _pg_schema_url(schema: str) -> str:
-    assert PG_URL
-    separator = "&" if "?" in PG_URL else "?"
-    return f"{PG_URL}{separator}options={quote(f'-csearch_path={schema}')}"
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    """A URL to an empty database of each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ordersync.db'}"
-        return
-    schema = f"ordersync_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield _pg_schema_url(schema)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture
