@@ -7,7 +7,6 @@ from typing import Any, Mapping
 
 from daemon.facts import PERSONAL_FIELDS, jsonable
 from daemon.rules.engine import Decision
-from daemon.rules.evaluate import trace_json
 
 MASK = "[masked]"
 RECORD_VERSION = 1
@@ -56,7 +55,7 @@ def decision_record(decision: Decision) -> dict[str, Any]:
         "rule": rule.id if rule else None,
         "rule_description": rule.description if rule else None,
         "outcome": "decided" if rule else "no_action",
-        "trace": trace_json(decision.trace, decision.fact, mask_value),
+        "trace": decision.explain(mask_value),
         "fact": jsonable(fact),
         "masked": masked,
         "actions": actions,

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from daemon.actions import ACTIONS
 from daemon.facts import normalise
 from daemon.rules.durable import DurableRuleset
-from daemon.rules.evaluate import Evaluator, RuleTrace, trace_json
+from daemon.rules.evaluate import Evaluator, Mask
 from daemon.rules.loader import load_folder
 from daemon.rules.model import ActionCall, FieldRef, Rule, RuleSet, Template
 from daemon.rules.yamlsource import Problem
@@ -71,15 +71,11 @@ class Decision:
     rule: Rule | None
     actions: list[dict[str, Any]] = field(default_factory=list)
     evaluator: Evaluator | None = field(default=None, repr=False)
-    _trace: list[RuleTrace] | None = field(default=None, repr=False)
 
-    @property
-    def trace(self) -> list[RuleTrace]:
-        """The rule that fired and every earlier rule, condition by condition. Computed when first asked
-        for (by the audit log or --explain) from the same fact, which nothing changes after normalise."""
-        if self._trace is None:
-            self._trace = self.evaluator.trace(self.fact) if self.evaluator else []
-        return self._trace
+    def explain(self, mask: Mask = lambda name, value: value) -> list[dict[str, Any]]:
+        """The rule that fired and every earlier rule, condition by condition, as JSON. Worked out when
+        asked for (by the audit log or --explain) from the same fact, which nothing changes after normalise."""
+        return self.evaluator.explain(self.fact, mask) if self.evaluator else []
 
     @property
     def rule_id(self) -> str | None:
@@ -91,7 +87,7 @@ class Decision:
             return []
         return [{"type": call.name, **render_params(call, fact, self.rule.id)} for call in self.rule.then]
 
-    def to_json(self, explain: bool = False, mask: Callable[[str, Any], Any] = lambda name, value: value) -> dict[str, Any]:
+    def to_json(self, explain: bool = False, mask: Mask = lambda name, value: value) -> dict[str, Any]:
         record: dict[str, Any] = {
             "decision_id": self.decision_id,
             "ruleset": self.ruleset.name if self.ruleset else None,
@@ -101,7 +97,7 @@ class Decision:
             "actions": self.actions,
         }
         if explain:
-            record["trace"] = trace_json(self.trace, self.fact, mask)
+            record["trace"] = self.explain(mask)
         return record
 
 

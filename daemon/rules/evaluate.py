@@ -115,11 +115,14 @@ def _compile_test(test: Test) -> Predicate:
 
 
 class Evaluator:
-    """A ruleset compiled to closures: `first_hit` picks the rule, `trace` explains the pick."""
+    """A ruleset compiled to closures: `first_hit` picks the rule, `explain` says why, as JSON."""
 
     def __init__(self, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
         self._rules = tuple((rule, tuple(_compile_test(item) for item in rule.when.items)) for rule in ruleset.rules)
+        # Each condition's field, operator and expected value as the trace shows them, made once here:
+        # building them again for every decision was most of what a decision record cost.
+        self._explained = tuple((rule, tuple(_explainer(item) for item in rule.when.items)) for rule in ruleset.rules)
 
     def first_hit(self, fact: dict[str, Any]) -> Rule | None:
         for rule, tests in self._rules:
@@ -130,8 +133,50 @@ class Evaluator:
                 return rule
         return None
 
-    def trace(self, fact: dict[str, Any]) -> list[RuleTrace]:
-        return evaluate(self.ruleset, fact)[1]
+    def explain(self, fact: dict[str, Any], mask: Mask = lambda name, value: value) -> list[dict[str, Any]]:
+        """The trace as JSON: the rule that fired and every earlier rule, each condition with field,
+        operator, expected, actual (masked) and result; the same rules and results as `evaluate`."""
+        explained = []
+        for rule, explainers in self._explained:
+            conditions = [explainer(fact, mask) for explainer in explainers]
+            matched = all(condition["result"] for condition in conditions)
+            explained.append({"rule": rule.id, "matched": matched, "conditions": conditions})
+            if matched:
+                break
+        return explained
+
+
+Mask = Callable[[str, Any], Any]
+Explainer = Callable[[dict[str, Any], Mask], dict[str, Any]]
+
+
+def _explainer(test: Test) -> Explainer:
+    if isinstance(test, Group):
+        kind, parts = test.kind, tuple(_explainer(item) for item in test.items)
+        combine = all if kind == "all" else any
+
+        def explain_group(fact: dict[str, Any], mask: Mask) -> dict[str, Any]:
+            children = [part(fact, mask) for part in parts]
+            return {kind: children, "result": combine(child["result"] for child in children)}
+        return explain_group
+    condition = test
+    static = {"field": condition.field, "op": condition.op, "expected": _jsonable(condition.expected)}
+    other = condition.expected.field if isinstance(condition.expected, FieldRef) else None
+
+    def explain_condition(fact: dict[str, Any], mask: Mask) -> dict[str, Any]:
+        actual, result = check_condition(condition, fact)
+        shown = dict(static)
+        if other is not None:
+            peer = fact.get(other, MISSING)
+            shown["expected_value"] = None if peer is MISSING else _jsonable(mask(other, peer))
+        if actual is MISSING:
+            shown["actual"] = None
+            shown["absent"] = True
+        else:
+            shown["actual"] = _jsonable(mask(condition.field, actual))
+        shown["result"] = result
+        return shown
+    return explain_condition
 
 
 def _jsonable(value: Any) -> Any:
@@ -142,25 +187,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, FieldRef):
         return {"field": value.field}
     return value
-
-
-def condition_json(entry: ConditionTrace, fact: dict[str, Any], mask: Callable[[str, Any], Any]) -> dict[str, Any]:
-    test, actual, result, children = entry
-    if isinstance(test, Group):
-        return {test.kind: [condition_json(child, fact, mask) for child in children], "result": result}
-    shown: dict[str, Any] = {"field": test.field, "op": test.op, "expected": _jsonable(test.expected)}
-    if isinstance(test.expected, FieldRef):
-        other = fact.get(test.expected.field, MISSING)
-        shown["expected_value"] = None if other is MISSING else _jsonable(mask(test.expected.field, other))
-    if actual is MISSING:
-        shown["actual"] = None
-        shown["absent"] = True
-    else:
-        shown["actual"] = _jsonable(mask(test.field, actual))
-    shown["result"] = result
-    return shown
-
-
-def trace_json(trace: list[RuleTrace], fact: dict[str, Any], mask: Callable[[str, Any], Any]) -> list[dict[str, Any]]:
-    return [{"rule": rule.id, "matched": matched, "conditions": [condition_json(c, fact, mask) for c in conditions]}
-            for rule, matched, conditions in trace]

@@ -35,6 +35,23 @@ def test_shipped_rules_durable_and_evaluator_pick_the_same_rule(engine, data):
     if traced is not None:
         assert trace[-1][0] is traced and trace[-1][1]
     assert all(not matched for _, matched, _ in trace[:-1 if traced else None])
+    # What the audit record and --explain show is that same trace, condition by condition.
+    explained = Evaluator(ruleset).explain(fact)
+    assert [(e["rule"], e["matched"]) for e in explained] == [(rule.id, matched) for rule, matched, _ in trace]
+    assert [_results(e["conditions"]) for e in explained] == [_results(conditions) for _, _, conditions in trace]
+
+
+def _results(conditions) -> list:
+    """Each condition's result, groups nested, from either form of the trace."""
+    out = []
+    for condition in conditions:
+        if isinstance(condition, dict):
+            group = condition.get("all", condition.get("any"))
+            out.append(condition["result"] if group is None else (condition["result"], _results(group)))
+        else:
+            _, _, result, children = condition
+            out.append((result, _results(children)) if children or not hasattr(condition[0], "field") else result)
+    return out
 
 
 @settings(max_examples=300, deadline=None)
