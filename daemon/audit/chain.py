@@ -39,13 +39,22 @@ class Chain:
 
     heads: dict[str, Head] = field(default_factory=dict)
 
-    def link(self, record: dict[str, Any]) -> dict[str, Any]:
+    def link(self, record: dict[str, Any]) -> str:
+        """Stamp `record` as the next of its account (seq, prev_hash, hash) and return its line:
+        canonical(record), encoded once. Sorted keys put every other key before or after "hash", so the
+        two halves make both the hashed body (joined) and the line (joined around the hash)."""
         head = self.heads.setdefault(record.get("account") or "", Head())
         record["seq"] = head.seq + 1
         record["prev_hash"] = head.hash
-        record["hash"] = record_hash(record)
+        before = canonical({key: value for key, value in record.items() if key < "hash"})[1:-1]
+        after = canonical({key: value for key, value in record.items() if key > "hash"})[1:-1]
+        record["hash"] = hashlib.sha256(_object(before, after).encode("utf-8")).hexdigest()
         head.seq, head.hash = record["seq"], record["hash"]
-        return record
+        return _object(before, f'"hash":"{record["hash"]}"', after)
+
+
+def _object(*members: str) -> str:
+    return "{" + ",".join(member for member in members if member) + "}"
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The decision log: one JSON line per record, written by a structlog pipeline
 
-    record ─► link into the account's hash chain ─► canonical JSON ─► append to the file
+    record ─► link into the account's hash chain, as canonical JSON ─► append to the file
 
 so the line on disk is byte for byte what the hash covers."""
 from __future__ import annotations
@@ -9,11 +9,11 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Sequence
 
 import structlog
 
-from daemon.audit.chain import Chain, Head, canonical
+from daemon.audit.chain import Chain, Head
 from daemon.audit.record import decision_record
 from daemon.rules.engine import Decision
 
@@ -43,9 +43,19 @@ def _resume(path: Path) -> tuple[Chain, int]:
     return chain, removed
 
 
+class _LineWriter:
+    """structlog's WriteLogger without its flush per line: write_many flushes once for its records."""
+
+    def __init__(self, file: IO[str]) -> None:
+        self._write = file.write
+
+    def msg(self, message: str) -> None:
+        self._write(message + "\n")
+
+
 class DecisionLog:
-    """Append-only decision log at `path`. Thread-safe; each record is flushed before `write` returns,
-    and fsynced too when `fsync` is on (a power cut then loses nothing already returned)."""
+    """Append-only decision log at `path`. Thread-safe; records are flushed before `write` / `write_many`
+    returns, and fsynced too when `fsync` is on (a power cut then loses nothing already returned)."""
 
     def __init__(self, path: Path | str, *, fsync: bool = False) -> None:
         self.path = Path(path)
@@ -58,28 +68,32 @@ class DecisionLog:
         # Its own wrapper class: the daemon's log level (structlog's global filtering wrapper) must never
         # drop a decision record.
         self._logger = structlog.wrap_logger(
-            structlog.WriteLogger(self._file),
-            processors=[self._link, self._render],
+            _LineWriter(self._file),
+            processors=[self._link],
             wrapper_class=structlog.BoundLogger,
             cache_logger_on_first_use=True,
         )
 
-    def _link(self, logger: Any, method: str, record: dict[str, Any]) -> dict[str, Any]:
-        self._last = self._chain.link(record)
-        return self._last
-
-    @staticmethod
-    def _render(logger: Any, method: str, record: dict[str, Any]) -> str:
-        return canonical(record)
+    def _link(self, logger: Any, method: str, record: dict[str, Any]) -> str:
+        line = self._chain.link(record)
+        self._last = record
+        return line
 
     def write(self, record: dict[str, Any]) -> dict[str, Any]:
         """Append a record (a dict with at least `account`); returns it with seq, prev_hash and hash."""
+        return self.write_many([record])[-1]
+
+    def write_many(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Append records in order, flushed (and fsynced) once for them all; returns them linked."""
+        written = []
         with self._lock:
-            self._logger.msg(**record)
+            for record in records:
+                self._logger.msg(**record)
+                written.append(self._last)
             self._file.flush()
             if self._fsync:
                 os.fsync(self._file.fileno())
-            return self._last
+        return written
 
     def write_decision(self, decision: Decision) -> dict[str, Any]:
         return self.write(decision_record(decision))
