@@ -5,11 +5,12 @@
 """
 from daemon.store.batches import Batch
 from daemon.store.db import open_store, redact
+from daemon.store.decisions import DecisionToRecord, Recorded
 from daemon.store.errors import NotFound, SchemaOutOfDate, SchemaTooNew, StoreError
 from daemon.store.metrics import Counts
 from daemon.store.migrations import upgrade
 from daemon.store.repo import Store
 from daemon.store.returns import RefundLineIn, RmaLineIn
 
-__all__ = ["Batch", "Counts", "NotFound", "RefundLineIn", "RmaLineIn", "SchemaOutOfDate", "SchemaTooNew", "Store",
+__all__ = ["Batch", "Counts", "DecisionToRecord", "NotFound", "Recorded", "RefundLineIn", "RmaLineIn", "SchemaOutOfDate", "SchemaTooNew", "Store",
            "StoreError", "open_store", "redact", "upgrade"]

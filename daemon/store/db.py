@@ -89,7 +89,9 @@ def _sqlite_engine(url: URL) -> Engine:
     folder = Path(database).expanduser().resolve().parent
     if not folder.is_dir():
         raise StoreError(f"{redact(url)}: folder {folder} does not exist; create it or give another path")
-    engine = create_engine(url, json_serializer=json_dumps, pool_pre_ping=True)
+    # No pool_pre_ping: a SQLite file has no server to drop the connection, and the ping is a statement
+    # per transaction.
+    engine = create_engine(url, json_serializer=json_dumps)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, record: Any) -> None:

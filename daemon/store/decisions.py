@@ -1,8 +1,9 @@
 """Recording a decision: the decision, its actions (outbox) and the event marked decided, together."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -17,13 +18,39 @@ from daemon.store.types import utcnow
 APPROVAL = "queue_for_approval"
 
 _events, _decisions, _actions = Event.__table__, Decision.__table__, Action.__table__
-_EVENT_FOR_UPDATE = (select(_events.c.account, _events.c.amazon_order_id)
-                     .where(_events.c.id == bindparam("event_id")).with_for_update())
-_DECISION_OF_EVENT = select(_decisions.c.decision_id).where(_decisions.c.event_id == bindparam("event_id"))
+_EVENTS_FOR_UPDATE = (select(_events.c.id, _events.c.account, _events.c.amazon_order_id)
+                      .where(_events.c.id.in_(bindparam("event_ids", expanding=True))).with_for_update())
+_DECISIONS_OF_EVENTS = (select(_decisions.c.event_id, _decisions.c.decision_id)
+                        .where(_decisions.c.event_id.in_(bindparam("event_ids", expanding=True))))
 _INSERT_DECISION = insert(_decisions)
 _INSERT_ACTION = insert(_actions)
 _MARK_DECIDED = (update(_events).where(_events.c.id == bindparam("event_id"))
                  .values(decided_at=bindparam("now"), error=None))
+
+
+@dataclass(frozen=True)
+class DecisionToRecord:
+    """One event's decision as the pipeline hands it over: `record` is the audit record
+    (daemon.audit.record.decision_record), `actions` are Decision.actions: dicts with "type" (an action
+    of daemon.actions) and its parameters."""
+
+    event_id: int
+    record: Mapping[str, Any]
+    actions: Sequence[Mapping[str, Any]]
+
+    @property
+    def decision_id(self) -> str:
+        decision_id = self.record.get("decision_id")
+        if not decision_id:
+            raise StoreError(f"event {self.event_id}: the decision record has no decision_id")
+        return str(decision_id)
+
+
+class Recorded(NamedTuple):
+    """The decision on record for an event, and whether this call recorded it (False: it was there)."""
+
+    decision_id: str
+    new: bool
 
 
 def idempotency_key(decision_id: str, index: int) -> str:
@@ -46,63 +73,85 @@ class Decisions(Database):
                         actions: Sequence[Mapping[str, Any]]) -> str:
         """Write the decision, its actions and the event's decided mark in one transaction; returns the
         decision id. If the event already has a decision, nothing is written and that decision's id is
-        returned: a pipeline that crashed after commit and decides again cannot make a second one.
+        returned: a pipeline that crashed after commit and decides again cannot make a second one."""
+        return self.record_decisions([DecisionToRecord(event_id, decision_record, actions)])[0].decision_id
 
-        `decision_record` is the audit record (daemon.audit.record.decision_record); `actions` are
-        Decision.actions: dicts with "type" (an action of daemon.actions) and its parameters."""
-        decision_id = decision_record.get("decision_id")
-        if not decision_id:
-            raise StoreError("the decision record has no decision_id")
-        for action in actions:
-            if action.get("type") not in ACTIONS:
-                raise StoreError(f"decision {decision_id}: unknown action type {action.get('type')!r}")
+    def record_decisions(self, decisions: Sequence[DecisionToRecord]) -> list[Recorded]:
+        """Record several events' decisions as record_decision does, all in one transaction (all or none);
+        returns, per item, the decision now on record for its event and whether it is this item's.
+
+        One transaction for a decide run's decisions, rather than one each, is most of what recording
+        costs. A crash before the commit loses the whole run, which is decided again with the same ids."""
+        for item in decisions:
+            for action in item.actions:
+                if action.get("type") not in ACTIONS:
+                    raise StoreError(f"decision {item.decision_id}: unknown action type {action.get('type')!r}")
+        if not decisions:
+            return []
         try:
             with self.transaction() as s:
-                return self._record(s, event_id, str(decision_id), decision_record, actions)
+                return self._record(s, decisions)
         except IntegrityError:
-            # Another process decided the same event between our check and our insert (its commit won).
-            existing = self.decision_for_event(event_id)
+            if len(decisions) > 1:
+                # Another process decided one of these between our check and our insert (its commit won):
+                # one at a time, each then sees what is already there.
+                return [self.record_decisions([item])[0] for item in decisions]
+            existing = self.decision_for_event(decisions[0].event_id)
             if existing is None:
-                raise StoreError(f"decision {decision_id} could not be recorded for event {event_id}: its id is "
-                                 "already used by another event's decision") from None
-            return existing.decision_id
+                raise StoreError(f"decision {decisions[0].decision_id} could not be recorded for event "
+                                 f"{decisions[0].event_id}: its id is already used by another event's decision") from None
+            return [Recorded(existing.decision_id, False)]
 
-    def _record(self, s: Session, event_id: int, decision_id: str, record: Mapping[str, Any],
-                actions: Sequence[Mapping[str, Any]]) -> str:
-        # Core statements built once (below) on the session's connection: the ORM's unit of work and the
+    def _record(self, s: Session, decisions: Sequence[DecisionToRecord]) -> list[Recorded]:
+        # Core statements built once (above) on the session's connection: the ORM's unit of work and the
         # per-call building and compiling of statements were most of the time a decision took.
         connection = s.connection()
-        # FOR UPDATE on PostgreSQL: a second decider of this event waits here, then sees the decision
+        event_ids = [item.event_id for item in decisions]
+        # FOR UPDATE on PostgreSQL: a second decider of these events waits here, then sees the decisions
         # (the next statement reads after the lock is granted, so it sees what the first one committed).
-        event = connection.execute(_EVENT_FOR_UPDATE, {"event_id": event_id}).first()
-        if event is None:
-            raise NotFound(f"no event {event_id}")
-        existing = connection.execute(_DECISION_OF_EVENT, {"event_id": event_id}).scalar()
-        if existing is not None:
-            return existing
+        events = {row.id: row for row in connection.execute(_EVENTS_FOR_UPDATE, {"event_ids": event_ids})}
+        existing = {row.event_id: row.decision_id for row in connection.execute(_DECISIONS_OF_EVENTS, {"event_ids": event_ids})}
         now = utcnow()
-        order_id = record.get("amazon_order_id") or event.amazon_order_id
-        connection.execute(_INSERT_DECISION, {
-            "decision_id": decision_id, "event_id": event_id, "account": event.account, "amazon_order_id": order_id,
-            "ruleset": record.get("ruleset"), "rules_sha256": record.get("rules_sha256"), "rule": record.get("rule"),
-            "record": dict(record), "created_at": now})
-        types = {str(action["type"]) for action in actions}
-        rows = []
-        for index, action in enumerate(actions):
-            kind = str(action["type"])
-            rows.append({
-                "decision_id": decision_id, "idx": index, "account": event.account, "amazon_order_id": order_id,
-                "type": kind, "params": {k: v for k, v in action.items() if k != "type"},
-                "target": ACTIONS[kind].target, "idempotency_key": idempotency_key(decision_id, index),
-                "status": initial_status(kind, types), "attempts": 0,
-                "result": {"applied_by": "store"} if kind == APPROVAL else None,
-                "created_at": now, "updated_at": now})
-        if rows:
+        decision_rows: list[dict[str, Any]] = []
+        action_rows: list[dict[str, Any]] = []
+        decided: list[dict[str, Any]] = []
+        recorded: list[Recorded] = []
+        for item in decisions:
+            event = events.get(item.event_id)
+            if event is None:
+                raise NotFound(f"no event {item.event_id}")
+            if item.event_id in existing:
+                recorded.append(Recorded(existing[item.event_id], False))
+                continue
+            decision_id, record = item.decision_id, item.record
+            existing[item.event_id] = decision_id  # the same event twice in one call: the first decides
+            order_id = record.get("amazon_order_id") or event.amazon_order_id
+            decision_rows.append({
+                "decision_id": decision_id, "event_id": item.event_id, "account": event.account,
+                "amazon_order_id": order_id, "ruleset": record.get("ruleset"), "rules_sha256": record.get("rules_sha256"),
+                "rule": record.get("rule"), "record": dict(record), "created_at": now})
+            types = {str(action["type"]) for action in item.actions}
+            for index, action in enumerate(item.actions):
+                kind = str(action["type"])
+                action_rows.append({
+                    "decision_id": decision_id, "idx": index, "account": event.account, "amazon_order_id": order_id,
+                    "type": kind, "params": {k: v for k, v in action.items() if k != "type"},
+                    "target": ACTIONS[kind].target, "idempotency_key": idempotency_key(decision_id, index),
+                    "status": initial_status(kind, types), "attempts": 0,
+                    "result": {"applied_by": "store"} if kind == APPROVAL else None,
+                    "created_at": now, "updated_at": now})
+            decided.append({"event_id": item.event_id, "now": now})
+            recorded.append(Recorded(decision_id, True))
+        if decision_rows:
+            connection.execute(_INSERT_DECISION, decision_rows)
+        if action_rows:
             # An executemany without RETURNING: both drivers (sqlite3, psycopg) run the INSERT once per row,
-            # in the order given, so ids follow the index: id order is the order of effects.
-            connection.execute(_INSERT_ACTION, rows)
-        connection.execute(_MARK_DECIDED, {"event_id": event_id, "now": now})
-        return decision_id
+            # in the order given, so ids follow the order of decisions and of actions within each: id
+            # order is the order of effects.
+            connection.execute(_INSERT_ACTION, action_rows)
+        if decided:
+            connection.execute(_MARK_DECIDED, decided)
+        return recorded
 
     def decisions_since(self, since: datetime, limit: int = 10_000) -> Sequence[Decision]:
         """Decisions made at or after `since`, in the order they were made (for catching the log up)."""

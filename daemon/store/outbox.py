@@ -56,12 +56,18 @@ class Outbox(Database):
             return s.scalars(select(Action).where(col(Action.id).in_(ids)).order_by(col(Action.id))
                              .execution_options(populate_existing=True)).all()
 
-    def orders_with_open_actions(self, account: str) -> set[str]:
+    def orders_with_open_actions(self, account: str, among: Iterable[str] | None = None) -> set[str]:
         """Orders of the account with an action still waiting or being carried out: their storefront state
-        is about to change, so a new event of theirs is better decided after it has."""
+        is about to change, so a new event of theirs is better decided after it has. `among` limits the
+        question to those orders (the decide job asks about the orders of the events it is deciding)."""
         query = (select(Action.amazon_order_id).distinct()
                  .where(col(Action.account) == account, col(Action.status).in_(BLOCKING_STATUSES),
                         col(Action.amazon_order_id).is_not(None)))
+        if among is not None:
+            orders = sorted(set(among))
+            if not orders:
+                return set()
+            query = query.where(col(Action.amazon_order_id).in_(orders))
         with self.transaction(write=False) as s:
             return set(s.scalars(query).all())
 

@@ -10,6 +10,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime, Numeric, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -79,8 +80,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
 def json_dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON for the store's JSON columns, as json.dumps(separators=(",", ":"), ensure_ascii=False)
+    writes it (int keys as strings, datetimes in isoformat), through orjson."""
+    try:
+        return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS).decode("utf-8")
+    except TypeError:
+        # Integers beyond 64 bits, which orjson refuses; anything else not serialisable fails here too.
+        return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
 
 def utcnow() -> datetime:

@@ -6,7 +6,8 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from daemon.store import Store, StoreError
+from daemon.pipeline.events import NewEvent
+from daemon.store import DecisionToRecord, Recorded, Store, StoreError
 from daemon.store.models import Action, Decision
 
 ORDER = "111-0000001-0000001"
@@ -105,3 +106,32 @@ def test_no_action_decision_still_marks_the_event(store: Store) -> None:
     store.record_decision(event_id, {"decision_id": "d1", "rule": None, "outcome": "no_action"}, [])
     assert store.undecided_events() == []
     assert store.counts().decisions_by_rule == {"": 1}
+
+
+def _events(store: Store, count: int) -> list[int]:
+    store.ingest_many("acme", [NewEvent("order_cancelled", f"k{n}", f"111-0000001-000000{n}", {}) for n in range(count)], None)
+    return [event.id for event in store.undecided_events()]
+
+
+def test_a_run_of_decisions_is_recorded_together_in_order(store: Store) -> None:
+    first, second, third = _events(store, 3)
+    store.record_decision(second, {"decision_id": "d-earlier"}, [])
+    recorded = store.record_decisions([DecisionToRecord(first, {"decision_id": "d1"}, CANCEL[:2]),
+                                       DecisionToRecord(second, {"decision_id": "d2"}, CANCEL),
+                                       DecisionToRecord(third, {"decision_id": "d3"}, CANCEL[:1])])
+    # The event decided before keeps its decision; the others get theirs.
+    assert recorded == [Recorded("d1", True), Recorded("d-earlier", False), Recorded("d3", True)]
+    assert _count(store, Decision) == 3 and store.undecided_events() == []
+    actions = [a for d in ("d1", "d3") for a in store.actions_of(d)]
+    assert [(a.decision_id, a.idx) for a in actions] == [("d1", 0), ("d1", 1), ("d3", 0)]
+    assert [a.id for a in actions] == sorted(a.id for a in actions)  # id order is the order of effects
+
+
+def test_a_run_with_a_bad_decision_records_none_of_it(store: Store) -> None:
+    first, second = _events(store, 2)
+    with pytest.raises(StoreError, match="no event 999"):
+        store.record_decisions([DecisionToRecord(first, {"decision_id": "d1"}, CANCEL),
+                                DecisionToRecord(second, {"decision_id": "d2"}, CANCEL),
+                                DecisionToRecord(999, {"decision_id": "d3"}, [])])
+    assert _count(store, Decision) == 0 and _count(store, Action) == 0
+    assert len(store.undecided_events()) == 2

@@ -170,6 +170,8 @@ def test_orders_with_open_actions_are_those_still_waiting_or_being_carried_out(s
     decided([{"type": "cancel_on_amazon", "reason_code": "BuyerCanceled"}], order="C")  # queued for a feed
     assert store.orders_with_open_actions("acme") == {"A", "B"}
     assert store.orders_with_open_actions("globex") == set()
+    assert store.orders_with_open_actions("acme", among=["A", "C", "Z"]) == {"A"}
+    assert store.orders_with_open_actions("acme", among=[]) == set()
     for action in store.claim_actions("w", now=T0):
         store.complete_action(action.id, {}, worker="w")
     assert store.orders_with_open_actions("acme") == {"A"}  # its note is still to go
