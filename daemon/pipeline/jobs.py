@@ -1,7 +1,7 @@
 """The pipeline's jobs for one account, each safe to kill at any point and run again:
 
     poll (orders, order report, returns) ─► inbox, cursor advanced with the events (one transaction)
-    decide ─► decision + its actions (outbox) + the event marked decided (one transaction), then the log
+    decide ─► a run's decisions + their actions (outbox) + the events marked decided (one transaction), then the log
     dispatch ─► each due action through its adapter with its idempotency key ─► done / retry / error view
     send_batches ─► Amazon-bound actions as one feed per batch ─► check_feeds reconciles each message
 
@@ -32,8 +32,8 @@ from daemon.facts import FactError
 from daemon.pipeline.events import NewEvent, buyer_request_events, order_events, return_events
 from daemon.pipeline.executors import EXECUTORS, AccountContext
 from daemon.pipeline.fact_builder import build_fact
-from daemon.rules.engine import DecisionError, EngineDisagreement, RulesEngine
-from daemon.store import Store
+from daemon.rules.engine import Decision, DecisionError, EngineDisagreement, RulesEngine
+from daemon.store import DecisionToRecord, Store
 from daemon.store.models import ADJUSTMENT_FEED, BATCH_CREATED, BATCH_SUBMITTED, CANCEL_FEED, Action
 
 log = structlog.get_logger("ordersync.pipeline")
@@ -142,12 +142,18 @@ class AccountPipeline:
 
     # -- decide ---------------------------------------------------------------------------------
     def decide(self, limit: int = 500) -> int:
-        decided = 0
+        """Decide up to `limit` undecided events; returns how many were decided.
+
+        The run's decisions are recorded in one transaction and then logged together: a crash before the
+        commit loses the run, which is decided again with the same ids; a crash between the commit and
+        the log is caught up from the store at start (daemon.pipeline.catchup)."""
+        decided: list[tuple[DecisionToRecord, Decision]] = []
         # An order whose earlier actions are still going out is about to change on the storefront; its new
         # events wait for a later run (in order) rather than being decided against what is about to change,
         # e.g. Amazon's echo of a cancellation decided while the storefront cancel is still pending.
-        waiting = self.store.orders_with_open_actions(self.name)
-        for event in self.store.undecided_events(self.name, limit, include_failed=False):
+        events = self.store.undecided_events(self.name, limit, include_failed=False)
+        waiting = self.store.orders_with_open_actions(self.name, among=(e.amazon_order_id for e in events if e.amazon_order_id))
+        for event in events:
             if event.amazon_order_id in waiting:
                 continue
             try:
@@ -156,7 +162,7 @@ class AccountPipeline:
                 storefront = None
             except TransientError as exc:
                 log.info("decide paused: storefront unavailable", account=self.name, error=str(exc))
-                break  # the event stays undecided; the next run tries again
+                break  # this event and the rest stay undecided; the next run tries again
             fact = build_fact(event.kind, self.name, event.amazon_order_id, event.payload, storefront, self.settings, self.clock())
             try:
                 decision = self.engine.decide(fact, decision_id=decision_id_for(self.name, event.natural_key))
@@ -165,17 +171,22 @@ class AccountPipeline:
                 log.error("event not decided", account=self.name, event_id=event.id, kind=event.kind,
                           amazon_order_id=event.amazon_order_id, error=str(exc))
                 continue
-            record = decision_record(decision)
-            self.store.record_decision(event.id, record, decision.actions)
+            decided.append((DecisionToRecord(event.id, decision_record(decision), decision.actions), decision))
             if decision.actions and event.amazon_order_id:
                 waiting.add(event.amazon_order_id)
-            if self.decision_log is not None:
-                self.decision_log.write(record)
-            self.observer.decided(record["ruleset"], record["rule"])
-            log.info("decision", account=self.name, amazon_order_id=event.amazon_order_id, kind=event.kind,
-                     rule=record["rule"], actions=[a["type"] for a in decision.actions], decision_id=decision.decision_id)
-            decided += 1
-        return decided
+        if not decided:
+            return 0
+        recorded = self.store.record_decisions([item for item, _ in decided])
+        # An event someone else decided meanwhile (another process on the same database) is theirs to log.
+        decided = [pair for pair, result in zip(decided, recorded) if result.new]
+        if self.decision_log is not None:
+            self.decision_log.write_many([item.record for item, _ in decided])
+        for item, decision in decided:
+            self.observer.decided(item.record["ruleset"], item.record["rule"])
+            log.info("decision", account=self.name, amazon_order_id=decision.fact.get("amazon_order_id"),
+                     kind=decision.fact["event"], rule=item.record["rule"], actions=[a["type"] for a in decision.actions],
+                     decision_id=decision.decision_id)
+        return len(decided)
 
     # -- Amazon feeds -----------------------------------------------------------------------------
     def _feed(self, kind: str, messages: dict[int, Action]):
