@@ -38,8 +38,8 @@ def mask_secrets(logger: Any, method: str, event: MutableMapping[str, Any]) -> M
 
 
 def configure_logging(format: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
-    """Set up structlog and route the standard library's loggers (APScheduler, httpx) through the same
-    renderer, so that every line on stdout has one format. Safe to call again (tests, reconfigure)."""
+    """Set up structlog, and the standard library's loggers (APScheduler, httpx) with the same renderer,
+    so that every line on stdout has one format. Safe to call again (tests, reconfigure)."""
     stream = stream or sys.stdout
     console = format == "console" or (format == "auto" and stream.isatty())
     shared: list[Any] = [
@@ -50,13 +50,16 @@ def configure_logging(format: str = "auto", level: str = "info", stream: TextIO 
     ]
     renderer: Any = (structlog.dev.ConsoleRenderer(colors=stream.isatty()) if console
                      else structlog.processors.JSONRenderer())
+    # ordersync's own lines go straight from structlog to the stream: through the standard library's
+    # logging they cost several times as much, and the daemon writes one per decision.
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info if not console else structlog.dev.set_exc_info,
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+                    renderer],
+        logger_factory=structlog.WriteLoggerFactory(stream),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         cache_logger_on_first_use=False,
     )
+    # The libraries' lines (APScheduler, httpx) come through the standard library, rendered the same way.
     handler = logging.StreamHandler(stream)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
