@@ -213,6 +213,7 @@ def run(url: str, events_wanted: int, engine: RulesEngine, folder: Path) -> Resu
                                clock=lambda: NOW)
     result = Result()
     gc.collect()
+    gc.freeze()  # as the service does once started (daemon.service.lifecycle)
     reset_peak_rss()
     result.rss_start = rss_mb()
     milestones = [m for m in MILESTONES if m <= events_wanted] + ([events_wanted] if events_wanted not in MILESTONES else [])
