@@ -24,7 +24,7 @@ from adapters.sim import amazon as amazon_sim
 from adapters.sim import shopify as shopify_sim
 from adapters.sim.linked import SELLER, SHOP_TOKEN, linked
 from daemon.store import Store
-from daemon.store.models import BLOCKING_STATUSES, CANCEL_FEED, ADJUSTMENT_FEED
+from daemon.store.models import ADJUSTMENT_FEED, BLOCKING_STATUSES, CANCEL_FEED, QUEUED_FOR_BATCH
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "sim-us"
@@ -214,10 +214,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, *, every
 
 
 def unsettled(store: Store) -> dict[str, int]:
-    """What is still under way: undecided events, actions pending or claimed, feeds in flight."""
+    """What is still under way: undecided events, actions pending, claimed or waiting for the next feed,
+    feeds in flight."""
     counts = store.counts()
     left = {"undecided events": counts.undecided_events,
-            **{f"{s} actions": counts.actions_by_status.get(s, 0) for s in BLOCKING_STATUSES},
+            **{f"{s} actions": counts.actions_by_status.get(s, 0) for s in (*BLOCKING_STATUSES, QUEUED_FOR_BATCH)},
             "feeds in flight": len(store.batches_in_flight())}
     return {k: v for k, v in left.items() if v}
 
