@@ -60,16 +60,21 @@ class Outbox(Database):
         """Orders of the account with an action still waiting or being carried out: their storefront state
         is about to change, so a new event of theirs is better decided after it has. `among` limits the
         question to those orders (the decide job asks about the orders of the events it is deciding)."""
-        query = (select(Action.amazon_order_id).distinct()
-                 .where(col(Action.account) == account, col(Action.status).in_(BLOCKING_STATUSES),
-                        col(Action.amazon_order_id).is_not(None)))
-        if among is not None:
-            orders = sorted(set(among))
-            if not orders:
-                return set()
-            query = query.where(col(Action.amazon_order_id).in_(orders))
+        if among is None:
+            query = (select(Action.amazon_order_id).distinct()
+                     .where(col(Action.account) == account, col(Action.status).in_(BLOCKING_STATUSES),
+                            col(Action.amazon_order_id).is_not(None)))
+            with self.transaction(write=False) as s:
+                return set(s.scalars(query).all())
+        orders = sorted(set(among))
+        if not orders:
+            return set()
+        # By order only, statuses sorted out here: a status condition tempts PostgreSQL without fresh
+        # statistics into scanning every open action (0.7 s a run, measured) instead of these orders' few.
+        query = select(Action.amazon_order_id, Action.status).where(
+            col(Action.account) == account, col(Action.amazon_order_id).in_(orders))
         with self.transaction(write=False) as s:
-            return set(s.scalars(query).all())
+            return {order for order, status in s.execute(query) if status in BLOCKING_STATUSES}
 
     def complete_action(self, action_id: int, result: Mapping[str, Any] | None = None, *,
                         worker: str | None = None) -> bool:
