@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from daemon.cli import audit, db, demo, rules, run, sim
+from daemon.cli import approvals, audit, db, demo, errors, rules, run, sim
 
-COMMAND_GROUPS = (rules, audit, sim, run, db, demo)
+COMMAND_GROUPS = (rules, audit, sim, run, errors, approvals, db, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

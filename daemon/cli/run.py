@@ -8,16 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daemon.config import ConfigError, Config, load_config, summary
+from daemon.cli.common import config_argument, load
+from daemon.config import Config, summary
 
 EXIT_STARTUP = 2  # a configuration, store, rules or port problem found at start-up
-
-
-def _config_argument(parser: argparse.ArgumentParser) -> None:
-    default = os.environ.get("ORDERSYNC_CONFIG")
-    parser.add_argument("--config", "-c", type=Path, metavar="FILE", default=default, required=default is None,
-                        help="the YAML configuration (deploy/ordersync.example.yaml documents every key); "
-                             "default: $ORDERSYNC_CONFIG")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,7 +35,7 @@ exit codes:
   0  stopped by a signal
   2  could not start: a config error, a missing secret, an unreachable store, rules that do not load,
      or a port in use (one message on stderr says which)""")
-    _config_argument(run)
+    config_argument(run)
     run.set_defaults(handler=run_daemon)
 
     config = commands.add_parser("config", help="check the configuration file",
@@ -51,16 +45,12 @@ exit codes:
         "check", help="validate the config and print a summary; exit 2 on any problem",
         description="Validate the configuration as `ordersync run` would (keys, types, secrets present) and print "
                     "a summary. Secrets show only as env:NAME or file:PATH. Exit 0 when valid, 2 otherwise.")
-    _config_argument(check)
+    config_argument(check)
     check.set_defaults(handler=run_config_check)
 
 
 def _load(path: Path) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"ordersync: cannot start: {exc}", file=sys.stderr)
-        return None
+    return load(path, "ordersync: cannot start")
 
 
 def run_config_check(args: argparse.Namespace) -> int:
