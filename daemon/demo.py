@@ -328,6 +328,9 @@ def _action_line(action: Any, record_params: dict[str, Any] | None, batches: dic
         detail = action.last_error
     elif action.type == "reject" and action.status == "done" and action.result:
         detail = f"the order is in the error view ({action.result.get('sync_status')})"
+    elif action.type == "create_rma" and action.status == "done" and action.result and action.result.get("lines"):
+        detail = "RMA of " + ", ".join(f"{line['sku']} x{line['quantity']}" + (f" (kit {line['kit']})" if line.get("kit") else "")
+                                       for line in action.result["lines"])
     if action.batch_id is not None and action.batch_id in batches:
         batch = batches[action.batch_id]
         feed = "cancellation feed" if batch.feed_type.endswith("ACKNOWLEDGEMENT_DATA") else "payment adjustment feed"
@@ -376,6 +379,8 @@ def _batches(store: Any) -> dict[int, Any]:
 def _report(store: Any, shopify: Any, orders: list[dict[str, Any]]) -> list[str]:
     from datetime import datetime, timezone
 
+    from daemon.store.models import ORDER_CREATED
+
     decisions = store.decisions_since(datetime(2000, 1, 1, tzinfo=timezone.utc))
     batches = _batches(store)
     by_order: dict[str, list[Any]] = {}
@@ -387,7 +392,7 @@ def _report(store: Any, shopify: Any, orders: list[dict[str, Any]]) -> list[str]
     for order_id in known + sorted(set(by_order) - set(known)):
         row = store.get_order(ACCOUNT, order_id)
         amazon_status = f"{row.status} {row.fulfillment or ''}".strip() if row else "not seen"
-        sync = row.sync_status if row and row.sync_status else "in sync"
+        sync = row.sync_status if row and row.sync_status not in (None, ORDER_CREATED) else "in sync"
         if row and row.last_error and row.sync_status:
             sync += f": {row.last_error}"
         lines.append(f"{order_id}   Amazon: {amazon_status}   {_storefront(shopify, order_id)}")

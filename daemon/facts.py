@@ -97,7 +97,7 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
               derived_from=("paid_total", "refunded_total")),
     FieldSpec("rma_status", ENUM, "the return's status in Amazon's returns report",
               ("Approved", "Pending", "Rejected", "Closed", "Completed", "Cancelled", "Other")),
-    FieldSpec("has_kit_items", BOOL, "a returned or cancelled line is a kit (bundle) parent"),
+    FieldSpec("has_kit_items", BOOL, "a returned SKU is a kit (a fixed bundle in Shopify); set on returns"),
     FieldSpec("do_not_send_to_amazon", BOOL, "the person cancelling asked not to tell Amazon"),
     FieldSpec("hours_since_request", NUMBER, "hours since the buyer asked to cancel (Amazon's window is 48)"),
     *_settings(

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from adapters.errors import InvalidInput, PermanentError, TransientError
-from adapters.shopify.models import ActionResult, StorefrontOrder, order_from_graphql
+from adapters.shopify.models import ActionResult, KitComponent, StorefrontOrder, order_from_graphql
 from adapters.shopify.operations import MARKER_PREFIX, OperationSet, operations_for
 from adapters.shopify.transport import DEFAULT_BUCKET, ShopifyTransport
 
@@ -45,6 +45,8 @@ ERROR_CODES = {
     "USER_ERROR": "Shopify refused the mutation (userErrors without a code)",
     "CANCEL_REFUSED": "Shopify refused orderCancel (its code is in the message)",
     "CANCEL_PENDING": "(transient) the cancel job had not finished when the client stopped waiting",
+    "KIT_COMPONENT_WITHOUT_SKU": "a bundle's component variant has no SKU, so a returned bundle cannot be listed as its components",
+    "KIT_TOO_LARGE": "a bundle has more components than the client reads (Shopify allows 30)",
 }
 
 HoldReason = Literal["AWAITING_PAYMENT", "HIGH_RISK_OF_FRAUD", "INCORRECT_ADDRESS", "INVENTORY_OUT_OF_STOCK",
@@ -78,10 +80,9 @@ class OrderMatch:
     tag_prefix: str = "amazon-"
 
     def search(self, amazon_order_id: str) -> str:
-        value = amazon_order_id.replace("\\", "\\\\").replace("'", "\\'")
         if self.by == "tag":
-            return f"tag:'{self.tag_prefix}{value}'"
-        return f"source_identifier:'{value}'"
+            return _search_term("tag", self.tag_prefix + amazon_order_id)
+        return _search_term("source_identifier", amazon_order_id)
 
     def amazon_order_id_of(self, node: Mapping[str, Any]) -> str | None:
         """The Amazon order id the import recorded on an order read by its Shopify id (None if none,
@@ -436,13 +437,36 @@ class ShopifyClient:
         _raise_user_errors(payload.get("userErrors"), "refundCreate", current, default_code="USER_ERROR")
         return payload
 
+    # -- kits -------------------------------------------------------------------------------------
+    def kit_components(self, sku: str) -> tuple[KitComponent, ...]:
+        """The components of the fixed bundle (kit) whose variant has this SKU, each with its units per
+        bundle; () when that variant is not a bundle or no variant has the SKU (the search's hit must
+        carry exactly this SKU). A component without a SKU is a ShopifyRejected naming the bundle."""
+        data = self.transport.execute(self.ops.kit_components, {"search": _sku_search(sku)}, operation_name="KitComponents")
+        variant = next((n for n in ((data.get("productVariants") or {}).get("nodes") or []) if n.get("sku") == sku), None)
+        if variant is None:
+            return ()
+        name = variant.get("displayName")
+        bundle = f"Shopify bundle {sku} ({', '.join(filter(None, (name if name != sku else None, variant.get('id'))))}) on {self.config.shop}"
+        connection = variant.get("productVariantComponents") or {}
+        if (connection.get("pageInfo") or {}).get("hasNextPage"):
+            raise ShopifyRejected(f"{bundle} has more components than the {len(connection.get('nodes') or [])} ordersync reads "
+                                  "(Shopify allows 30); a returned bundle would be listed incompletely", code="KIT_TOO_LARGE", field="sku")
+        components = []
+        for node in connection.get("nodes") or []:
+            part = node.get("productVariant") or {}
+            if not (part.get("sku") or "").strip():
+                raise ShopifyRejected(
+                    f"{bundle} has a component without a SKU: {part.get('displayName') or part.get('id')}. Give that variant a "
+                    "SKU in Shopify (Products, the component's variant, Inventory, SKU), then retry: a returned bundle is "
+                    "recorded as its components, by SKU", code="KIT_COMPONENT_WITHOUT_SKU", field="sku")
+            components.append(KitComponent(part["sku"], int(node["quantity"])))
+        return tuple(components)
+
     # -- inventory --------------------------------------------------------------------------------
     def inventory_levels(self, sku: str) -> tuple[str, dict[str, int]]:
         """(inventory item id, {location id: available}) for a SKU."""
-        if not sku or not sku.strip():
-            raise InvalidInput("a SKU is required", code="SKU_NOT_FOUND")
-        value = sku.replace("\\", "\\\\").replace("'", "\\'")
-        data = self.transport.execute(self.ops.find_inventory_item, {"search": f"sku:'{value}'"}, operation_name="FindInventoryItem")
+        data = self.transport.execute(self.ops.find_inventory_item, {"search": _sku_search(sku)}, operation_name="FindInventoryItem")
         items = [n for n in ((data.get("inventoryItems") or {}).get("nodes") or []) if n.get("sku") == sku]
         if not items:
             raise ShopifyRejected(f"no inventory item with SKU {sku} on {self.config.shop}", code="SKU_NOT_FOUND", field="sku")
@@ -512,6 +536,18 @@ class ShopifyClient:
 
 
 # -- helpers ------------------------------------------------------------------------------------------
+def _search_term(name: str, value: str) -> str:
+    """One term of Shopify's search syntax, the value quoted so that spaces and quotes stay in it."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"{name}:'{escaped}'"
+
+
+def _sku_search(sku: str) -> str:
+    if not sku or not sku.strip():
+        raise InvalidInput("a SKU is required", code="SKU_NOT_FOUND")
+    return _search_term("sku", sku)
+
+
 def _label(order: StorefrontOrder) -> str:
     amazon = f", Amazon {order.amazon_order_id}" if order.amazon_order_id else ""
     return f"Shopify order {order.name} ({order.id}{amazon})"

@@ -174,6 +174,14 @@ class StorefrontOrder:
 
 
 @dataclass(frozen=True)
+class KitComponent:
+    """One component of a fixed bundle (a kit): `quantity` units of the variant `sku` per bundle."""
+
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
 class ActionResult:
     """What an action did: `changed` is False when the look-before-act check found it already done."""
 

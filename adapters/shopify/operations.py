@@ -221,6 +221,25 @@ query FindInventoryItem($search: String!, $levelsFirst: Int = 20) {
 }
 """
 
+# A fixed bundle is a variant whose productVariantComponents list other variants with a quantity each.
+# A bundle has at most 30 components (shopify.dev, "Add a variant fixed bundle"), so 50 reads all of
+# them; hasNextPage would say if that ever changed.
+KIT_COMPONENTS = """
+query KitComponents($search: String!, $componentsFirst: Int = 50) {
+  productVariants(first: 1, query: $search) {
+    nodes {
+      id
+      sku
+      displayName
+      productVariantComponents(first: $componentsFirst) {
+        nodes { quantity productVariant { id sku displayName } }
+        pageInfo { hasNextPage }
+      }
+    }
+  }
+}
+"""
+
 _ADJUST_SELECTION = """
     inventoryAdjustmentGroup {
       id
@@ -251,6 +270,7 @@ class OperationSet:
     add_tags: str
     update_order_note: str
     find_inventory_item: str
+    kit_components: str
     adjust_inventory: str
     uses_idempotent_directive: bool
 
@@ -268,6 +288,7 @@ _COMMON = dict(
     add_tags=ADD_TAGS,
     update_order_note=UPDATE_ORDER_NOTE,
     find_inventory_item=FIND_INVENTORY_ITEM,
+    kit_components=KIT_COMPONENTS,
 )
 
 OPERATIONS = {

@@ -8,6 +8,8 @@ tests use it, so the two stand-ins always agree on what exists.
         status: Unshipped            # Amazon's order status
         fulfillment: FBM
         lines: [{sku: MUG-RED, quantity: 2, price: "12.50", shipped: 0, cancelled: 0}]
+        # a line may be a kit (a fixed bundle in Shopify): its SKU's variant gets these components
+        #   lines: [{sku: TEA-SET, quantity: 1, kit: [{sku: CUP, quantity: 2}, {sku: POT, quantity: 1}]}]
         cancel_reason: BuyerCanceled # with cancelled_by: SELLER | BUYER | AMAZON, for cancelled lines
         buyer_cancel: Ordered by mistake
         storefront: {fulfilled: true, cancelled: false, dropship: None | Pending | Requested, on_hold: false, missing: false}
@@ -36,11 +38,17 @@ def linked(orders: list[dict[str, Any]], now: datetime | None = None) -> tuple[d
     """The Amazon and the Shopify stand-in scenarios for these orders (purchased in the last hours)."""
     now = now or datetime.now(timezone.utc)
     amazon_orders, returns, shop_orders, skus = [], [], [], set()
+    kits: dict[str, list[dict[str, Any]]] = {}
     for number, order in enumerate(orders, start=1):
         purchased = now - timedelta(hours=2, minutes=number)
         lines = []
         for index, line in enumerate(order["lines"], start=1):
             skus.add(line["sku"])
+            if line.get("kit"):
+                components = [{"sku": str(c["sku"]), "quantity": int(c.get("quantity", 1))} for c in line["kit"]]
+                if kits.setdefault(line["sku"], components) != components:
+                    raise ValueError(f"order {order['id']}: kit {line['sku']} has other components on another order")
+                skus.update(c["sku"] for c in components)
             # 14 digits, as Amazon's: the feed schema (amzn-envelope.xsd) refuses any other item code.
             entry = {"item_id": f"{number:011d}{index:03d}", "sku": line["sku"], "asin": f"B0{line['sku'][:8]:<8}".replace(" ", "X"),
                      "quantity": line["quantity"], "unit_price": str(line.get("price", "10.00")),
@@ -82,7 +90,8 @@ def linked(orders: list[dict[str, Any]], now: datetime | None = None) -> tuple[d
     shopify = {"shop": {"name": "ordersync-demo", "currency": "USD", "access_token": SHOP_TOKEN},
                "cancel_job_seconds": 0.2,
                "locations": [{"id": 1, "name": "Main warehouse"}, {"id": 2, "name": "DropCo", "fulfillment_service": "dropco"}],
-               "inventory": [{"sku": sku, "item_id": 500 + i, "levels": {1: 20}} for i, sku in enumerate(sorted(skus))],
+               "inventory": [{"sku": sku, "item_id": 500 + i, "levels": {1: 20}, **({"components": kits[sku]} if sku in kits else {})}
+                             for i, sku in enumerate(sorted(skus))],
                "orders": shop_orders}
     return amazon, shopify
 

@@ -36,7 +36,7 @@ from adapters.ratelimit import TokenBucket
 from adapters.shopify.cost import requested_cost
 from adapters.sim.server import Request, Response, SimServer
 from adapters.sim.shopify_schema import load_schema, schema_source
-from adapters.sim.shopify_store import ShopStore, gid, parse_gid
+from adapters.sim.shopify_store import ShopStore, gid, parse_gid, search_terms
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIO_DIR / "shopify_demo.yaml"
@@ -196,8 +196,7 @@ class ShopifySim(SimServer):
             return store.order_view(found) if found else None
 
         def orders(info: Any, first: int | None = None, query: str | None = None, reverse: bool = False, **_: Any) -> dict[str, Any]:
-            if first is None or not 1 <= first <= 250:
-                raise GraphQLError("you must provide `first` between 1 and 250")
+            _check_first(first)
             found = sorted(store.find_orders(query or ""), key=lambda o: (o.created_at, o.id), reverse=reverse)
             return {"nodes": [store.order_view(o) for o in found[:first]], "pageInfo": {"hasNextPage": len(found) > first}}
 
@@ -205,13 +204,18 @@ class ShopifySim(SimServer):
             found = store.jobs.get(parse_gid(id, "Job") or -1)
             return {"id": gid("Job", found.id), "done": found.done, "query": None} if found else None
 
+        def with_sku(query: str | None) -> list[int]:
+            """Item (and variant) ids, filtered by a sku: term when the search has one."""
+            skus = [value for key, value in search_terms(query) if key == "sku"]
+            return [i for i, s in sorted(store.items.items()) if not skus or s == skus[-1]]
+
         def inventory_items(info: Any, first: int | None = None, query: str | None = None, **_: Any) -> dict[str, Any]:
-            sku = None
-            for token in (query or "").split():
-                if token.startswith("sku:"):
-                    sku = token[4:].strip("'\"")
-            ids = [i for i, s in sorted(store.items.items()) if sku is None or s == sku]
-            return {"nodes": [store.inventory_item_view(i) for i in ids[: first or 50]]}
+            return {"nodes": [store.inventory_item_view(i) for i in with_sku(query)[: first or 50]]}
+
+        def product_variants(info: Any, first: int | None = None, query: str | None = None, **_: Any) -> dict[str, Any]:
+            _check_first(first)
+            ids = with_sku(query)
+            return {"nodes": [store.variant_view(i) for i in ids[:first]], "pageInfo": {"hasNextPage": len(ids) > (first or 0)}}
 
         def mutation(field_name: str, apply: Any) -> Any:
             def resolve(info: Any, **args: Any) -> Any:
@@ -243,6 +247,7 @@ class ShopifySim(SimServer):
             "orders": orders,
             "job": job,
             "inventoryItems": inventory_items,
+            "productVariants": product_variants,
             "orderCancel": mutation("orderCancel", store.order_cancel),
             "refundCreate": mutation("refundCreate", lambda a: store.refund_create(a, view)),
             "fulfillmentOrderHold": mutation("fulfillmentOrderHold", store.fo_hold),
@@ -251,6 +256,11 @@ class ShopifySim(SimServer):
             "orderUpdate": mutation("orderUpdate", lambda a: store.order_update(a, view)),
             "inventoryAdjustQuantities": mutation("inventoryAdjustQuantities", store.inventory_adjust),
         }
+
+
+def _check_first(first: int | None) -> None:
+    if first is None or not 1 <= first <= 250:
+        raise GraphQLError("you must provide `first` between 1 and 250")
 
 
 def _idempotency_key(info: Any) -> str | None:

@@ -16,6 +16,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
 GID_RE = re.compile(r"^gid://shopify/(\w+)/(\d+)$")
+# One term of Shopify's search syntax: field:value, the value bare or quoted (with \ escapes inside).
+SEARCH_TERM_RE = re.compile(r"""(\w+):('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+)""")
 
 # Shopify's documented inventory adjustment reasons (inventoryAdjustQuantities input.reason).
 ADJUST_REASONS = {
@@ -34,6 +36,16 @@ def gid(kind: str, number: int) -> str:
 def parse_gid(value: Any, kind: str) -> int | None:
     match = GID_RE.match(str(value or ""))
     return int(match.group(2)) if match and match.group(1) == kind else None
+
+
+def search_terms(search: str | None) -> list[tuple[str, str]]:
+    """(field, value) of each term of a Shopify search string, quoted values unquoted and unescaped."""
+    terms = []
+    for key, raw in SEARCH_TERM_RE.findall(search or ""):
+        if len(raw) >= 2 and raw[0] in "'\"" and raw[-1] == raw[0]:
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        terms.append((key, raw))
+    return terms
 
 
 def money(amount: Decimal, currency: str) -> dict[str, Any]:
@@ -163,7 +175,10 @@ class ShopStore:
         self.clock = clock
         self.currency = "USD"
         self.locations: dict[int, Location] = {}
-        self.items: dict[int, str] = {}  # inventory item id -> sku
+        self.items: dict[int, str | None] = {}  # inventory item id -> sku; the variant has the same number
+        self.item_names: dict[int, str] = {}  # the variant's displayName
+        # A fixed bundle's variant -> its components: (component id, component's item id, quantity).
+        self.components: dict[int, list[tuple[int, int, int]]] = {}
         self.levels: dict[tuple[int, int], int] = {}  # (item, location) -> available
         self.orders: dict[int, Order] = {}
         self.jobs: dict[int, Job] = {}
@@ -190,19 +205,50 @@ class ShopStore:
         if not self.locations:
             raise ScenarioError("a scenario needs at least one entry under locations")
         sku_items: dict[str, int] = {}
-        for index, entry in enumerate(scenario.get("inventory") or []):
+        inventory = scenario.get("inventory") or []
+        for index, entry in enumerate(inventory):
             sku = str(entry.get("sku") or "")
             if not sku:
                 raise ScenarioError(f"inventory[{index}]: needs a sku")
             item_id = int(entry.get("item_id") or self.new_id())
             self.items[item_id] = sku
+            self.item_names[item_id] = str(entry.get("name", sku))
             sku_items[sku] = item_id
             for location_id, available in (entry.get("levels") or {}).items():
                 if int(location_id) not in self.locations:
                     raise ScenarioError(f"inventory[{index}] ({sku}): unknown location {location_id}")
                 self.levels[(item_id, int(location_id))] = int(available)
+        for index, entry in enumerate(inventory):
+            if entry.get("components"):
+                self._load_components(f"inventory[{index}] ({entry['sku']})", sku_items[str(entry["sku"])], entry["components"], sku_items)
         for index, entry in enumerate(scenario.get("orders") or []):
             self._load_order(index, entry, sku_items)
+
+    def _load_components(self, where: str, bundle: int, entries: Any, sku_items: dict[str, int]) -> None:
+        """A fixed bundle: each component names a SKU listed under inventory, or only a name for a
+        component variant that has no SKU (which Shopify allows, and a return of the bundle cannot use)."""
+        parts = []
+        for index, raw in enumerate(entries if isinstance(entries, list) else [entries]):
+            at = f"{where}.components[{index}]"
+            try:
+                quantity = int(raw.get("quantity", 1))
+            except (AttributeError, TypeError, ValueError):
+                raise ScenarioError(f"{at}: needs sku (or name) and a quantity") from None
+            if quantity < 1:
+                raise ScenarioError(f"{at}: quantity must be at least 1, not {quantity}")
+            if raw.get("sku"):
+                item_id = sku_items.get(str(raw["sku"]))
+                if item_id is None:
+                    raise ScenarioError(f"{at}: unknown SKU {raw['sku']} (list it under inventory)")
+            elif raw.get("name"):
+                item_id = self.new_id()
+                self.items[item_id], self.item_names[item_id] = None, str(raw["name"])
+            else:
+                raise ScenarioError(f"{at}: needs sku (or name, for a component variant without a SKU)")
+            if item_id == bundle:
+                raise ScenarioError(f"{at}: a bundle cannot be its own component")
+            parts.append((self.new_id(), item_id, quantity))
+        self.components[bundle] = parts
 
     def _load_order(self, index: int, entry: dict[str, Any], sku_items: dict[str, int]) -> None:
         where = f"orders[{index}]"
@@ -298,8 +344,7 @@ class ShopStore:
         """Shopify search syntax, the parts the adapter uses: source_identifier:, tag:, name:, status:.
         Like Shopify, a field it does not know filters nothing, so callers must check what they got."""
         found = list(self.orders.values())
-        for key, raw in re.findall(r"(\w+):(\"[^\"]*\"|'[^']*'|\S+)", search or ""):
-            value = raw.strip("'\"")
+        for key, value in search_terms(search):
             if key == "source_identifier":
                 found = [o for o in found if (o.source_identifier or "") == value]
             elif key == "tag":
@@ -706,12 +751,26 @@ class ShopStore:
 
         return {"id": gid("InventoryItem", item_id), "sku": self.items[item_id], "inventoryLevels": levels}
 
+    def variant_view(self, item_id: int) -> dict[str, Any]:
+        """The ProductVariant of an inventory item (the stand-in numbers both alike), with its bundle components."""
+        def components(info: Any, first: int | None = None, **_: Any) -> dict[str, Any]:
+            parts = self.components.get(item_id, [])
+            shown = parts[: first or None]
+            return {"nodes": [{"id": gid("ProductVariantComponent", part_id), "quantity": quantity, "productVariant": self.variant_view(part)}
+                              for part_id, part, quantity in shown],
+                    "pageInfo": {"hasNextPage": len(shown) < len(parts)}}
+
+        return {"__typename": "ProductVariant", "id": gid("ProductVariant", item_id), "sku": self.items[item_id],
+                "displayName": self.item_names.get(item_id, ""), "productVariantComponents": components}
+
     def state(self) -> dict[str, Any]:
         """The whole shop as plain JSON, for GET /_sim/state and for tests that look behind the API."""
         return {
             "locations": [{"id": gid("Location", l.id), "name": l.name, "fulfillmentService": l.fulfillment_service} for l in self.locations.values()],
             "inventory": [{"sku": self.items[i], "inventoryItemId": gid("InventoryItem", i), "locationId": gid("Location", l), "available": a}
                           for (i, l), a in sorted(self.levels.items())],
+            "bundles": [{"sku": self.items[b], "components": [{"sku": self.items[p], "name": self.item_names.get(p), "quantity": q}
+                                                              for _, p, q in parts]} for b, parts in sorted(self.components.items())],
             "orders": [self._order_state(o) for o in self.orders.values()],
             "jobs": [{"id": gid("Job", j.id), "order": gid("Order", j.order_id), "done": j.done} for j in self.jobs.values()],
         }

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.amazon.models import AmazonOrder, BuyerCancelRow, OrderStatus, ReturnRow
 from daemon.facts import FIELDS, REASON_CODES
+
+if TYPE_CHECKING:
+    from daemon.store import Store
 
 RMA_STATUSES = set(FIELDS["rma_status"].values)
 CANCELLED = "order_cancelled"
@@ -63,6 +66,13 @@ def order_fields(order: AmazonOrder) -> dict[str, Any]:
     if order.order_total is not None:
         fields["order_total"] = _money(order.order_total)
     return fields
+
+
+def record_amazon_order(store: "Store", account: str, order: AmazonOrder) -> None:
+    """The orders grid's row for an order as Amazon shows it (the order poll and `ordersync orders import`)."""
+    store.upsert_order(account, order.amazon_order_id, status=order.status.value, fulfillment=order.fulfillment,
+                       order_total=order.order_total, currency=order.currency, item_count=order.units_ordered,
+                       created_on_amazon=order.purchase_date)
 
 
 def order_events(order: AmazonOrder) -> list[NewEvent]:

@@ -118,12 +118,25 @@ def zero_out_inventory(ctx: AccountContext, action: Action) -> Mapping[str, Any]
 
 
 def create_rma(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
+    """The return's lines as an RMA; a kit (a Shopify bundle) is written as its components, each line
+    `kit_parent_sku` = the kit (DOMAIN rule 10). Every SKU is looked up before anything is written, so a
+    Shopify failure (retried by the dispatcher) leaves no RMA behind."""
     event = ctx.event_payload(action)
-    lines = [RmaLineIn(sku=item.get("sku") or "", quantity=int(item.get("quantity") or 0), reason=item.get("reason"))
-             for item in event.get("items") or []]
+    items = list(event.get("items") or [])
+    kits = {sku: ctx.shopify.kit_components(sku) for sku in dict.fromkeys(item.get("sku") for item in items) if sku}
+    lines = []
+    for item in items:
+        sku, quantity, reason = item.get("sku") or "", int(item.get("quantity") or 0), item.get("reason")
+        components = kits.get(sku)
+        if components:
+            lines.extend(RmaLineIn(c.sku, quantity * c.quantity, reason, kit_parent_sku=sku) for c in components)
+        else:
+            lines.append(RmaLineIn(sku, quantity, reason))
     rma, created = ctx.store.create_rma(ctx.account, event.get("rma_id") or action.decision_id, action.amazon_order_id or "",
                                         lines, tracking_number=event.get("tracking_number"), decision_id=action.decision_id)
-    return {"rma_id": rma.id, "created": created}
+    return {"rma_id": rma.id, "created": created, "kits": sorted(sku for sku, components in kits.items() if components),
+            "lines": [{"sku": line.sku, "quantity": line.quantity, **({"kit": line.kit_parent_sku} if line.kit_parent_sku else {})}
+                      for line in lines]}
 
 
 def refund(ctx: AccountContext, action: Action) -> Mapping[str, Any]:

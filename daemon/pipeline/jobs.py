@@ -24,12 +24,13 @@ from adapters.amazon.client import AmazonClient
 from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, CancelItem, CancelRequest
 from adapters.amazon.models import OrderCursor
 from adapters.errors import AdapterError, InvalidInput, TransientError
-from adapters.shopify.client import OrderNotFound, ShopifyClient
+from adapters.shopify.client import OrderNotFound, ShopifyClient, ShopifyRejected
+from adapters.shopify.models import StorefrontOrder
 from daemon.actions import ACTIONS
 from daemon.audit.log import DecisionLog
 from daemon.audit.record import decision_record
 from daemon.facts import FactError
-from daemon.pipeline.events import NewEvent, buyer_request_events, order_events, return_events
+from daemon.pipeline.events import RETURN, NewEvent, buyer_request_events, order_events, record_amazon_order, return_events
 from daemon.pipeline.executors import EXECUTORS, AccountContext
 from daemon.pipeline.fact_builder import build_fact
 from daemon.rules.engine import Decision, DecisionError, EngineDisagreement, RulesEngine
@@ -106,9 +107,7 @@ class AccountPipeline:
             log.warning("amazon order skipped", account=self.name, error=str(error))
         events: list[NewEvent] = []
         for order in page.orders:
-            self.store.upsert_order(self.name, order.amazon_order_id, status=order.status.value,
-                                    fulfillment=order.fulfillment, order_total=order.order_total, currency=order.currency,
-                                    item_count=order.units_ordered, created_on_amazon=order.purchase_date)
+            record_amazon_order(self.store, self.name, order)
             events.extend(order_events(order))
         stored = self._ingest(events, ("orders", json.dumps(page.next_cursor.to_json())))
         self.observer.polled(self.name)
@@ -153,17 +152,19 @@ class AccountPipeline:
         # e.g. Amazon's echo of a cancellation decided while the storefront cancel is still pending.
         events = self.store.undecided_events(self.name, limit, include_failed=False)
         waiting = self.store.orders_with_open_actions(self.name, among=(e.amazon_order_id for e in events if e.amazon_order_id))
+        storefronts: dict[str, str] = {}
         for event in events:
             if event.amazon_order_id in waiting:
                 continue
             try:
-                storefront = self.shopify.find_order(event.amazon_order_id) if event.amazon_order_id else None
-            except OrderNotFound:
-                storefront = None
+                storefront = self._storefront_of(event.amazon_order_id)
+                payload = self._with_kit_flag(event.kind, event.payload)
             except TransientError as exc:
                 log.info("decide paused: storefront unavailable", account=self.name, error=str(exc))
                 break  # this event and the rest stay undecided; the next run tries again
-            fact = build_fact(event.kind, self.name, event.amazon_order_id, event.payload, storefront, self.settings, self.clock())
+            if storefront is not None and event.amazon_order_id:
+                storefronts[event.amazon_order_id] = storefront.id
+            fact = build_fact(event.kind, self.name, event.amazon_order_id, payload, storefront, self.settings, self.clock())
             try:
                 decision = self.engine.decide(fact, decision_id=decision_id_for(self.name, event.natural_key))
             except (FactError, DecisionError, EngineDisagreement) as exc:
@@ -174,6 +175,7 @@ class AccountPipeline:
             decided.append((DecisionToRecord(event.id, decision_record(decision), decision.actions), decision))
             if decision.actions and event.amazon_order_id:
                 waiting.add(event.amazon_order_id)
+        self.store.link_storefront_orders(self.name, storefronts)  # the grid shows each order's storefront copy
         if not decided:
             return 0
         recorded = self.store.record_decisions([item for item, _ in decided])
@@ -187,6 +189,28 @@ class AccountPipeline:
                      kind=decision.fact["event"], rule=item.record["rule"], actions=[a["type"] for a in decision.actions],
                      decision_id=decision.decision_id)
         return len(decided)
+
+    def _storefront_of(self, amazon_order_id: str | None) -> StorefrontOrder | None:
+        try:
+            return self.shopify.find_order(amazon_order_id) if amazon_order_id else None
+        except OrderNotFound:
+            return None
+
+    def _with_kit_flag(self, kind: str, payload: dict) -> dict:
+        """A return's payload with has_kit_items: whether a returned SKU is a bundle in Shopify (Amazon's
+        report does not say). A bundle Shopify refuses to list (a component without a SKU) is still a
+        kit: its RMA then fails in create_rma with what to fix."""
+        if kind != RETURN:
+            return payload
+        has_kit = False
+        for sku in dict.fromkeys(item.get("sku") for item in payload.get("items") or []):
+            if not sku or has_kit:
+                continue
+            try:
+                has_kit = bool(self.shopify.kit_components(sku))
+            except ShopifyRejected as exc:
+                has_kit = exc.code.startswith("KIT_")
+        return {**payload, "has_kit_items": has_kit}
 
     # -- Amazon feeds -----------------------------------------------------------------------------
     def _feed(self, kind: str, messages: dict[int, Action]):

@@ -1,6 +1,9 @@
 """Orders as the seller sees them: the grid's rows, the error view, resolve and archive."""
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+from itertools import islice
 from typing import Any, Mapping, Sequence
 
 from sqlalchemy import select, update
@@ -35,6 +38,20 @@ def mark_order_failed(s: Session, account: str, amazon_order_id: str, sync_statu
     _upsert(s, account, amazon_order_id, {"sync_status": sync_status, "last_error": error})
 
 
+def _amount(name: str, value: Decimal | int | str | None) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, float):
+        raise StoreError(f"{name} must be a Decimal, int or str, not the float {value!r}")
+    try:
+        amount = Decimal(value)
+    except ArithmeticError:
+        raise StoreError(f"{name} must be an amount such as 9.50, not {value!r}") from None
+    if not amount.is_finite():
+        raise StoreError(f"{name} must be a finite amount, not {value!r}")
+    return amount
+
+
 class Orders(Database):
 
     def upsert_order(self, account: str, amazon_order_id: str, *,
@@ -55,6 +72,27 @@ class Orders(Database):
                 s.execute(statement.on_conflict_do_update(index_elements=keys, set_=values) if values
                           else statement.on_conflict_do_nothing(index_elements=keys))
             return order
+
+    def link_storefront_orders(self, account: str, links: Mapping[str, str]) -> int:
+        """Record which storefront order mirrors each Amazon order ({amazon order id: storefront order id},
+        as deciding found them); an order with no sync status yet becomes Order Created, a failed one keeps
+        its status. Orders not in the grid are left alone; only rows that change are written."""
+        if not links:
+            return 0
+        changed = 0
+        with self.transaction() as s:
+            rows = s.execute(select(Order.id, Order.amazon_order_id, Order.storefront_order_id, Order.sync_status).where(
+                col(Order.account) == account, col(Order.amazon_order_id).in_(list(links)))).all()
+            for row in rows:
+                values: dict[str, Any] = {}
+                if row.storefront_order_id != links[row.amazon_order_id]:
+                    values["storefront_order_id"] = links[row.amazon_order_id]
+                if row.sync_status is None:
+                    values["sync_status"] = ORDER_CREATED
+                if values:
+                    s.execute(update(Order).where(col(Order.id) == row.id).values(**values, updated_at=utcnow()))
+                    changed += 1
+        return changed
 
     def mark_failed(self, account: str, amazon_order_id: str, sync_status: str, error: str) -> None:
         """Put the order into the error view with this sync status and message (a rule's reject)."""
@@ -79,6 +117,42 @@ class Orders(Database):
             query = query.where(col(Order.account) == account)
         with self.transaction(write=False) as s:
             return s.scalars(query.order_by(col(Order.updated_at).desc(), col(Order.id).desc())).all()
+
+    def orders(self, account: str | None = None, *, amazon_order_id: str | None = None, status: str | None = None,
+               sync_status: str | None = None, fulfillment: str | None = None, min_total: Decimal | int | str | None = None,
+               max_total: Decimal | int | str | None = None, created_from: datetime | None = None,
+               created_to: datetime | None = None, archived: bool = False, limit: int = 200) -> Sequence[Order]:
+        """The grid: every imported order, synced or failed, newest created on Amazon first (orders without a
+        created date last), at most `limit`. Each filter given must hold: equal to the value given (status is
+        Amazon's, sync_status one of models.SYNC_STATUSES, fulfillment FBA or FBM), min_total <= total <=
+        max_total, created_from <= created on Amazon < created_to. archived=True is the Archive view (only
+        archived orders); otherwise archived orders are left out."""
+        if limit < 1:
+            raise StoreError(f"limit must be at least 1, not {limit}")
+        low, high = _amount("min_total", min_total), _amount("max_total", max_total)
+        query = select(Order).where(col(Order.archived).is_(archived))
+        for column, value in ((Order.account, account), (Order.amazon_order_id, amazon_order_id), (Order.status, status),
+                              (Order.sync_status, sync_status), (Order.fulfillment, fulfillment)):
+            if value is not None:
+                query = query.where(col(column) == value)
+        if created_from is not None:
+            query = query.where(col(Order.created_on_amazon) >= created_from)
+        if created_to is not None:
+            query = query.where(col(Order.created_on_amazon) < created_to)
+        query = query.order_by(col(Order.created_on_amazon).desc().nulls_last(), col(Order.id).desc())
+        with self.transaction(write=False) as s:
+            if low is None and high is None:
+                return s.scalars(query.limit(limit)).all()
+            total = col(Order.order_total)
+            if s.get_bind().dialect.name != "sqlite":  # NUMERIC: the database compares exactly
+                query = query.where(*([total >= low] if low is not None else []), *([total <= high] if high is not None else []))
+                return s.scalars(query.limit(limit)).all()
+            # SQLite keeps money as text, which compares "9.50" > "10.00", and a CAST to REAL is a float: the
+            # totals are compared as Decimals here, over the rows the other filters let through, read as a
+            # stream until `limit` are in range (one query; memory stays bounded).
+            rows = s.scalars(query.where(total.is_not(None)).execution_options(yield_per=500))
+            return list(islice((o for o in rows if (low is None or o.order_total >= low)
+                                and (high is None or o.order_total <= high)), limit))
 
     def archived_orders(self, account: str | None = None) -> Sequence[Order]:
         query = select(Order).where(col(Order.archived).is_(True))

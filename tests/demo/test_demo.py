@@ -153,10 +153,16 @@ def test_the_operator_refund_is_made_in_shopify_and_sent_to_amazon(demo: Run) ->
     assert "Amazon feeds sent: 2 (1 cancellation, 1 payment adjustment)" in demo.summary()
 
 
+def test_a_returned_kit_becomes_an_rma_of_its_components(demo: Run) -> None:
+    block = demo.order("114-0000019-0000019")
+    assert "return_reported from amazon -> rule create-rma-for-approved-kit-return" in block
+    assert re.search(r"\[done\]\s+create_rma\n\s+RMA of CUP x2 \(kit TEA-SET\), TEAPOT x1 \(kit TEA-SET\)\n", block), block
+
+
 def test_summary_counts_and_the_decision_log_verifies(demo: Run) -> None:
     summary = demo.summary()
     decisions = int(re.search(r"decisions: (\d+), by rule:", summary).group(1))
-    assert decisions == 20  # 18 orders' events, Amazon's cancellation of the operator's order, the operator refund
+    assert decisions == 21  # 19 orders' events, Amazon's cancellation of the operator's order, the operator refund
     assert re.search(r"actions: \d+ done\n", summary), summary  # nothing failed, waiting or queued
     assert f"{decisions} record(s) verified, no record removed or changed" in demo.out
     assert demo.keep is not None

@@ -87,6 +87,9 @@ def test_an_amazon_buyer_cancellation_cancels_the_shopify_order_and_restocks_it(
     [cancel] = [m for m in harness.mutations(CANCELLED_BY_BUYER["id"]) if m["field"] == "orderCancel"]
     assert cancel["summary"]["restock"] is True and cancel["summary"]["reason"] == "CUSTOMER"
     assert decision.decision_id in shop["staffNote"]  # the shop says which decision cancelled it
+    # the grid shows which storefront order mirrors it
+    order = harness.store.get_order(ACCOUNT, CANCELLED_BY_BUYER["id"])
+    assert (order.storefront_order_id, order.sync_status) == (shop["id"], "Order Created")
 
 
 def test_a_buyer_request_holds_the_order_then_notes_it_in_that_order(harness: Harness) -> None:

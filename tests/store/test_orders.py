@@ -53,6 +53,69 @@ def test_archive_hides_an_order_from_the_error_view(store: Store, decided) -> No
     assert [o.amazon_order_id for o in store.failed_orders()] == ["111-3"]
 
 
+def grid(store: Store, **filters) -> list[str]:
+    return [o.amazon_order_id for o in store.orders(**filters)]
+
+
+def test_the_grid_lists_every_order_newest_created_first_and_filters_by_each_column(store: Store) -> None:
+    rows = [  # id, account, status, sync status, fulfillment, created (hours after T0)
+        ("111-a", "acme", "Unshipped", None, "FBM", 1), ("111-b", "acme", "Shipped", "Shipped", "FBA", 3),
+        ("111-c", "acme", "Canceled", "Failed Cancellation", "FBM", 2), ("111-d", "other", "Unshipped", None, "FBM", 4)]
+    for order_id, account, status, sync_status, fulfillment, hours in rows:
+        store.upsert_order(account, order_id, status=status, fulfillment=fulfillment, order_total=Decimal("10.00"),
+                           created_on_amazon=T0 + timedelta(hours=hours),
+                           **({"sync_status": sync_status} if sync_status else {}))
+    store.upsert_order("acme", "111-e", status="Pending")  # no created date yet: last
+    assert grid(store) == ["111-d", "111-b", "111-c", "111-a", "111-e"]
+    assert grid(store, account="acme") == ["111-b", "111-c", "111-a", "111-e"]
+    assert grid(store, amazon_order_id="111-c") == ["111-c"]
+    assert grid(store, status="Unshipped") == ["111-d", "111-a"]
+    assert grid(store, sync_status="Failed Cancellation") == ["111-c"]  # failed orders are in the grid too
+    assert grid(store, fulfillment="FBA") == ["111-b"]
+    assert grid(store, created_from=T0 + timedelta(hours=2)) == ["111-d", "111-b", "111-c"]
+    assert grid(store, created_to=T0 + timedelta(hours=2)) == ["111-a"]  # the upper bound is exclusive
+    assert grid(store, account="acme", status="Unshipped", fulfillment="FBM") == ["111-a"]
+    assert grid(store, limit=2) == ["111-d", "111-b"]
+    with pytest.raises(StoreError, match="limit"):
+        store.orders(limit=0)
+
+
+def test_the_archive_view_holds_the_archived_orders_and_the_grid_does_not(store: Store) -> None:
+    for n in (1, 2, 3):
+        store.upsert_order("acme", f"111-{n}", created_on_amazon=T0 + timedelta(hours=n))
+    store.archive("acme", "111-2")
+    assert grid(store) == ["111-3", "111-1"]
+    assert grid(store, archived=True) == ["111-2"]
+    assert grid(store, archived=True, account="other") == []
+
+
+def amounts(*texts: str) -> list[Decimal]:
+    return [Decimal(t) for t in texts]
+
+
+def test_totals_are_compared_as_amounts_not_as_text(store: Store) -> None:
+    # As text "9.50" > "10.00" and "100.00" < "9.99"; SQLite keeps money as text.
+    totals = ["9.50", "9.99", "10.00", "10.01", "100.00", "1000"]
+    for n, total in enumerate(totals):
+        store.upsert_order("acme", f"111-{total}", order_total=Decimal(total), created_on_amazon=T0 + timedelta(hours=n))
+    store.upsert_order("acme", "111-no-total", created_on_amazon=T0 + timedelta(days=1))
+
+    def totals_within(**bounds) -> list[Decimal]:
+        return sorted(o.order_total for o in store.orders(**bounds))
+
+    assert totals_within(min_total=Decimal("10")) == amounts("10.00", "10.01", "100.00", "1000")
+    assert totals_within(max_total=Decimal("10.00")) == amounts("9.50", "9.99", "10.00")
+    assert totals_within(min_total="9.99", max_total=100) == amounts("9.99", "10.00", "10.01", "100.00")
+    assert totals_within(min_total=Decimal("10.005"), max_total=Decimal("10.01")) == amounts("10.01")
+    # the limit counts orders in range, newest first, however many out of range are newer
+    assert grid(store, max_total=Decimal("9.99"), limit=1) == ["111-9.99"]
+    assert grid(store, min_total=0, limit=2) == ["111-1000", "111-100.00"]
+    with pytest.raises(StoreError, match="float"):
+        store.orders(min_total=9.5)  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="max_total must be an amount"):
+        store.orders(max_total="ten")
+
+
 def test_rma_is_created_once_with_kit_components_and_tracking_note(store: Store) -> None:
     lines = [RmaLineIn("CUP", 2, "Defective", kit_parent_sku="TEA-SET"), RmaLineIn("POT", 1, "Defective", "TEA-SET")]
     rma, created = store.create_rma("acme", "RMA-9", "111-4", lines, tracking_number="1Z999")
@@ -86,3 +149,17 @@ def test_counts_for_metrics(store: Store, decided) -> None:
     assert counts.decisions_by_rule == {"hold": 2}
     assert counts.actions_by_status["done"] == 1 and counts.actions_by_status["queued_for_batch"] == 1
     assert counts.queue_depth == 1
+
+
+def test_linking_the_storefront_order_shows_it_in_the_grid_and_keeps_a_failed_status(store: Store) -> None:
+    store.upsert_order("acme", "111-1")
+    store.upsert_order("acme", "111-2")
+    store.mark_failed("acme", "111-2", "Failed Cancellation", "order #1002 is already fulfilled")
+    links = {"111-1": "gid://shopify/Order/1001", "111-2": "gid://shopify/Order/1002", "111-unknown": "gid://shopify/Order/9"}
+    assert store.link_storefront_orders("acme", links) == 2
+    first, second = store.get_order("acme", "111-1"), store.get_order("acme", "111-2")
+    assert (first.storefront_order_id, first.sync_status) == ("gid://shopify/Order/1001", "Order Created")
+    assert (second.storefront_order_id, second.sync_status) == ("gid://shopify/Order/1002", "Failed Cancellation")
+    assert store.get_order("acme", "111-unknown") is None  # not in the grid: not created by linking
+    assert store.link_storefront_orders("acme", links) == 0  # nothing changes the second time
+    assert store.link_storefront_orders("other", links) == 0  # another account's orders are not these
