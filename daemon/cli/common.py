@@ -89,21 +89,30 @@ def account_hint(config: Config, account: str | None) -> str:
     return f" (the configuration has no account {account!r}; its accounts: {', '.join(names)})"
 
 
+ListOptions = Callable[[argparse.ArgumentParser, Callable[[Any], Any]], None]
+
+
 def listing_group(commands: argparse._SubParsersAction, name: str, *, help: str, description: str,
-                  list_help: str, list_handler: Handler) -> argparse._SubParsersAction:
+                  list_help: str, list_handler: Handler, options: ListOptions | None = None) -> argparse._SubParsersAction:
     """A command group whose sub-command `list` is also what the group does alone: `ordersync NAME
-    --config FILE` is `ordersync NAME list --config FILE`. Returns the group's sub-commands, for the others."""
+    --config FILE` is `ordersync NAME list --config FILE`. Returns the group's sub-commands, for the others.
+    `options(parser, default)` adds the listing's own options to both parsers, each with `default(value)`."""
     description += " Without a sub-command: `list`. Exit 2 when the configuration or the store cannot be used."
     group = commands.add_parser(name, help=help, description=description)
     sub = group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
     listing = sub.add_parser("list", help=list_help, description=description)
     for parser in (group, listing):
         # The group's parser runs first and sets the defaults; the sub-command's must not overwrite them.
+        def default(value: Any, parser: argparse.ArgumentParser = parser) -> Any:
+            return value if parser is group else argparse.SUPPRESS
+
         config_argument(parser, either_side=True)
-        parser.add_argument("--account", metavar="NAME", default=None if parser is group else argparse.SUPPRESS,
+        parser.add_argument("--account", metavar="NAME", default=default(None),
                             help="only this account (default: every account)")
-        parser.add_argument("--json", action="store_true", default=False if parser is group else argparse.SUPPRESS,
+        parser.add_argument("--json", action="store_true", default=default(False),
                             help="print a JSON array, one object per row, instead of the table")
+        if options is not None:
+            options(parser, default)
         parser.set_defaults(handler=list_handler)
     return sub
 
@@ -145,7 +154,8 @@ class Listing(Generic[Row]):
     one: str
     many: str
 
-    def print(self, args: argparse.Namespace, config: Config, rows: Sequence[Row]) -> int:
+    def print(self, args: argparse.Namespace, config: Config, rows: Sequence[Row], note: str = "") -> int:
+        """`note` is added to the count line (not to the JSON)."""
         if args.json:
             print(json.dumps([self.as_json(row) for row in rows], indent=2, ensure_ascii=False))
             return 0
@@ -157,5 +167,5 @@ class Listing(Generic[Row]):
                 print("  ".join([*(cell.ljust(width) for cell, width in zip(cells, widths)), cells[-1]]).rstrip())
         count = len(rows)
         print(f"no {self.many}{account_hint(config, args.account)}" if count == 0
-              else f"1 {self.one}" if count == 1 else f"{count} {self.many}")
+              else f"1 {self.one}{note}" if count == 1 else f"{count} {self.many}{note}")
         return 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from daemon.cli import approvals, audit, db, demo, errors, rules, run, sim
+from daemon.cli import approvals, audit, db, demo, errors, orders, rules, run, sim
 
-COMMAND_GROUPS = (rules, audit, sim, run, errors, approvals, db, demo)
+COMMAND_GROUPS = (rules, audit, sim, run, orders, errors, approvals, db, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,201 @@
+"""`ordersync orders`: the orders grid (every imported order, synced or failed, with its filters), the Archive
+view, and importing one order from Amazon by its order id."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+from adapters.amazon.models import OrderStatus
+from adapters.errors import AdapterError
+from daemon.cli.common import Listing, account_hint, listing_group, subcommand, when, with_store
+from daemon.config import Config
+from daemon.store import Store
+from daemon.store.models import SYNC_STATUSES, Order
+from daemon.store.types import MONEY_PLACES
+
+GRID = ("The orders grid: every order imported from Amazon, whether its sync went well or failed, newest created "
+        "on Amazon first, with its storefront order, Amazon's status, the sync status, item count, total, the date "
+        "it was created on Amazon and its tag (FBA: Amazon ships; FBM: the merchant ships). Archived orders are "
+        "only in the Archive view (--archived). The error view with resolve and archive is `ordersync errors`.")
+AMAZON_STATUSES = tuple(status.value for status in OrderStatus)
+FULFILLMENT = {"fba": "FBA", "fbm": "FBM"}
+DEFAULT_LIMIT = 200
+CENTS = Decimal("0.01")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    sub = listing_group(
+        commands, "orders", help="list the orders grid (filters, Archive view); import one order from Amazon",
+        description=GRID, list_help="list the orders grid (the default)", list_handler=run_list, options=_filters)
+    imported = subcommand(
+        sub, "import", run_import, "fetch one order from Amazon by its order id, into the grid and the inbox",
+        "Fetch one order from Amazon with the account's credentials, as the daemon's order poll would see it: the "
+        "order is added to (or updated in) the grid, and what changed on it (a cancellation, a buyer's request to "
+        "cancel) is stored as new events, each once, for the running daemon to decide by the rules at its next "
+        "run. Where the daemon's order poll stands is not moved. Exit 1 when Amazon does not know the order or "
+        "cannot be reached; 2 when the configuration has no such account.")
+    imported.add_argument("account", metavar="ACCOUNT", help="the account's name, as in the configuration")
+    imported.add_argument("order_id", metavar="AMAZON_ORDER_ID", help="Amazon's order id, e.g. 111-0000001-0000001")
+
+
+def _filters(parser: argparse.ArgumentParser, default: Callable[[Any], Any]) -> None:
+    parser.add_argument("--order", metavar="ID", default=default(None), help="only this Amazon order id")
+    parser.add_argument("--status", metavar="S", type=_one_of("status", AMAZON_STATUSES, "Amazon's statuses"),
+                        default=default(None), help=f"only orders in this Amazon status: {', '.join(AMAZON_STATUSES)}")
+    parser.add_argument("--sync-status", metavar="S", type=_one_of("sync status", SYNC_STATUSES, "the sync statuses"),
+                        default=default(None),
+                        help=f"only orders with this sync status (quote it): {', '.join(SYNC_STATUSES)}")
+    tag = parser.add_mutually_exclusive_group()
+    for flag, value in FULFILLMENT.items():
+        tag.add_argument(f"--{flag}", dest="fulfillment", action="store_const", const=value, default=default(None),
+                         help=f"only {value} orders")
+    parser.add_argument("--min-total", metavar="N", type=_amount, default=default(None),
+                        help="only orders whose total is at least N, e.g. 10 or 9.50 (in the order's currency)")
+    parser.add_argument("--max-total", metavar="N", type=_amount, default=default(None),
+                        help="only orders whose total is at most N")
+    parser.add_argument("--from", dest="created_from", metavar="DATE", type=_date, default=default(None),
+                        help="only orders created on Amazon on or after this day (YYYY-MM-DD, UTC)")
+    parser.add_argument("--to", dest="created_to", metavar="DATE", type=_date, default=default(None),
+                        help="only orders created on Amazon on or before this day (YYYY-MM-DD, UTC; the whole day)")
+    parser.add_argument("--archived", action="store_true", default=default(False),
+                        help="the Archive view: only archived orders (`ordersync errors archive` archives)")
+    parser.add_argument("--limit", metavar="N", type=_limit, default=default(DEFAULT_LIMIT),
+                        help=f"show at most N orders, the newest (default {DEFAULT_LIMIT})")
+
+
+def _one_of(what: str, values: tuple[str, ...], named: str) -> Callable[[str], str]:
+    """A value of `values`, in any case, with '-' or '_' for a space (Failed-Order); else which are valid."""
+    known = {value.lower().replace(" ", ""): value for value in values}
+
+    def parse(text: str) -> str:
+        value = known.get(text.lower().replace(" ", "").replace("-", "").replace("_", ""))
+        if value is None:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}; {named}: {', '.join(values)}")
+        return value
+    return parse
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        amount = Decimal(text.strip())
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -MONEY_PLACES:
+        raise argparse.ArgumentTypeError(f"expected an amount such as 10 or 9.50 (not negative, at most "
+                                         f"{MONEY_PLACES} decimal places), not {text!r}")
+    return amount
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, e.g. 2025-03-01, not {text!r}") from None
+
+
+def _limit(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of orders, at least 1, not {text!r}")
+    return int(text)
+
+
+def _amount_text(amount: Decimal | None) -> str | None:
+    """42.50 rather than 42.5000 (PostgreSQL's NUMERIC(18,4)); 9.9999 as it is."""
+    if amount is None:
+        return None
+    return str(amount.quantize(CENTS) if amount == amount.quantize(CENTS) else amount.normalize())
+
+
+def _money(amount: Decimal | None, currency: str | None) -> str:
+    text = _amount_text(amount)
+    return "-" if text is None else f"{text} {currency}" if currency else text
+
+
+def _json(order: Order) -> dict[str, Any]:
+    return {"account": order.account, "amazon_order_id": order.amazon_order_id,
+            "storefront_order_id": order.storefront_order_id, "status": order.status, "sync_status": order.sync_status,
+            "item_count": order.item_count, "total": _amount_text(order.order_total), "currency": order.currency,
+            "created_on_amazon": order.created_on_amazon.isoformat() if order.created_on_amazon else None,
+            "fulfillment": order.fulfillment, "archived": order.archived, "message": order.last_error}
+
+
+ORDERS_GRID: Listing[Order] = Listing(
+    ("ACCOUNT", "AMAZON ORDER", "STOREFRONT ORDER", "STATUS", "SYNC STATUS", "ITEMS", "TOTAL", "CREATED", "TAG"),
+    cells=lambda o: (o.account, o.amazon_order_id, o.storefront_order_id or "-", o.status or "-", o.sync_status or "-",
+                     "-" if o.item_count is None else str(o.item_count), _money(o.order_total, o.currency),
+                     when(o.created_on_amazon), o.fulfillment or "-"),
+    as_json=_json, one="order", many="orders")
+ARCHIVE_VIEW = dataclasses.replace(ORDERS_GRID, one="archived order", many="archived orders")
+
+
+@with_store("ordersync orders")
+def run_list(args: argparse.Namespace, config: Config, store: Store) -> int:
+    problem = _bounds_problem(args)
+    if problem:
+        print(f"ordersync orders: {problem}", file=sys.stderr)
+        return 2
+    rows = store.orders(
+        args.account, amazon_order_id=args.order, status=args.status, sync_status=args.sync_status,
+        fulfillment=args.fulfillment, min_total=args.min_total, max_total=args.max_total,
+        created_from=_midnight(args.created_from),
+        created_to=_midnight(args.created_to + timedelta(days=1) if args.created_to else None),
+        archived=args.archived, limit=args.limit)
+    note = f" (the newest {args.limit}; --limit N shows more)" if len(rows) == args.limit else ""
+    return (ARCHIVE_VIEW if args.archived else ORDERS_GRID).print(args, config, rows, note)
+
+
+def _bounds_problem(args: argparse.Namespace) -> str:
+    if args.min_total is not None and args.max_total is not None and args.min_total > args.max_total:
+        return f"--min-total {args.min_total} is more than --max-total {args.max_total}: no total can be both"
+    if args.created_from and args.created_to and args.created_from > args.created_to:
+        return f"--from {args.created_from} is after --to {args.created_to}: no order can be created in between"
+    return ""
+
+
+def _midnight(day: date | None) -> datetime | None:
+    return None if day is None else datetime.combine(day, time(), tzinfo=timezone.utc)
+
+
+@with_store("ordersync orders import")
+def run_import(args: argparse.Namespace, config: Config, store: Store) -> int:
+    from daemon.logging import configure_logging
+    from daemon.pipeline import amazon_client  # the daemon's own factory (and the rules engine behind it)
+    from daemon.pipeline.events import order_events, record_amazon_order
+
+    prog = "ordersync orders import"
+    # The Amazon client's own lines (a token fetched, each call) are not the command's answer: warnings only
+    # (a throttled call waiting, a retry), on stderr.
+    configure_logging(config.logging.format, "warning", stream=sys.stderr)
+    account = next((a for a in config.accounts if a.name == args.account), None)
+    if account is None:
+        print(f"{prog}: cannot reach Amazon for account {args.account!r}{account_hint(config, args.account)}",
+              file=sys.stderr)
+        return 2
+    with amazon_client(account) as amazon:
+        try:
+            order = amazon.get_order(args.order_id)
+        except AdapterError as exc:
+            unknown = exc.code in ("NotFound", "404")
+            print(f"{prog}: Amazon has no order {args.order_id} for account {account.name}; check the id ({exc})"
+                  if unknown else f"{prog}: could not fetch order {args.order_id} from Amazon: {exc}", file=sys.stderr)
+            return 1
+    record_amazon_order(store, account.name, order)
+    events = order_events(order)
+    new = [event.kind for event, stored in zip(events, store.ingest_many(account.name, events)) if stored]
+    units = f"{order.units_ordered} item{'' if order.units_ordered == 1 else 's'}"
+    facts = ", ".join(filter(None, (order.status.value, order.fulfillment, units,
+                                    order.order_total is not None and _money(order.order_total, order.currency))))
+    if new:
+        outcome = (f"{len(new)} new event{'' if len(new) == 1 else 's'} stored ({', '.join(new)}); the running daemon "
+                   f"decides {'it' if len(new) == 1 else 'them'} by the rules at its next run")
+    else:
+        outcome = ("no new event: " + (f"{len(events)} already stored" if events
+                                       else "Amazon shows no cancellation or buyer's request on it") +
+                   "; nothing new for the rules to decide")
+    print(f"{order.amazon_order_id} ({account.name}): imported from Amazon ({facts}); {outcome}")
+    return 0
+

@@ -1,0 +1,239 @@
+"""`ordersync orders` as an operator uses it: the grid listed from the store the config names, each filter, the
+Archive view, filter values refused with what they should be, and `orders import` fetching one order from the
+Amazon stand-in over real HTTP into the grid and the inbox."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import structlog
+
+from daemon.cli.main import main
+from daemon.store import Store
+from tests.cli.conftest import ACCOUNT_NAME
+from tests.pipeline.harness import ACCOUNT as SIM_ACCOUNT
+from tests.pipeline.harness import SECRET_ENV, Standins, write_config
+
+T0 = datetime(2025, 3, 4, 9, 12, tzinfo=timezone.utc)
+HEADER = ["ACCOUNT", "AMAZON", "ORDER", "STOREFRONT", "ORDER", "STATUS", "SYNC", "STATUS", "ITEMS", "TOTAL", "CREATED",
+          "TAG"]
+
+
+def seed(store: Store) -> None:
+    """Four orders of main-us, created an hour apart from T0 (the last newest), one failed, one archived."""
+    rows = [("111-0000001-0000001", "Unshipped", "FBM", "9.50", 1, "#1001"),
+            ("111-0000002-0000002", "Shipped", "FBA", "10.00", 2, None),
+            ("111-0000003-0000003", "Unshipped", "FBM", "100.00", 3, "#1003"),
+            ("111-0000004-0000004", "Canceled", "FBM", "42.5", 1, "#1004")]
+    for hours, (order_id, status, fulfillment, total, items, storefront) in enumerate(rows):
+        store.upsert_order(ACCOUNT_NAME, order_id, status=status, fulfillment=fulfillment, order_total=Decimal(total),
+                           currency="USD", item_count=items, created_on_amazon=T0 + timedelta(hours=hours),
+                           **({"storefront_order_id": storefront} if storefront else {}))
+    store.mark_failed(ACCOUNT_NAME, "111-0000003-0000003", "Failed Cancellation", "order #1003 is already fulfilled")
+    store.upsert_order(ACCOUNT_NAME, "111-0000005-0000005", status="Pending", created_on_amazon=T0 - timedelta(days=1))
+    store.archive(ACCOUNT_NAME, "111-0000005-0000005")
+
+
+def order_ids(ran) -> list[str]:
+    assert ran.code == 0 and ran.err == "", ran
+    return [row.split()[1] for row in ran.lines[1:-1]]
+
+
+def test_the_grid_lists_every_order_synced_or_failed_newest_first(store: Store, config: Path, ordersync) -> None:
+    seed(store)
+    ran = ordersync("orders", "--config", config)
+    assert ran.code == 0 and ran.err == ""
+    header, *rows, last = ran.lines
+    assert header.split() == HEADER
+    assert last == "4 orders"
+    assert re.fullmatch(r"main-us +111-0000004-0000004 +#1004 +Canceled +- +1 +42\.50 USD +2025-03-04 12:12 UTC +FBM",
+                        rows[0])
+    assert re.fullmatch(r"main-us +111-0000003-0000003 +#1003 +Unshipped +Failed Cancellation +3 +100\.00 USD "
+                        r"+2025-03-04 11:12 UTC +FBM", rows[1])
+    assert re.fullmatch(r"main-us +111-0000002-0000002 +- +Shipped +- +2 +10\.00 USD +2025-03-04 10:12 UTC +FBA", rows[2])
+    assert rows[3].split()[1] == "111-0000001-0000001"
+
+    # `list` is the default sub-command; the options may come before or after it
+    assert ordersync("orders", "list", "--config", config, "--account", ACCOUNT_NAME).out == ran.out
+    assert ordersync("orders", "--config", config, "list").out == ran.out
+
+    [failed, *_] = json.loads(ordersync("orders", "--config", config, "--json", "--sync-status", "Failed Cancellation").out)
+    assert failed == {"account": "main-us", "amazon_order_id": "111-0000003-0000003", "storefront_order_id": "#1003",
+                      "status": "Unshipped", "sync_status": "Failed Cancellation", "item_count": 3, "total": "100.00",
+                      "currency": "USD", "created_on_amazon": "2025-03-04T11:12:00+00:00", "fulfillment": "FBM",
+                      "archived": False, "message": "order #1003 is already fulfilled"}
+
+
+def test_each_filter_narrows_the_grid(store: Store, config: Path, ordersync) -> None:
+    seed(store)
+
+    def grid(*filters: object) -> list[str]:
+        return [order[-1] for order in order_ids(ordersync("orders", "--config", config, *filters))]
+
+    assert grid("--order", "111-0000002-0000002") == ["2"]
+    assert grid("--status", "Unshipped") == ["3", "1"]
+    assert grid("--status", "partially-shipped") == []  # any case, '-' for nothing
+    assert grid("--sync-status", "failed-cancellation") == ["3"]
+    assert grid("--fba") == ["2"] and grid("--fbm") == ["4", "3", "1"]
+    # totals compare as amounts: 9.50 < 10.00 < 42.50 < 100.00 (as text, "9.50" would be the largest)
+    assert grid("--min-total", "10") == ["4", "3", "2"]
+    assert grid("--max-total", "10.00") == ["2", "1"]
+    assert grid("--min-total", "9.99", "--max-total", "50") == ["4", "2"]
+    # dates are UTC days, --to includes its whole day
+    assert grid("--from", "2025-03-04", "--to", "2025-03-04") == ["4", "3", "2", "1"]
+    assert grid("--to", "2025-03-03") == [] and grid("--from", "2025-03-05") == []
+    assert grid("--fbm", "--status", "Unshipped", "--min-total", "50") == ["3"]
+
+    limited = ordersync("orders", "--config", config, "--limit", "2")
+    assert order_ids(limited) == ["111-0000004-0000004", "111-0000003-0000003"]
+    assert limited.lines[-1] == "2 orders (the newest 2; --limit N shows more)"
+    assert ordersync("orders", "--config", config, "--status", "Pending").lines == ["no orders"]
+
+
+def test_the_archive_view_holds_the_archived_orders_only(store: Store, config: Path, ordersync) -> None:
+    seed(store)
+    ran = ordersync("orders", "--config", config, "--archived")
+    assert order_ids(ran) == ["111-0000005-0000005"] and ran.lines[-1] == "1 archived order"
+    assert "111-0000005-0000005" not in ordersync("orders", "--config", config).out
+    store.archive(ACCOUNT_NAME, "111-0000005-0000005", archived=False)
+    assert ordersync("orders", "--config", config, "--archived").lines == ["no archived orders"]
+    ran = ordersync("orders", "--config", config, "--archived", "--account", "main-uk")
+    assert ran.lines == ["no archived orders (the configuration has no account 'main-uk'; its accounts: main-us)"]
+
+
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--status", "shipped-ish", "argument --status: 'shipped-ish' is not a status; Amazon's statuses: Pending, "
+                                "Unshipped, PartiallyShipped, Shipped, Canceled, Unfulfillable, InvoiceUnconfirmed, "
+                                "PendingAvailability"),
+    ("--sync-status", "Synced", "argument --sync-status: 'Synced' is not a sync status; the sync statuses: Order "
+                                "Created, Shipped, Failed Order, Failed Shipment, Failed Refund, Failed Cancellation"),
+    ("--min-total", "ten", "argument --min-total: expected an amount such as 10 or 9.50 (not negative, at most 4 "
+                           "decimal places), not 'ten'"),
+    ("--max-total", "-1", "argument --max-total: expected an amount such as 10 or 9.50"),
+    ("--max-total", "9.99999", "argument --max-total: expected an amount such as 10 or 9.50"),
+    ("--min-total", "NaN", "argument --min-total: expected an amount"),
+    ("--from", "2025-13-01", "argument --from: expected a date YYYY-MM-DD, e.g. 2025-03-01, not '2025-13-01'"),
+    ("--to", "yesterday", "argument --to: expected a date YYYY-MM-DD"),
+    ("--limit", "0", "argument --limit: expected a whole number of orders, at least 1, not '0'"),
+])
+def test_a_filter_value_that_is_not_valid_says_what_is_expected_and_exits_2(
+        config: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, expected: str) -> None:
+    for sub in ((), ("list",)):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main(["orders", *sub, "--config", str(config), flag, value])
+        out, err = capsys.readouterr()
+        assert (exited.value.code, out) == (2, "")
+        assert expected in err, err
+
+
+def test_bounds_that_exclude_everything_are_refused(store: Store, config: Path, ordersync) -> None:
+    ran = ordersync("orders", "--config", config, "--min-total", "20", "--max-total", "10")
+    assert (ran.code, ran.out) == (2, "")
+    assert ran.err.strip() == "ordersync orders: --min-total 20 is more than --max-total 10: no total can be both"
+    ran = ordersync("orders", "--config", config, "--from", "2025-03-05", "--to", "2025-03-04")
+    assert ran.code == 2 and "--from 2025-03-05 is after --to 2025-03-04" in ran.err
+    assert "Traceback" not in ran.err
+
+
+def test_a_config_or_store_that_cannot_be_used_is_one_message_and_exit_2(tmp_path: Path, monkeypatch, ordersync) -> None:
+    monkeypatch.delenv("ORDERSYNC_CONFIG", raising=False)
+    for args in (("orders",), ("orders", "import", "main-us", "111-0000001-0000001")):
+        ran = ordersync(*args, "--config", tmp_path / "nowhere.yaml")
+        assert (ran.code, ran.out) == (2, "") and "no such config file" in ran.err
+        assert ran.err.startswith(f"ordersync {' '.join(args[:2]) if len(args) > 1 else 'orders'}: ")
+
+
+# -- import one order from the Amazon stand-in --------------------------------------------------------
+AMAZON_ORDERS = [
+    {"id": "114-0000001-0000001", "status": "Unshipped", "fulfillment": "FBM", "buyer_cancel": "Ordered by mistake",
+     "lines": [{"sku": "MUG-RED", "quantity": 2, "price": "12.50"}]},
+    {"id": "114-0000002-0000002", "status": "Canceled", "fulfillment": "FBA", "cancel_reason": "BuyerCanceled",
+     "cancelled_by": "BUYER", "lines": [{"sku": "TEA-SET", "quantity": 1, "price": "9.50", "cancelled": 1}]},
+    {"id": "114-0000003-0000003", "status": "Shipped", "fulfillment": "FBM",
+     "lines": [{"sku": "POT", "quantity": 3, "price": "4.00", "shipped": 3}]},
+]
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """`orders import` sets up logging (warnings on stderr) as a command run does; undone after each test."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    structlog.reset_defaults()
+    root.setLevel(level)
+    for handler in [h for h in root.handlers if getattr(h, "_ordersync", False)]:
+        root.removeHandler(handler)
+
+
+@pytest.fixture
+def standins() -> Iterator[Standins]:
+    with Standins.start([dict(order) for order in AMAZON_ORDERS]) as running:
+        yield running
+
+
+@pytest.fixture
+def sim_config(tmp_path: Path, db_url: str, store: Store, standins: Standins, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config whose account sim-us talks to the Amazon stand-in, and whose store is the test's."""
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    return write_config(tmp_path, standins, db_url)
+
+
+def test_import_fetches_the_order_into_the_grid_and_its_changes_into_the_inbox(
+        store: Store, sim_config: Path, ordersync) -> None:
+    ran = ordersync("orders", "import", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001")
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines == ["114-0000001-0000001 (sim-us): imported from Amazon (Unshipped, FBM, 2 items, 25.00 USD); "
+                         "1 new event stored (buyer_cancel_requested); the running daemon decides it by the rules at "
+                         "its next run"]
+    order = store.get_order(SIM_ACCOUNT, "114-0000001-0000001")
+    assert order is not None
+    assert (order.status, order.fulfillment, order.item_count, order.order_total, order.currency) == (
+        "Unshipped", "FBM", 2, Decimal("25.00"), "USD")
+    assert order.created_on_amazon is not None
+    [event] = store.undecided_events(SIM_ACCOUNT)
+    assert (event.kind, event.amazon_order_id, event.payload["buyer_cancel_reason"]) == (
+        "buyer_cancel_requested", "114-0000001-0000001", "Ordered by mistake")
+    assert store.cursor(SIM_ACCOUNT, "orders") is None  # the daemon's poll still starts where it would have
+
+    # the same change is stored once
+    again = ordersync("orders", "import", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001")
+    assert again.code == 0
+    assert again.lines[0].endswith("no new event: 1 already stored; nothing new for the rules to decide")
+    assert len(store.undecided_events(SIM_ACCOUNT)) == 1
+
+    # a cancelled order: its cancellation; a shipped one: in the grid, nothing to decide (options before `import`)
+    cancelled = ordersync("orders", "--config", sim_config, "import", SIM_ACCOUNT, "114-0000002-0000002")
+    assert cancelled.code == 0 and "(Canceled, FBA, 1 item," in cancelled.out
+    assert "1 new event stored (order_cancelled)" in cancelled.out
+    shipped = ordersync("orders", "import", "--config", sim_config, SIM_ACCOUNT, "114-0000003-0000003")
+    assert shipped.code == 0
+    assert shipped.lines == ["114-0000003-0000003 (sim-us): imported from Amazon (Shipped, FBM, 3 items, 12.00 USD); no "
+                             "new event: Amazon shows no cancellation or buyer's request on it; nothing new for the rules "
+                             "to decide"]
+    listed = ordersync("orders", "--config", sim_config)
+    assert sorted(order_ids(listed)) == [o["id"] for o in AMAZON_ORDERS]
+
+
+def test_import_of_an_order_amazon_does_not_know_exits_1(store: Store, sim_config: Path, ordersync) -> None:
+    ran = ordersync("orders", "import", "--config", sim_config, SIM_ACCOUNT, "114-9999999-9999999")
+    assert (ran.code, ran.out) == (1, "")
+    assert ran.err.startswith("ordersync orders import: Amazon has no order 114-9999999-9999999 for account sim-us; "
+                              "check the id (")
+    assert "Traceback" not in ran.err
+    assert store.get_order(SIM_ACCOUNT, "114-9999999-9999999") is None and store.undecided_events(SIM_ACCOUNT) == []
+
+
+def test_import_for_an_account_the_config_does_not_have_exits_2(store: Store, sim_config: Path, ordersync) -> None:
+    ran = ordersync("orders", "import", "--config", sim_config, "main-uk", "114-0000001-0000001")
+    assert (ran.code, ran.out) == (2, "")
+    assert ran.err.strip() == ("ordersync orders import: cannot reach Amazon for account 'main-uk' (the configuration "
+                               "has no account 'main-uk'; its accounts: sim-us)")
