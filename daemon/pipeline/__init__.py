@@ -10,10 +10,12 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from adapters.amazon.client import AmazonAccount, AmazonClient
+from adapters.errors import PermanentError
 from adapters.shopify.client import OrderMatch, ShopifyClient, ShopifyConfig
 from daemon.config import AccountConfig
 from daemon.pipeline.catchup import catch_up_decision_log
 from daemon.pipeline.jobs import AccountPipeline, Dispatcher, Observer
+from daemon.service.lifecycle import StartupError
 
 if TYPE_CHECKING:
     from daemon.service import Service
@@ -65,6 +67,13 @@ def install(service: "Service") -> None:
             name=account.name, settings=dict(account.settings), batch_size=account.batch_size, store=store,
             engine=service.engine, decision_log=service.decision_log, amazon=amazon_client(account),
             shopify=shopify_client(account), observer=observer))
+    for pipeline in pipelines:
+        try:
+            # The feed schemas, loaded now: a missing folder stops start-up (exit 2) instead of every feed
+            # failing later, and the first feed does not pay the second it takes to load them.
+            pipeline.amazon.validator
+        except PermanentError as exc:
+            raise StartupError(f"account {pipeline.name}: {exc}") from None
     worker = f"{socket.gethostname()}:{os.getpid()}"
     dispatcher = Dispatcher(store, {p.name: p.context for p in pipelines}, worker, observer)
     jobs = config.jobs

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import structlog
 
 from adapters.amazon.client import AmazonClient
-from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, CancelItem, CancelRequest
+from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, BuiltFeed, CancelItem, CancelRequest
 from adapters.amazon.models import OrderCursor
 from adapters.errors import AdapterError, InvalidInput, TransientError
 from adapters.shopify.client import OrderNotFound, ShopifyClient, ShopifyRejected
@@ -35,7 +35,7 @@ from daemon.pipeline.executors import EXECUTORS, AccountContext
 from daemon.pipeline.fact_builder import build_fact
 from daemon.rules.engine import Decision, DecisionError, EngineDisagreement, RulesEngine
 from daemon.store import DecisionToRecord, Store
-from daemon.store.models import ADJUSTMENT_FEED, BATCH_CREATED, BATCH_SUBMITTED, CANCEL_FEED, Action
+from daemon.store.models import ADJUSTMENT_FEED, BATCH_CREATED, BATCH_SUBMITTED, CANCEL_FEED, QUEUED_FOR_BATCH, Action
 
 log = structlog.get_logger("ordersync.pipeline")
 
@@ -249,26 +249,56 @@ class AccountPipeline:
                 self.amazon.validator
                 batch = self.store.create_batch(self.name, kind, [a.id for a in actions])
                 try:
-                    feed = self._feed(kind, batch.messages)
-                    feed_id = self.amazon.submit_feed(feed)
-                except InvalidInput as exc:
-                    self._refused(batch.batch.id, batch.messages, exc)
-                    continue
+                    sent += self._submit(batch.batch.id, kind, batch.messages)
                 except AdapterError as exc:
                     # Built but not accepted: every step before createFeed was answered, or createFeed was
                     # answered with an error; either way Amazon has no feed. Try the same batch next run.
                     log.warning("feed not sent", account=self.name, batch=batch.batch.id, error=str(exc))
                     self._retry_here.add(batch.batch.id)
                     return sent
-                self.store.record_batch_submitted(batch.batch.id, feed_id)
-                log.info("feed sent", account=self.name, batch=batch.batch.id, feed_id=feed_id, messages=len(batch.messages))
-                sent += 1
         return sent
+
+    def _submit(self, batch_id: int, kind: str, messages: dict[int, Action]) -> bool:
+        """Send one batch's feed; True once Amazon has it (recorded as submitted). A message that does not
+        validate is refused on its own and the others still go; a feed Amazon refuses as built (400) is
+        refused as a whole. AdapterError means not sent: the caller tries again later."""
+        try:
+            feed = self._valid_feed(batch_id, kind, messages)
+            if feed is None:
+                return False
+            feed_id = self.amazon.submit_feed(feed)
+        except InvalidInput as exc:
+            self._refused(batch_id, messages, exc)
+            return False
+        self.store.record_batch_submitted(batch_id, feed_id)
+        log.info("feed sent", account=self.name, batch=batch_id, feed_id=feed_id, messages=len(messages))
+        return True
+
+    def _valid_feed(self, batch_id: int, kind: str, messages: dict[int, Action]) -> BuiltFeed | None:
+        """The feed of the messages that validate against the XSD (None when none does). Each message that
+        does not is refused with the schema's complaint, so one bad order never holds back the others."""
+        try:
+            return self._feed(kind, messages) if messages else None
+        except InvalidInput:
+            pass
+        valid: dict[int, Action] = {}
+        refused: dict[int, InvalidInput] = {}
+        for number, action in messages.items():
+            try:
+                self._feed(kind, {number: action})
+                valid[number] = action
+            except InvalidInput as exc:
+                refused[number] = exc
+        if not refused:
+            return self._feed(kind, messages)  # only the whole fails: InvalidInput, all refused by the caller
+        for number, exc in refused.items():
+            self._refused(batch_id, {number: messages[number]}, exc)
+        return self._feed(kind, valid) if valid else None
 
     def _refused(self, batch_id: int, messages: dict[int, Action], exc: InvalidInput) -> None:
         """A feed refused as built (it does not validate, or Amazon answered 400) is refused again on every
         try: its actions go to the error view with the reason instead of being retried for ever."""
-        log.error("feed refused", account=self.name, batch=batch_id, error=str(exc))
+        log.error("feed refused", account=self.name, batch=batch_id, messages=sorted(messages), error=str(exc))
         self.store.record_batch_results(batch_id, {number: (False, "FeedRefused", str(exc)) for number in messages})
 
     def _settle_batches_in_doubt(self) -> None:
@@ -277,18 +307,13 @@ class AccountPipeline:
         for batch in self.store.batches_in_flight(self.name):
             if batch.status != BATCH_CREATED:
                 continue
-            messages = self.store.batch(batch.id).messages
+            messages = self._unreconciled(batch.id)
             if batch.id in self._retry_here:
                 try:
-                    feed_id = self.amazon.submit_feed(self._feed(batch.feed_type, messages))
-                except InvalidInput as exc:
-                    self._refused(batch.id, messages, exc)
-                    self._retry_here.discard(batch.id)
-                    continue
+                    self._submit(batch.id, batch.feed_type, messages)
                 except AdapterError as exc:
                     log.warning("feed not sent", account=self.name, batch=batch.id, error=str(exc))
                     continue
-                self.store.record_batch_submitted(batch.id, feed_id)
                 self._retry_here.discard(batch.id)
                 continue
             self.store.record_batch_results(batch.id, {
@@ -296,12 +321,17 @@ class AccountPipeline:
                                                      "have it. Check the order in Seller Central, then resolve it here.")
                 for number in messages})
 
+    def _unreconciled(self, batch_id: int) -> dict[int, Action]:
+        """The batch's messages still waiting for their result (not refused before sending, not reconciled)."""
+        return {number: action for number, action in self.store.batch(batch_id).messages.items()
+                if action.status == QUEUED_FOR_BATCH}
+
     def check_feeds(self) -> int:
         finished = 0
         for batch in self.store.batches_in_flight(self.name):
             if batch.status != BATCH_SUBMITTED or not batch.feed_id:
                 continue
-            messages = list(self.store.batch(batch.id).messages)
+            messages = list(self._unreconciled(batch.id))
             try:
                 outcome = self.amazon.feed_outcome(batch.feed_id, messages, timeout=0)
             except TransientError:

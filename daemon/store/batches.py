@@ -112,7 +112,9 @@ class Batches(Database):
                 if ok:
                     action.status, action.result, action.last_error = DONE, outcome, None
                 else:
-                    error = f"Amazon feed {batch.feed_id} message {message_id}: {code or 'Error'}: {description or ''}".rstrip(": ")
+                    where = (f"Amazon feed {batch.feed_id} message {message_id}" if batch.feed_id
+                             else f"feed message {message_id} (not sent to Amazon)")
+                    error = f"{where}: {code or 'Error'}: {description or ''}".rstrip(": ")
                     action.status, action.result, action.last_error = FAILED, outcome, error
                     if action.amazon_order_id:
                         mark_order_failed(s, action.account, action.amazon_order_id,

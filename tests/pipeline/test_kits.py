@@ -13,10 +13,9 @@ import pytest
 from adapters.errors import TransientError
 from daemon.pipeline.executors import create_rma
 from daemon.pipeline.jobs import utcnow
-from daemon.store import open_store
 
-from .harness import ACCOUNT, Standins
-from .test_pipeline import Harness
+from .harness import ACCOUNT
+from .test_pipeline import Harness, running
 
 TEA_SET = [{"sku": "CUP-01", "quantity": 2}, {"sku": "POT-01", "quantity": 1}]
 REASON = "CR-UNWANTED_ITEM"  # what linked() gives every returned item
@@ -32,12 +31,8 @@ ORDERS = [KIT_AND_PLAIN, TWO_KITS]
 
 @pytest.fixture
 def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with Standins.start([dict(o, lines=[dict(l) for l in o["lines"]]) for o in ORDERS]) as standins:
-        h = Harness(standins, open_store(db_url, migrate=True), tmp_path / "decisions.jsonl")
-        try:
-            yield h
-        finally:
-            h.close()
+    with running(ORDERS, db_url, tmp_path) as h:
+        yield h
 
 
 def rma_lines(harness: Harness, amazon_order_id: str) -> list[tuple[str, int, str | None, str | None]]:
@@ -126,16 +121,12 @@ def test_a_return_without_a_kit_is_decided_as_a_plain_return(db_url: str, tmp_pa
     plain = {"id": "114-0000003-0000003", "status": "Shipped", "storefront": {"fulfilled": True},
              "lines": [{"sku": "SPOON-01", "quantity": 1, "price": "3.00", "shipped": 1}],
              "return": {"rma_id": "RMA-PLAIN-1", "status": "Approved"}}
-    with Standins.start([plain]) as standins:
-        h = Harness(standins, open_store(db_url, migrate=True), tmp_path / "decisions.jsonl")
-        try:
-            h.drive()
-            decision = h.decision_of(plain["id"], "return_reported")
-            assert decision.record["rule"] == "create-rma-for-approved-return"
-            assert decision.record["fact"]["has_kit_items"] is False
-            assert rma_lines(h, plain["id"]) == [("SPOON-01", 1, REASON, None)]
-        finally:
-            h.close()
+    with running([plain], db_url, tmp_path) as h:
+        h.drive()
+        decision = h.decision_of(plain["id"], "return_reported")
+        assert decision.record["rule"] == "create-rma-for-approved-return"
+        assert decision.record["fact"]["has_kit_items"] is False
+        assert rma_lines(h, plain["id"]) == [("SPOON-01", 1, REASON, None)]
 
 
 def test_a_kit_component_without_a_sku_puts_the_order_in_the_error_view_saying_what_to_fix(harness: Harness) -> None:

@@ -4,6 +4,7 @@ see in the Shopify admin, in Seller Central, in the error view and in the decisi
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -12,8 +13,8 @@ from sqlalchemy import text
 
 from daemon.audit.chain import verify
 from daemon.audit.log import DecisionLog
-from daemon.pipeline import jobs
 from daemon.pipeline.catchup import catch_up_decision_log
+from daemon.pipeline.events import order_fields
 from daemon.pipeline.jobs import AccountPipeline, Dispatcher, decision_id_for
 from daemon.pipeline.operator import request_cancellation
 from daemon.rules.engine import RulesEngine
@@ -65,14 +66,21 @@ class Harness:
         self.store.close()
 
 
-@pytest.fixture
-def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with Standins.start([dict(o, lines=[dict(l) for l in o["lines"]]) for o in ORDERS]) as standins:
-        h = Harness(standins, open_store(db_url, migrate=True), tmp_path / "decisions.jsonl")
+@contextmanager
+def running(orders: list[dict[str, Any]], db_url: str, folder: Path) -> Iterator[Harness]:
+    """Both stand-ins seeded with these orders (linked.py format), and the pipeline on a fresh store."""
+    with Standins.start([dict(o, lines=[dict(l) for l in o["lines"]]) for o in orders]) as standins:
+        h = Harness(standins, open_store(db_url, migrate=True), folder / "decisions.jsonl")
         try:
             yield h
         finally:
             h.close()
+
+
+@pytest.fixture
+def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
+    with running(ORDERS, db_url, tmp_path) as h:
+        yield h
 
 
 def test_an_amazon_buyer_cancellation_cancels_the_shopify_order_and_restocks_it(harness: Harness) -> None:
@@ -155,6 +163,36 @@ def test_an_operator_cancellation_goes_out_as_one_feed_and_is_reconciled(harness
     harness.pipeline.send_batches()
     harness.pipeline.check_feeds()
     assert len(harness.standins.amazon.feeds) == 1
+
+
+def test_a_feed_message_that_does_not_validate_is_refused_alone_and_the_others_go_out(harness: Harness) -> None:
+    harness.drive()
+    assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
+    # A cancellation whose item code the feed schema refuses (Amazon's are 14 digits), as a request would
+    # store it if Amazon ever answered with such a code.
+    order = harness.amazon.get_order(BUYER_REQUEST["id"])
+    fields = order_fields(order)
+    payload = {**fields, "lines": [{**line, "order_item_id": "ITEM-1"} for line in fields["lines"]], "origin": "operator",
+               "reason_code": "BuyerCanceled", "do_not_send_to_amazon": False, "lines_cancelled": len(order.lines),
+               "units_cancelled": order.units_ordered}
+    assert harness.store.ingest(ACCOUNT, f"cancel_requested:{BUYER_REQUEST['id']}:bad-item", "cancel_requested", payload,
+                                amazon_order_id=BUYER_REQUEST["id"])
+    harness.drive(polls=False)
+
+    [feed] = harness.standins.amazon.feeds.values()
+    assert feed_messages(harness.standins.amazon) == {(QUIET["id"], CANCEL_FEED): 1}  # the good one went out
+    assert harness.standins.amazon.orders[QUIET["id"]]["status"] == "Canceled"
+    bad = {a.type: a for a in harness.store.actions_of(harness.decision_of(BUYER_REQUEST["id"], "cancel_requested").decision_id)}
+    assert bad["cancel_on_amazon"].status == "failed" and bad["cancel_on_amazon"].result["code"] == "FeedRefused"
+    failed = {o.amazon_order_id: o for o in harness.store.failed_orders(ACCOUNT)}
+    assert failed[BUYER_REQUEST["id"]].sync_status == "Failed Cancellation"
+    message = failed[BUYER_REQUEST["id"]].last_error
+    assert message.startswith("feed message 2 (not sent to Amazon): FeedRefused: ") and "amzn-envelope.xsd" in message
+    assert f"order {BUYER_REQUEST['id']}" in message and "ITEM-1" in message
+    assert QUIET["id"] not in failed
+    good = {a.type: a for a in harness.store.actions_of(harness.decision_of(QUIET["id"], "cancel_requested").decision_id)}
+    assert good["cancel_on_amazon"].status == "done" and good["cancel_on_amazon"].result["feed_id"] == feed["feedId"]
+    assert good["cancel_on_amazon"].result["batch_id"] == bad["cancel_on_amazon"].result["batch_id"]  # one batch
 
 
 def test_a_request_for_an_order_the_shop_does_not_have_is_a_failed_order_saying_so(harness: Harness) -> None:

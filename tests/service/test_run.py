@@ -200,6 +200,19 @@ logging: {format: json}
     assert "db-password-3e9" not in result.stderr + result.stdout
 
 
+def test_missing_feed_schemas_exit_2_saying_where_to_point(workdir: Path) -> None:
+    # Feeds are validated before they leave; without the XSDs every feed would fail later, so start-up stops.
+    empty = workdir / "no-xsd"
+    empty.mkdir()
+    config = write(workdir, ACCOUNT + 'http: {listen: "127.0.0.1:0"}\nlogging: {format: json}\n')
+    result = run_until_exit(config, {**SECRET_VALUES, "ORDERSYNC_SPAPI_XSD_DIR": str(empty)})
+    assert result.returncode == 2
+    assert result.stderr.startswith("ordersync: cannot start: account main-us: Amazon feed schemas not found: "
+                                    f"{empty / 'amzn-envelope.xsd'} is missing"), result.stderr
+    assert "ORDERSYNC_SPAPI_XSD_DIR" in result.stderr
+    assert not any(secret in result.stderr + result.stdout for secret in SECRET_VALUES.values())
+
+
 def test_port_in_use_exits_2(workdir: Path) -> None:
     import socket
 
