@@ -174,7 +174,7 @@ class Orders:
 
 @dataclass
 class InMemoryShopify:
-    """ShopifyClient.find_order without HTTP: the storefront copy of an order, or OrderNotFound."""
+    """ShopifyClient.find_order and kit_components without HTTP: the storefront copy of an order, or OrderNotFound."""
 
     orders: Orders
     lookups: int = 0
@@ -187,6 +187,11 @@ class InMemoryShopify:
         # A fresh object per lookup, as the client builds one from each answer.
         return replace(storefront, id=f"gid://shopify/Order/{amazon_order_id[4:11]}{amazon_order_id[12:]}",
                        amazon_order_id=amazon_order_id, source_identifier=amazon_order_id)
+
+    def kit_components(self, sku: str) -> tuple[()]:
+        """Deciding a return asks whether a SKU is a bundle; this shop has none."""
+        self.lookups += 1
+        return ()
 
     def close(self) -> None: ...
 
