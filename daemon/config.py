@@ -146,6 +146,12 @@ class ShutdownConfig:
 
 
 @dataclass(frozen=True)
+class DispatchConfig:
+    lease_seconds: float = 60  # how long a claimed action is this process's before another may take it
+    claim: int = 50  # actions claimed per dispatch run
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     accounts: tuple[AccountConfig, ...]
@@ -156,6 +162,7 @@ class Config:
     http: HttpConfig
     logging: LoggingConfig
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    dispatch: DispatchConfig = field(default_factory=DispatchConfig)
 
     def account(self, name: str) -> AccountConfig:
         for account in self.accounts:
@@ -337,7 +344,7 @@ def _kind(node: Node) -> str:
 # ---------------------------------------------------------------------------------------------------
 # Sections
 
-TOP_KEYS = ("accounts", "store", "rules", "decision_log", "jobs", "http", "logging", "shutdown")
+TOP_KEYS = ("accounts", "store", "rules", "decision_log", "jobs", "http", "logging", "shutdown", "dispatch")
 ACCOUNT_KEYS = ("name", "amazon", "shopify", "settings", "batch_size")
 AMAZON_KEYS = ("endpoint", "token_url", "client_id", "client_secret", "refresh_token", "marketplace_ids",
                "merchant_id", "orders_api", "rate_limits")
@@ -350,6 +357,7 @@ JOB_KEYS = tuple(JobsConfig.__dataclass_fields__)
 HTTP_KEYS = ("listen", "ready_poll_age")
 LOGGING_KEYS = ("format", "level")
 SHUTDOWN_KEYS = ("drain_seconds",)
+DISPATCH_KEYS = tuple(DispatchConfig.__dataclass_fields__)
 DEFAULT_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
 
 
@@ -572,7 +580,11 @@ def build_config(root: Node | None, path: Path, r: _Reader) -> Config:
                             r.text(logging_s.get("level"), "logging.level", "info", choices=LOG_LEVELS))
     shutdown_s = r.mapping(top.get("shutdown"), "shutdown", SHUTDOWN_KEYS, top_where)
     shutdown = ShutdownConfig(float(r.number(shutdown_s.get("drain_seconds"), "shutdown.drain_seconds", 20)))
-    return Config(path, accounts, store, rules, decision_log, jobs, HttpConfig(host, port, ready_age), logging, shutdown)
+    dispatch_s = r.mapping(top.get("dispatch"), "dispatch", DISPATCH_KEYS, top_where)
+    dispatch = DispatchConfig(float(r.number(dispatch_s.get("lease_seconds"), "dispatch.lease_seconds", 60)),
+                              int(r.number(dispatch_s.get("claim"), "dispatch.claim", 50, integer=True)))
+    return Config(path, accounts, store, rules, decision_log, jobs, HttpConfig(host, port, ready_age), logging, shutdown,
+                  dispatch)
 
 
 def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Config:
@@ -608,6 +620,7 @@ def summary(config: Config) -> list[str]:
         else f"rules: {config.rules.dir} (reloaded on SIGHUP only)",
         f"decision log: {config.decision_log.path} (fsync {'on' if config.decision_log.fsync else 'off'})",
         f"jobs: {jobs}",
+        f"dispatch: up to {config.dispatch.claim} actions per run, each leased for {config.dispatch.lease_seconds:g}s",
         f"http: {config.http.host}:{config.http.port} (/healthz /readyz /metrics)",
         f"logging: {config.logging.format}, {config.logging.level}",
         f"accounts: {len(config.accounts)}",

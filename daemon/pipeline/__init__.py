@@ -75,7 +75,8 @@ def install(service: "Service") -> None:
         except PermanentError as exc:
             raise StartupError(f"account {pipeline.name}: {exc}") from None
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    dispatcher = Dispatcher(store, {p.name: p.context for p in pipelines}, worker, observer)
+    dispatcher = Dispatcher(store, {p.name: p.context for p in pipelines}, worker, observer,
+                            lease_seconds=config.dispatch.lease_seconds, claim=config.dispatch.claim)
     jobs = config.jobs
     for pipeline in pipelines:
         name = pipeline.name

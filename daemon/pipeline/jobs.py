@@ -357,9 +357,13 @@ class Dispatcher:
     worker: str
     observer: Observer = field(default_factory=Observer)
     clock: Callable[[], datetime] = utcnow
+    # A claimed action whose lease ran out may be taken by another process (a second replica); the lease
+    # must outlast a whole run of `claim` actions, each up to a Shopify cancel job's wait.
+    lease_seconds: float = 60.0
+    claim: int = 50
 
-    def run(self, limit: int = 50) -> int:
-        actions = self.store.claim_actions(self.worker, limit, now=self.clock())
+    def run(self, limit: int | None = None) -> int:
+        actions = self.store.claim_actions(self.worker, limit or self.claim, now=self.clock(), lease_seconds=self.lease_seconds)
         for action in actions:
             self._carry_out(action)
         return len(actions)

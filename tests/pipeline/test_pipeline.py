@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,6 +14,7 @@ from sqlalchemy import text
 
 from daemon.audit.chain import verify
 from daemon.audit.log import DecisionLog
+from daemon.pipeline import jobs
 from daemon.pipeline.catchup import catch_up_decision_log
 from daemon.pipeline.events import order_fields
 from daemon.pipeline.jobs import AccountPipeline, Dispatcher, decision_id_for
@@ -193,6 +195,22 @@ def test_a_feed_message_that_does_not_validate_is_refused_alone_and_the_others_g
     good = {a.type: a for a in harness.store.actions_of(harness.decision_of(QUIET["id"], "cancel_requested").decision_id)}
     assert good["cancel_on_amazon"].status == "done" and good["cancel_on_amazon"].result["feed_id"] == feed["feedId"]
     assert good["cancel_on_amazon"].result["batch_id"] == bad["cancel_on_amazon"].result["batch_id"]  # one batch
+
+
+def test_the_dispatcher_claims_as_many_actions_and_for_as_long_as_configured(harness: Harness,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = harness.pipeline
+    while pipeline.poll_orders():
+        pass
+    pipeline.decide()
+    now = jobs.utcnow()
+    dispatcher = Dispatcher(harness.store, {ACCOUNT: pipeline.context}, "replica-2", lease_seconds=300, claim=2,
+                            clock=lambda: now)
+    leases = []
+    monkeypatch.setattr(dispatcher, "_carry_out", lambda action: leases.append(harness.store.get_action(action.id)))
+    assert dispatcher.run() == 2
+    until = (now + timedelta(seconds=300)).replace(tzinfo=None)
+    assert [(a.claimed_by, a.claimed_until.replace(tzinfo=None)) for a in leases] == [("replica-2", until)] * 2
 
 
 def test_a_request_for_an_order_the_shop_does_not_have_is_a_failed_order_saying_so(harness: Harness) -> None:

@@ -46,6 +46,18 @@ def test_valid_config_reads_secrets_from_env_and_file_and_never_shows_them(workd
     assert config.rules.dir == workdir / "rules"
     assert (config.http.host, config.http.port) == ("127.0.0.1", 9464)
     assert config.jobs.poll_orders == 60 and config.jobs.send_batches == 1800
+    assert (config.dispatch.claim, config.dispatch.lease_seconds) == (50, 60)
+
+
+def test_the_dispatch_lease_and_claim_are_configurable_and_checked(workdir: Path) -> None:
+    config = load_config(write(workdir, ACCOUNT + "dispatch: {claim: 10, lease_seconds: 300}\n"), environ=SECRET_VALUES)
+    assert (config.dispatch.claim, config.dispatch.lease_seconds) == (10, 300)
+    path = write(workdir, ACCOUNT + "dispatch: {claim: 2.5, lease_seconds: 0, lease: 5}\n")
+    text = errors(path)
+    line = line_of(path, "dispatch:")
+    assert re.search(rf"{path}:{line}:\d+: dispatch\.claim: should be a whole number", text), text
+    assert re.search(rf"{path}:{line}:\d+: dispatch\.lease_seconds: is 0; it must be more than 0", text), text
+    assert re.search(rf"{path}:{line}:\d+: dispatch\.lease: unknown key; keys here are: lease_seconds, claim", text), text
 
 
 def test_literal_secret_is_refused_without_echoing_it(workdir: Path) -> None:
