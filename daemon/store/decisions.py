@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping, NamedTuple, Sequence
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -153,11 +153,14 @@ class Decisions(Database):
             connection.execute(_MARK_DECIDED, decided)
         return recorded
 
-    def decisions_since(self, since: datetime, limit: int = 10_000) -> Sequence[Decision]:
-        """Decisions made at or after `since`, in the order they were made (for catching the log up)."""
+    def decisions_since(self, since: datetime, limit: int = 10_000, after: str | None = None) -> Sequence[Decision]:
+        """Decisions made at or after `since`, in the order they were made (for catching the log up); with
+        `after` (a decision id made at `since`), the next page: those made at `since` after that id are left out."""
+        query = select(Decision).where(col(Decision.created_at) >= since)
+        if after is not None:
+            query = query.where(or_(col(Decision.created_at) > since, col(Decision.decision_id) > after))
         with self.transaction(write=False) as s:
-            return s.scalars(select(Decision).where(col(Decision.created_at) >= since)
-                             .order_by(col(Decision.created_at), col(Decision.decision_id)).limit(limit)).all()
+            return s.scalars(query.order_by(col(Decision.created_at), col(Decision.decision_id)).limit(limit)).all()
 
     def decision_for_event(self, event_id: int) -> Decision | None:
         with self.transaction(write=False) as s:
