@@ -52,7 +52,14 @@ class FeedValidator:
                 f"Amazon feed schemas not found: {envelope} is missing. Feeds are checked against "
                 f"amzn-envelope.xsd before sending; point xsd_dir (or ${XSD_ENV}) at the XSD folder."
             )
-        self._schema = _schema(str(envelope))
+        try:
+            self._schema = _schema(str(envelope))
+        except (etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
+            # lxml names the file that is missing or broken (amzn-envelope.xsd includes several).
+            raise PermanentError(
+                f"Amazon feed schemas in {self.xsd_dir} do not load: {exc}. Copy the whole XSD folder of the "
+                f"SP-API feed schemas (release 4.1) there, or point ${XSD_ENV} at one."
+            ) from None
 
     def errors(self, content: bytes) -> list[str]:
         """Readable schema errors, each naming the MessageID (and order) it sits in."""

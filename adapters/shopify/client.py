@@ -443,9 +443,15 @@ class ShopifyClient:
         bundle; () when that variant is not a bundle or no variant has the SKU (the search's hit must
         carry exactly this SKU). A component without a SKU is a ShopifyRejected naming the bundle."""
         data = self.transport.execute(self.ops.kit_components, {"search": _sku_search(sku)}, operation_name="KitComponents")
-        variant = next((n for n in ((data.get("productVariants") or {}).get("nodes") or []) if n.get("sku") == sku), None)
-        if variant is None:
+        variants = [n for n in ((data.get("productVariants") or {}).get("nodes") or []) if n.get("sku") == sku]
+        if not variants:
             return ()
+        if len(variants) > 1:
+            # Which of them was returned decides whether the RMA lists the bundle or its components.
+            raise ShopifyRejected(f"SKU {sku} belongs to several product variants on {self.config.shop} "
+                                  f"({', '.join(str(v.get('id')) for v in variants)}); give each its own SKU in Shopify, "
+                                  "then retry", code="AMBIGUOUS_MATCH", field="sku")
+        variant = variants[0]
         name = variant.get("displayName")
         bundle = f"Shopify bundle {sku} ({', '.join(filter(None, (name if name != sku else None, variant.get('id'))))}) on {self.config.shop}"
         connection = variant.get("productVariantComponents") or {}

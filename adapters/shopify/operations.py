@@ -223,10 +223,11 @@ query FindInventoryItem($search: String!, $levelsFirst: Int = 20) {
 
 # A fixed bundle is a variant whose productVariantComponents list other variants with a quantity each.
 # A bundle has at most 30 components (shopify.dev, "Add a variant fixed bundle"), so 50 reads all of
-# them; hasNextPage would say if that ever changed.
+# them; hasNextPage would say if that ever changed. Shopify's sku: search is not exact and SKUs need not
+# be unique, so two variants are read (as for inventory items): a second exact hit is an ambiguity.
 KIT_COMPONENTS = """
-query KitComponents($search: String!, $componentsFirst: Int = 50) {
-  productVariants(first: 1, query: $search) {
+query KitComponents($search: String!, $variantsFirst: Int = 2, $componentsFirst: Int = 50) {
+  productVariants(first: $variantsFirst, query: $search) {
     nodes {
       id
       sku

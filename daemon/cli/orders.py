@@ -90,16 +90,24 @@ def _amount(text: str) -> Decimal:
     return amount
 
 
+EARLIEST, LATEST = date(1995, 1, 1), date(9998, 12, 31)  # Amazon's first order; a day after which one more fits
+MAX_LIMIT = 1_000_000
+
+
 def _date(text: str) -> date:
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, e.g. 2025-03-01, not {text!r}") from None
+        day = None
+    if day is None or not EARLIEST <= day <= LATEST:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD between {EARLIEST} and {LATEST}, e.g. 2025-03-01, "
+                                         f"not {text!r}")
+    return day
 
 
 def _limit(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of orders, at least 1, not {text!r}")
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected a whole number of orders from 1 to {MAX_LIMIT:,}, not {text!r}")
     return int(text)
 
 
@@ -143,8 +151,9 @@ def run_list(args: argparse.Namespace, config: Config, store: Store) -> int:
         fulfillment=args.fulfillment, min_total=args.min_total, max_total=args.max_total,
         created_from=_midnight(args.created_from),
         created_to=_midnight(args.created_to + timedelta(days=1) if args.created_to else None),
-        archived=args.archived, limit=args.limit)
-    note = f" (the newest {args.limit}; --limit N shows more)" if len(rows) == args.limit else ""
+        archived=args.archived, limit=args.limit + 1)  # one more says whether there are more
+    note = f" (the newest {args.limit}; --limit N shows more)" if len(rows) > args.limit else ""
+    rows = rows[:args.limit]
     return (ARCHIVE_VIEW if args.archived else ORDERS_GRID).print(args, config, rows, note)
 
 

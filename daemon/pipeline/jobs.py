@@ -23,7 +23,7 @@ import structlog
 from adapters.amazon.client import AmazonClient
 from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, BuiltFeed, CancelItem, CancelRequest
 from adapters.amazon.models import OrderCursor
-from adapters.errors import AdapterError, InvalidInput, TransientError
+from adapters.errors import AdapterError, InvalidInput, PermanentError, TransientError
 from adapters.shopify.client import OrderNotFound, ShopifyClient, ShopifyRejected
 from adapters.shopify.models import StorefrontOrder
 from daemon.actions import ACTIONS
@@ -198,19 +198,29 @@ class AccountPipeline:
 
     def _with_kit_flag(self, kind: str, payload: dict) -> dict:
         """A return's payload with has_kit_items: whether a returned SKU is a bundle in Shopify (Amazon's
-        report does not say). A bundle Shopify refuses to list (a component without a SKU) is still a
-        kit: its RMA then fails in create_rma with what to fix."""
+        report does not say). A bundle Shopify refuses to list (a component without a SKU) is still a kit.
+        When Shopify cannot say (the SKU is on several variants, the token lacks read_products) the field
+        stays out, so no rule on it holds; create_rma asks again and puts the order in the error view
+        with Shopify's answer. A transient failure pauses deciding, as for the storefront lookup."""
         if kind != RETURN:
             return payload
-        has_kit = False
         for sku in dict.fromkeys(item.get("sku") for item in payload.get("items") or []):
-            if not sku or has_kit:
+            if not sku:
                 continue
             try:
-                has_kit = bool(self.shopify.kit_components(sku))
+                if self.shopify.kit_components(sku):
+                    return {**payload, "has_kit_items": True}
             except ShopifyRejected as exc:
-                has_kit = exc.code.startswith("KIT_")
-        return {**payload, "has_kit_items": has_kit}
+                if exc.code.startswith("KIT_"):
+                    return {**payload, "has_kit_items": True}
+                log.warning("kit lookup refused; the return is decided without has_kit_items", account=self.name,
+                            sku=sku, error=str(exc))
+                return payload
+            except PermanentError as exc:
+                log.warning("kit lookup failed; the return is decided without has_kit_items", account=self.name,
+                            sku=sku, error=str(exc))
+                return payload
+        return {**payload, "has_kit_items": False}
 
     # -- Amazon feeds -----------------------------------------------------------------------------
     def _feed(self, kind: str, messages: dict[int, Action]):
@@ -357,16 +367,31 @@ class Dispatcher:
     worker: str
     observer: Observer = field(default_factory=Observer)
     clock: Callable[[], datetime] = utcnow
-    # A claimed action whose lease ran out may be taken by another process (a second replica); the lease
-    # must outlast a whole run of `claim` actions, each up to a Shopify cancel job's wait.
+    # A claimed action whose lease ran out may be taken by another process (a second replica). A run
+    # stops starting actions once less than LEASE_MARGIN of the lease is left (one action, e.g. a Shopify
+    # cancel job's wait, must still fit); the rest are claimed again by the next run, here or elsewhere.
     lease_seconds: float = 60.0
     claim: int = 50
 
+    LEASE_MARGIN = 0.5
+
     def run(self, limit: int | None = None) -> int:
         actions = self.store.claim_actions(self.worker, limit or self.claim, now=self.clock(), lease_seconds=self.lease_seconds)
-        for action in actions:
+        for done, action in enumerate(actions):
+            if self._lease_left(action) < self.lease_seconds * self.LEASE_MARGIN:
+                log.info("dispatch run stopped before its claims run out", worker=self.worker, carried_out=done,
+                         left_for_the_next_run=len(actions) - done)
+                break
             self._carry_out(action)
         return len(actions)
+
+    def _lease_left(self, action: Action) -> float:
+        until = action.claimed_until
+        if until is None:
+            return self.lease_seconds
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=timezone.utc)
+        return (until - self.clock()).total_seconds()
 
     def _carry_out(self, action: Action) -> None:
         context = self.contexts.get(action.account)

@@ -153,10 +153,14 @@ class Decisions(Database):
             connection.execute(_MARK_DECIDED, decided)
         return recorded
 
-    def decisions_since(self, since: datetime, limit: int = 10_000, after: str | None = None) -> Sequence[Decision]:
-        """Decisions made at or after `since`, in the order they were made (for catching the log up); with
-        `after` (a decision id made at `since`), the next page: those made at `since` after that id are left out."""
+    def decisions_since(self, since: datetime, limit: int = 10_000, after: str | None = None, *,
+                        account: str | None = None) -> Sequence[Decision]:
+        """Decisions recorded at or after `since` (of one account, if given), in the order they were recorded
+        (for catching the log up); with `after` (a decision id recorded at `since`), the next page: those
+        recorded at `since` up to that id are left out."""
         query = select(Decision).where(col(Decision.created_at) >= since)
+        if account is not None:
+            query = query.where(col(Decision.account) == account)
         if after is not None:
             query = query.where(or_(col(Decision.created_at) > since, col(Decision.decision_id) > after))
         with self.transaction(write=False) as s:

@@ -31,6 +31,11 @@ def ensure_account(session: Session, account: str) -> None:
 
 class Inbox(Database):
 
+    def accounts(self) -> list[str]:
+        """Every account the store has seen, by name."""
+        with self.transaction(write=False) as s:
+            return sorted(s.scalars(select(Account.id)).all())
+
     def ingest(self, account: str, natural_key: str, kind: str, payload: Mapping[str, Any],
                cursor: tuple[str, str] | None = None, *, amazon_order_id: str | None = None,
                received_at: datetime | None = None) -> bool:

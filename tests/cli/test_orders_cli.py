@@ -93,6 +93,8 @@ def test_each_filter_narrows_the_grid(store: Store, config: Path, ordersync) -> 
     limited = ordersync("orders", "--config", config, "--limit", "2")
     assert order_ids(limited) == ["111-0000004-0000004", "111-0000003-0000003"]
     assert limited.lines[-1] == "2 orders (the newest 2; --limit N shows more)"
+    exactly = ordersync("orders", "--config", config, "--limit", str(len(grid())))  # all of them: nothing more to show
+    assert exactly.lines[-1] == f"{len(grid())} orders"
     assert ordersync("orders", "--config", config, "--status", "Pending").lines == ["no orders"]
 
 
@@ -118,9 +120,11 @@ def test_the_archive_view_holds_the_archived_orders_only(store: Store, config: P
     ("--max-total", "-1", "argument --max-total: expected an amount such as 10 or 9.50"),
     ("--max-total", "9.99999", "argument --max-total: expected an amount such as 10 or 9.50"),
     ("--min-total", "NaN", "argument --min-total: expected an amount"),
-    ("--from", "2025-13-01", "argument --from: expected a date YYYY-MM-DD, e.g. 2025-03-01, not '2025-13-01'"),
+    ("--from", "2025-13-01", "argument --from: expected a date YYYY-MM-DD between 1995-01-01 and 9998-12-31, e.g. 2025-03-01, not '2025-13-01'"),
     ("--to", "yesterday", "argument --to: expected a date YYYY-MM-DD"),
-    ("--limit", "0", "argument --limit: expected a whole number of orders, at least 1, not '0'"),
+    ("--limit", "0", "argument --limit: expected a whole number of orders from 1 to 1,000,000, not '0'"),
+    ("--limit", "99999999999999999999", "argument --limit: expected a whole number of orders from 1 to 1,000,000"),
+    ("--to", "9999-12-31", "argument --to: expected a date YYYY-MM-DD between 1995-01-01 and 9998-12-31"),
 ])
 def test_a_filter_value_that_is_not_valid_says_what_is_expected_and_exits_2(
         config: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, expected: str) -> None:

@@ -4,7 +4,7 @@ already logged is written again. On SQLite, and on PostgreSQL when ORDERSYNC_TES
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -29,9 +29,9 @@ def store(db_url: str) -> Iterator[Store]:
     store.close()
 
 
-def record(n: int, at: datetime) -> dict:
+def record(n: int, at: datetime, account: str = ACCOUNT) -> dict:
     order = f"114-{n:07d}-0000001"
-    return {"decision_id": f"d-{n:06d}", "account": ACCOUNT, "event": "order_cancelled", "amazon_order_id": order,
+    return {"decision_id": f"d-{n:06d}", "account": account, "event": "order_cancelled", "amazon_order_id": order,
             "decided_at": at.isoformat(), "ruleset": "cancellation", "rules_sha256": "0" * 64, "rule": None,
             "actions": [], "fact": {"event": "order_cancelled"}}
 
@@ -91,3 +91,53 @@ def logged_ids_safe(path: Path) -> list[str]:
         except ValueError:
             pass
     return ids
+
+
+def decide_runs(store: Store, runs: list[tuple[str, list[datetime]]]) -> list[list[dict]]:
+    """Each run (account, when each of its decisions was made) recorded in one transaction, in order."""
+    recorded, n = [], 0
+    for account, times in runs:
+        events = [NewEvent("order_cancelled", f"order_cancelled:{n + i}", f"114-{n + i:07d}-0000001", {}) for i in range(len(times))]
+        store.ingest_many(account, events)
+        undecided = store.undecided_events(account, len(times))
+        records = [record(n + i, at, account) for i, at in enumerate(times)]
+        store.record_decisions([DecisionToRecord(e.id, r, []) for e, r in zip(undecided, records)])
+        recorded.append(records)
+        n += len(times)
+    return recorded
+
+
+def test_a_run_slower_than_the_window_is_not_written_again(store: Store, tmp_path: Path) -> None:
+    # Shopify throttling: 500 events decided over 12 minutes, committed at the end, logged; then a quick
+    # run, committed, and the process dies before logging it.
+    now = datetime.now(timezone.utc)
+    slow, quick = decide_runs(store, [(ACCOUNT, [now - timedelta(minutes=12) + i * timedelta(seconds=1.44) for i in range(500)]),
+                                      (ACCOUNT, [now] * 10)])
+    path = tmp_path / "decisions.jsonl"
+    with DecisionLog(path) as log:
+        log.write_many([dict(r) for r in slow])
+    with DecisionLog(path) as log:
+        assert catch_up_decision_log(store, log) == 10
+    ids = logged_ids(path)
+    assert len(ids) == len(set(ids)) == 510
+    assert verify(path).ok
+
+
+def test_each_accounts_missing_run_is_found_however_the_accounts_interleave(store: Store, tmp_path: Path) -> None:
+    # Account "west" logged a run 10 minutes after "east" began one that took 12 minutes; east's run was
+    # committed, then the process died before logging it.
+    now = datetime.now(timezone.utc)
+    east_before, west, east_last = decide_runs(store, [
+        ("east", [now - timedelta(minutes=13)] * 3),
+        ("west", [now - timedelta(minutes=2)] * 4),
+        ("east", [now - timedelta(minutes=12) + i * timedelta(minutes=1) for i in range(12)]),
+    ])
+    path = tmp_path / "decisions.jsonl"
+    with DecisionLog(path) as log:
+        log.write_many([dict(r) for r in east_before + west])
+    with DecisionLog(path) as log:
+        assert catch_up_decision_log(store, log) == 12
+        assert catch_up_decision_log(store, log) == 0
+    ids = logged_ids(path)
+    assert len(ids) == len(set(ids)) == 19 and ids[-12:] == [r["decision_id"] for r in east_last]
+    assert verify(path).ok

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from adapters.errors import TransientError
+from adapters.errors import PermanentError, TransientError
 from daemon.pipeline.executors import create_rma
 from daemon.pipeline.jobs import utcnow
 
@@ -142,3 +142,34 @@ def test_a_kit_component_without_a_sku_puts_the_order_in_the_error_view_saying_w
     assert harness.decision_of(KIT_AND_PLAIN["id"], "return_reported").record["rule"] == "create-rma-for-approved-kit-return"
     assert order.sync_status == "Failed Refund"
     assert "TEA-SET-01" in (order.last_error or "") and "Give that variant a SKU in Shopify" in (order.last_error or "")
+
+
+def test_a_kit_lookup_shopify_cannot_answer_does_not_stop_deciding_and_the_rma_fails_saying_why(harness: Harness) -> None:
+    shop = harness.standins.shopify
+    with shop.lock:  # an old plain listing carries the bundle's SKU too (Shopify allows it)
+        shop.store.items[9999] = "TEA-SET-01"
+    harness.drive()
+    decision = harness.decision_of(KIT_AND_PLAIN["id"], "return_reported")
+    # Shopify could not say whether it is a kit: decided without the field, as a plain return
+    assert "has_kit_items" not in decision.record["fact"]
+    assert decision.record["rule"] == "create-rma-for-approved-return"
+    assert harness.store.rmas_of(ACCOUNT, KIT_AND_PLAIN["id"]) == []  # no RMA listing the bundle itself
+    order = {o.amazon_order_id: o for o in harness.store.failed_orders(ACCOUNT)}[KIT_AND_PLAIN["id"]]
+    assert order.sync_status == "Failed Refund" and "SKU TEA-SET-01 belongs to several product variants" in (order.last_error or "")
+    # the account's other events were decided as usual
+    assert harness.decision_of(TWO_KITS["id"], "return_reported").record["rule"] == "create-rma-for-approved-return"
+
+
+def test_a_kit_lookup_refused_for_good_leaves_the_rest_of_the_run_decided(db_url: str, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    cancelled = {"id": "114-0000009-0000009", "status": "Canceled", "cancel_reason": "BuyerCanceled", "cancelled_by": "BUYER",
+                 "lines": [{"sku": "MUG-RED", "quantity": 1, "price": "5.00", "cancelled": 1}]}
+    with running([KIT_AND_PLAIN, cancelled], db_url, tmp_path) as h:
+        def denied(sku: str) -> Any:  # the app's token lacks read_products
+            raise PermanentError("Shopify KitComponents: Access denied for productVariants field.", code="ACCESS_DENIED")
+        monkeypatch.setattr(h.shopify, "kit_components", denied)
+        h.drive()
+        assert h.decision_of(cancelled["id"], "order_cancelled").record["rule"] == "mirror-cancellation-with-restock"
+        assert "has_kit_items" not in h.decision_of(KIT_AND_PLAIN["id"], "return_reported").record["fact"]
+        order = {o.amazon_order_id: o for o in h.store.failed_orders(ACCOUNT)}[KIT_AND_PLAIN["id"]]
+        assert "Access denied for productVariants" in (order.last_error or "")

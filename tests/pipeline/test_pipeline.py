@@ -213,6 +213,39 @@ def test_the_dispatcher_claims_as_many_actions_and_for_as_long_as_configured(har
     assert [(a.claimed_by, a.claimed_until.replace(tzinfo=None)) for a in leases] == [("replica-2", until)] * 2
 
 
+def test_a_dispatch_run_stops_before_its_claims_run_out_and_the_next_run_takes_the_rest(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = harness.pipeline
+    while pipeline.poll_orders():
+        pass
+    pipeline.decide()
+    clock = [jobs.utcnow()]
+    dispatcher = Dispatcher(harness.store, {ACCOUNT: pipeline.context}, "replica-1", lease_seconds=60, claim=3,
+                            clock=lambda: clock[0])
+    carried: list[int] = []
+
+    def slow(action: Any) -> None:  # each action takes 40 s (a Shopify cancel job waited on)
+        carried.append(action.id)
+        clock[0] += timedelta(seconds=40)
+        harness.store.complete_action(action.id, {}, worker="replica-1")
+    monkeypatch.setattr(dispatcher, "_carry_out", slow)
+    assert dispatcher.run() == 3
+    assert len(carried) == 1  # 20 s of the 60 s lease left: not enough to start another
+    with harness.store.transaction() as session:  # left for the next run, still claimed
+        left = sorted(session.execute(text("SELECT id FROM actions WHERE status = 'claimed'")).scalars())
+    assert len(left) == 2 and carried[0] not in left
+    clock[0] += timedelta(seconds=30)  # their lease ran out: due again
+    second_claim = clock[0]
+    assert dispatcher.run() == 3
+    assert len(carried) == 2 and len(set(carried)) == 2  # one more carried out, none twice
+    renewed = (second_claim + timedelta(seconds=60)).replace(tzinfo=None)
+    for action in map(harness.store.get_action, left):  # the two left over were claimed again, with a new lease
+        if action.id in carried:
+            assert action.status == "done"
+        else:
+            assert (action.status, action.claimed_until.replace(tzinfo=None)) == ("claimed", renewed)
+
+
 def test_a_request_for_an_order_the_shop_does_not_have_is_a_failed_order_saying_so(harness: Harness) -> None:
     harness.drive()
     failed = {o.amazon_order_id: o for o in harness.store.failed_orders(ACCOUNT)}

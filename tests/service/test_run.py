@@ -213,6 +213,22 @@ def test_missing_feed_schemas_exit_2_saying_where_to_point(workdir: Path) -> Non
     assert not any(secret in result.stderr + result.stdout for secret in SECRET_VALUES.values())
 
 
+def test_a_feed_schema_that_does_not_load_exits_2_naming_the_file(workdir: Path) -> None:
+    import shutil
+
+    source = PROJECT_ROOT.parent / "shared" / "specs" / "spapi" / "xsd"
+    if not source.is_dir():
+        pytest.skip(f"the SP-API feed schemas are not at {source}")
+    partial = workdir / "xsd"
+    shutil.copytree(source, partial)
+    (partial / "amzn-base.xsd").unlink()  # the envelope is there, a file it includes is not
+    config = write(workdir, ACCOUNT + 'http: {listen: "127.0.0.1:0"}\nlogging: {format: json}\n')
+    result = run_until_exit(config, {**SECRET_VALUES, "ORDERSYNC_SPAPI_XSD_DIR": str(partial)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"ordersync: cannot start: account main-us: Amazon feed schemas in {partial} do not load")
+    assert "amzn-base.xsd" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_port_in_use_exits_2(workdir: Path) -> None:
     import socket
 
