@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 
 import structlog
 
-from adapters.shopify.client import ShopifyClient
+from adapters.shopify.client import OrderNotFound, ShopifyClient
 from adapters.shopify.models import StorefrontOrder
 from daemon.actions import ACTIONS, AMAZON_BOUND, FAILED_CANCELLATION, FAILED_ORDER, FAILED_REFUND
 from daemon.store import RefundLineIn, RmaLineIn, Store
@@ -85,17 +85,30 @@ def cancel_order(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
         staff_note=f"Amazon {reason or 'cancellation'} (ordersync decision {action.decision_id})"))
 
 
-def _first_location(ctx: AccountContext, sku: str) -> str | None:
+def _order_location(ctx: AccountContext, action: Action, sku: str) -> str | None:
+    """The location the order's units of this SKU were to ship from (its fulfilment order's), when that
+    location stocks the SKU; else the first location that does (None: stocked nowhere)."""
     _, levels = ctx.shopify.inventory_levels(sku)
-    return sorted(levels)[0] if levels else None
+    if not levels:
+        return None
+    try:
+        order = ctx.storefront_order(action) if action.amazon_order_id else None
+    except OrderNotFound:
+        order = None
+    if order is not None:
+        line_ids = {line.id for line in order.line_items if line.sku == sku}
+        for fulfillment_order in order.fulfillment_orders:
+            if fulfillment_order.location_id in levels and any(l.line_item_id in line_ids for l in fulfillment_order.lines):
+                return fulfillment_order.location_id
+    return sorted(levels)[0]
 
 
 def restock(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
-    """The order's (or return's) quantities back at the first location that stocks each SKU."""
+    """The order's (or return's) quantities back where they were to ship from (see _order_location)."""
     done = []
     for line in _lines(ctx, action):
         sku, quantity = line.get("sku"), int(line.get("quantity") or 0)
-        location = _first_location(ctx, sku) if sku and quantity else None
+        location = _order_location(ctx, action, sku) if sku and quantity else None
         if location is None:
             continue
         ctx.shopify.adjust_inventory(sku, location, quantity, reason="restock", decision_id=action.decision_id,
@@ -110,7 +123,7 @@ def zero_out_inventory(ctx: AccountContext, action: Action) -> Mapping[str, Any]
         sku = line.get("sku")
         if not sku:
             continue
-        location = None if action.params.get("all_bins") else _first_location(ctx, sku)
+        location = None if action.params.get("all_bins") else _order_location(ctx, action, sku)
         ctx.shopify.zero_out_inventory(sku, decision_id=action.decision_id, idempotency_key=f"{action.idempotency_key}:{sku}",
                                        location_id=location)
         done.append({"sku": sku, "location": location or "all"})

@@ -246,6 +246,24 @@ def test_a_dispatch_run_stops_before_its_claims_run_out_and_the_next_run_takes_t
             assert (action.status, action.claimed_until.replace(tzinfo=None)) == ("claimed", renewed)
 
 
+def test_zero_out_empties_the_bin_the_order_was_to_ship_from_not_every_bin(db_url: str, tmp_path: Path) -> None:
+    dropshipped = {"id": "114-0000006-0000006", "lines": [{"sku": "VASE-01", "quantity": 1, "price": "20.00"}],
+                   "storefront": {"dropship": "Pending"}}  # its fulfilment order is at location 2 (DropCo)
+    with running([dropshipped], db_url, tmp_path) as h:
+        shop = h.standins.shopify
+        with shop.lock:  # both locations stock the vase
+            item = next(i for i, sku in shop.store.items.items() if sku == "VASE-01")
+            shop.store.levels[(item, 2)] = 7
+        h.drive()
+        assert request_cancellation(h.store, h.amazon, ACCOUNT, dropshipped["id"], "NoInventory")
+        h.drive(polls=False)
+        decision = h.decision_of(dropshipped["id"], "cancel_requested")
+        [zero_out] = [a for a in h.store.actions_of(decision.decision_id) if a.type == "zero_out_inventory"]
+        assert zero_out.status == "done" and zero_out.result["zeroed"] == [{"sku": "VASE-01", "location": "gid://shopify/Location/2"}]
+        with shop.lock:
+            assert (shop.store.levels[(item, 1)], shop.store.levels[(item, 2)]) == (INITIAL_LEVEL, 0)
+
+
 def test_a_request_for_an_order_the_shop_does_not_have_is_a_failed_order_saying_so(harness: Harness) -> None:
     harness.drive()
     failed = {o.amazon_order_id: o for o in harness.store.failed_orders(ACCOUNT)}
