@@ -85,16 +85,19 @@ def cancel_order(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
         staff_note=f"Amazon {reason or 'cancellation'} (ordersync decision {action.decision_id})"))
 
 
-def _order_location(ctx: AccountContext, action: Action, sku: str) -> str | None:
+def _storefront_order_if_any(ctx: AccountContext, action: Action) -> StorefrontOrder | None:
+    try:
+        return ctx.storefront_order(action) if action.amazon_order_id else None
+    except OrderNotFound:
+        return None
+
+
+def _order_location(ctx: AccountContext, order: StorefrontOrder | None, sku: str) -> str | None:
     """The location the order's units of this SKU were to ship from (its fulfilment order's), when that
     location stocks the SKU; else the first location that does (None: stocked nowhere)."""
     _, levels = ctx.shopify.inventory_levels(sku)
     if not levels:
         return None
-    try:
-        order = ctx.storefront_order(action) if action.amazon_order_id else None
-    except OrderNotFound:
-        order = None
     if order is not None:
         line_ids = {line.id for line in order.line_items if line.sku == sku}
         for fulfillment_order in order.fulfillment_orders:
@@ -106,9 +109,10 @@ def _order_location(ctx: AccountContext, action: Action, sku: str) -> str | None
 def restock(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
     """The order's (or return's) quantities back where they were to ship from (see _order_location)."""
     done = []
+    order = _storefront_order_if_any(ctx, action)  # once for all lines
     for line in _lines(ctx, action):
         sku, quantity = line.get("sku"), int(line.get("quantity") or 0)
-        location = _order_location(ctx, action, sku) if sku and quantity else None
+        location = _order_location(ctx, order, sku) if sku and quantity else None
         if location is None:
             continue
         ctx.shopify.adjust_inventory(sku, location, quantity, reason="restock", decision_id=action.decision_id,
@@ -119,11 +123,12 @@ def restock(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
 
 def zero_out_inventory(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
     done = []
+    order = None if action.params.get("all_bins") else _storefront_order_if_any(ctx, action)  # once for all lines
     for line in _lines(ctx, action):
         sku = line.get("sku")
         if not sku:
             continue
-        location = None if action.params.get("all_bins") else _order_location(ctx, action, sku)
+        location = None if action.params.get("all_bins") else _order_location(ctx, order, sku)
         ctx.shopify.zero_out_inventory(sku, decision_id=action.decision_id, idempotency_key=f"{action.idempotency_key}:{sku}",
                                        location_id=location)
         done.append({"sku": sku, "location": location or "all"})

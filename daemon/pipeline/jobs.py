@@ -210,13 +210,9 @@ class AccountPipeline:
             try:
                 if self.shopify.kit_components(sku):
                     return {**payload, "has_kit_items": True}
-            except ShopifyRejected as exc:
-                if exc.code.startswith("KIT_"):
-                    return {**payload, "has_kit_items": True}
-                log.warning("kit lookup refused; the return is decided without has_kit_items", account=self.name,
-                            sku=sku, error=str(exc))
-                return payload
             except PermanentError as exc:
+                if isinstance(exc, ShopifyRejected) and exc.code.startswith("KIT_"):
+                    return {**payload, "has_kit_items": True}
                 log.warning("kit lookup failed; the return is decided without has_kit_items", account=self.name,
                             sku=sku, error=str(exc))
                 return payload
@@ -386,12 +382,9 @@ class Dispatcher:
         return len(actions)
 
     def _lease_left(self, action: Action) -> float:
-        until = action.claimed_until
-        if until is None:
+        if action.claimed_until is None:  # not claimed by a lease (never so for what claim_actions returns)
             return self.lease_seconds
-        if until.tzinfo is None:
-            until = until.replace(tzinfo=timezone.utc)
-        return (until - self.clock()).total_seconds()
+        return (action.claimed_until - self.clock()).total_seconds()
 
     def _carry_out(self, action: Action) -> None:
         context = self.contexts.get(action.account)
