@@ -6,6 +6,7 @@ flat: settings are dotted names (`settings.allow_over_refund`) so a rule names e
 """
 from __future__ import annotations
 
+from collections import abc
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping
@@ -219,11 +220,12 @@ _SETTING_DEFAULTS = {name: FIELDS[name].default for name in SETTINGS}
 def normalise(data: Mapping[str, Any]) -> dict[str, Any]:
     """A checked, typed, flat fact: unknown fields, wrong types and values outside the allowed ones raise
     FactError; settings left out take their defaults; derived fields left out are computed."""
-    if not isinstance(data, Mapping):
+    # collections.abc, not typing: isinstance against typing's alias costs a microsecond per call, per fact.
+    if not isinstance(data, abc.Mapping):
         raise FactError(None, f"a fact is a JSON object of fields, not {type(data).__name__}")
     fact = dict(_SETTING_DEFAULTS)
     for name, value in data.items():
-        if name == "settings" and isinstance(value, Mapping):
+        if name == "settings" and isinstance(value, abc.Mapping):
             for setting, flag in value.items():
                 key = f"settings.{setting}"
                 if key not in _CHECKS:

@@ -6,6 +6,7 @@ processor here is a second line of defence against a key someone logs by mistake
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -18,10 +19,19 @@ MASK = "***"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret(key: str) -> bool:
+    # Lines name the same few dozen keys over and over: one regex search per key name, not per line
+    # (the search was a third of what the line per decision cost).
+    return bool(SECRET_KEY.search(key))
+
+
 def _mask(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: (MASK if isinstance(k, str) and SECRET_KEY.search(k) else _mask(v)) for k, v in value.items()}
+        return {k: (MASK if isinstance(k, str) and _secret(k) else _mask(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if not any(isinstance(v, (dict, list, tuple)) for v in value):
+            return value  # nothing in it has a key
         return [_mask(v) for v in value]
     return value
 
@@ -29,11 +39,11 @@ def _mask(value: Any) -> Any:
 def mask_secrets(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace the value of any key named like a secret (token, secret, password, authorization...),
     at any depth, with '***'."""
-    for key in list(event):
-        if SECRET_KEY.search(key):
+    for key, value in event.items():
+        if _secret(key):
             event[key] = MASK
-        elif isinstance(event[key], (dict, list, tuple)):
-            event[key] = _mask(event[key])
+        elif isinstance(value, (dict, list, tuple)):
+            event[key] = _mask(value)
     return event
 
 

@@ -183,9 +183,11 @@ class AccountPipeline:
         decided = [pair for pair, result in zip(decided, recorded) if result.new]
         if self.decision_log is not None:
             self.decision_log.write_many([item.record for item, _ in decided])
+        # Bound once per run: the module's logger is a lazy proxy that binds itself again on every call.
+        run_log = log.bind(account=self.name)
         for item, decision in decided:
             self.observer.decided(item.record["ruleset"], item.record["rule"])
-            log.info("decision", account=self.name, amazon_order_id=decision.fact.get("amazon_order_id"),
+            run_log.info("decision", amazon_order_id=decision.fact.get("amazon_order_id"),
                      kind=decision.fact["event"], rule=item.record["rule"], actions=[a["type"] for a in decision.actions],
                      decision_id=decision.decision_id)
         return len(decided)

@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping, NamedTuple, Sequence
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, insert, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from daemon.actions import ACTIONS, AMAZON_BOUND
+from daemon.store._sql import DriverStatement
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
 from daemon.store.models import AWAITING_APPROVAL, DONE, PENDING, QUEUED_FOR_BATCH, Action, Decision, Event
@@ -22,10 +23,14 @@ _EVENTS_FOR_UPDATE = (select(_events.c.id, _events.c.account, _events.c.amazon_o
                       .where(_events.c.id.in_(bindparam("event_ids", expanding=True))).with_for_update())
 _DECISIONS_OF_EVENTS = (select(_decisions.c.event_id, _decisions.c.decision_id)
                         .where(_decisions.c.event_id.in_(bindparam("event_ids", expanding=True))))
-_INSERT_DECISION = insert(_decisions)
-_INSERT_ACTION = insert(_actions)
-_MARK_DECIDED = (update(_events).where(_events.c.id == bindparam("event_id"))
-                 .values(decided_at=bindparam("now"), error=None))
+_DECISION_COLUMNS = ("decision_id", "event_id", "account", "amazon_order_id", "ruleset", "rules_sha256", "rule",
+                     "record", "created_at")
+_ACTION_COLUMNS = ("decision_id", "idx", "account", "amazon_order_id", "type", "params", "target", "idempotency_key",
+                   "status", "attempts", "result", "created_at", "updated_at")
+_INSERT_DECISION = DriverStatement(insert(_decisions).values({name: bindparam(name) for name in _DECISION_COLUMNS}))
+_INSERT_ACTION = DriverStatement(insert(_actions).values({name: bindparam(name) for name in _ACTION_COLUMNS}))
+_MARK_DECIDED = DriverStatement(update(_events).where(_events.c.id == bindparam("event_id"))
+                                .values(decided_at=bindparam("now"), error=null()))
 
 
 @dataclass(frozen=True)
@@ -103,15 +108,18 @@ class Decisions(Database):
             return [Recorded(existing.decision_id, False)]
 
     def _record(self, s: Session, decisions: Sequence[DecisionToRecord]) -> list[Recorded]:
-        # Core statements built once (above) on the session's connection: the ORM's unit of work and the
-        # per-call building and compiling of statements were most of the time a decision took.
+        # Statements compiled once (above) and run by the driver, with values converted here: the ORM's
+        # unit of work, then SQLAlchemy's per-row parameter processing, were most of what recording cost.
         connection = s.connection()
         event_ids = [item.event_id for item in decisions]
         # FOR UPDATE on PostgreSQL: a second decider of these events waits here, then sees the decisions
         # (the next statement reads after the lock is granted, so it sees what the first one committed).
         events = {row.id: row for row in connection.execute(_EVENTS_FOR_UPDATE, {"event_ids": event_ids})}
         existing = {row.event_id: row.decision_id for row in connection.execute(_DECISIONS_OF_EVENTS, {"event_ids": event_ids})}
-        now = utcnow()
+        now = DriverStatement.converter(s, _decisions.c.created_at)(utcnow())
+        record_json = DriverStatement.converter(s, _decisions.c.record)
+        params_json = DriverStatement.converter(s, _actions.c.params)
+        result_json = DriverStatement.converter(s, _actions.c.result)
         decision_rows: list[dict[str, Any]] = []
         action_rows: list[dict[str, Any]] = []
         decided: list[dict[str, Any]] = []
@@ -129,28 +137,28 @@ class Decisions(Database):
             decision_rows.append({
                 "decision_id": decision_id, "event_id": item.event_id, "account": event.account,
                 "amazon_order_id": order_id, "ruleset": record.get("ruleset"), "rules_sha256": record.get("rules_sha256"),
-                "rule": record.get("rule"), "record": dict(record), "created_at": now})
+                "rule": record.get("rule"), "record": record_json(dict(record)), "created_at": now})
             types = {str(action["type"]) for action in item.actions}
             for index, action in enumerate(item.actions):
                 kind = str(action["type"])
                 action_rows.append({
                     "decision_id": decision_id, "idx": index, "account": event.account, "amazon_order_id": order_id,
-                    "type": kind, "params": {k: v for k, v in action.items() if k != "type"},
+                    "type": kind, "params": params_json({k: v for k, v in action.items() if k != "type"}),
                     "target": ACTIONS[kind].target, "idempotency_key": idempotency_key(decision_id, index),
                     "status": initial_status(kind, types), "attempts": 0,
-                    "result": {"applied_by": "store"} if kind == APPROVAL else None,
+                    "result": result_json({"applied_by": "store"}) if kind == APPROVAL else None,
                     "created_at": now, "updated_at": now})
             decided.append({"event_id": item.event_id, "now": now})
             recorded.append(Recorded(decision_id, True))
         if decision_rows:
-            connection.execute(_INSERT_DECISION, decision_rows)
+            _INSERT_DECISION.run(s, decision_rows)
         if action_rows:
             # An executemany without RETURNING: both drivers (sqlite3, psycopg) run the INSERT once per row,
             # in the order given, so ids follow the order of decisions and of actions within each: id
             # order is the order of effects.
-            connection.execute(_INSERT_ACTION, action_rows)
+            _INSERT_ACTION.run(s, action_rows)
         if decided:
-            connection.execute(_MARK_DECIDED, decided)
+            _MARK_DECIDED.run(s, decided)
         return recorded
 
     def decisions_since(self, since: datetime, limit: int = 10_000, after: str | None = None, *,

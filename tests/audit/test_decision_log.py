@@ -106,7 +106,7 @@ def test_the_daemons_log_level_never_drops_a_decision_record(tmp_path, engine):
         structlog.reset_defaults()
 
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
                      max_leaves=12)
 
@@ -121,3 +121,23 @@ def test_a_linked_line_is_the_canonical_json_of_its_record(fields):
         line = chain.link(record)
         assert line == canonical(record)
         assert record["hash"] == record_hash(json.loads(line))
+
+
+def test_a_log_written_before_the_faster_encoding_still_verifies_and_an_edit_to_it_is_still_found(tmp_path):
+    """Records written until 2026-12 were hashed over the standard library's encoding, which writes some
+    floats differently (1.5e-07 where the log now writes 1.5e-7): they verify as they are."""
+    legacy = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str).encode
+    import hashlib
+    path = tmp_path / "old.jsonl"
+    lines, previous = [], "0" * 64
+    for seq, ratio in enumerate((1.5e-07, 2.5e-05), start=1):
+        record = {"account": "acme", "decision_id": f"d{seq}", "ratio": ratio, "seq": seq, "prev_hash": previous}
+        record["hash"] = previous = hashlib.sha256(legacy(record).encode("utf-8")).hexdigest()
+        assert legacy(record) != canonical(record)  # the two forms differ for this record
+        lines.append(legacy(record))
+    path.write_text("\n".join(lines) + "\n")
+    assert verify(path).ok and verify(path).records == 2
+
+    path.write_text(path.read_text().replace('"ratio":2.5e-05', '"ratio":2.6e-05'))
+    result = verify(path)
+    assert not result.ok and result.broken.line == 2 and "was changed after it was written" in result.broken.message
