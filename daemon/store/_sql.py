@@ -51,5 +51,8 @@ class DriverStatement:
     def converter(session: Session, column: Any) -> Callable[[Any], Any]:
         """What the column's type does to a value before the driver gets it (a datetime to SQLite's text,
         a dict to JSON, ...): applied by the caller, once for a value every row shares."""
-        processor = column.type.bind_processor(session.connection().dialect)
+        dialect = session.connection().dialect
+        # The dialect's own implementation: the generic type would hand SQLite a datetime for sqlite3 to
+        # format, which leaves out ".000000" on a whole second and so breaks the text order of times.
+        processor = column.type.dialect_impl(dialect).bind_processor(dialect)
         return processor or (lambda value: value)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -41,6 +42,19 @@ def test_decision_actions_and_decided_mark_are_written(store: Store) -> None:
     assert actions[1].params == {"reason_code": "BuyerCanceled", "restock": True, "notify_customer": False}
     assert actions[0].id < actions[1].id < actions[2].id
     assert store.undecided_events() == [] and store.get_event(event_id).decided_at is not None
+
+
+def test_a_decision_made_on_a_whole_second_is_found_from_that_second(store: Store, monkeypatch) -> None:
+    """Times are compared in the database (as text on SQLite): a decision's time must be written in the
+    form every other time is, or catching the log up from that moment misses it."""
+    import daemon.store.decisions as decisions
+    whole_second = datetime(2026, 12, 1, 21, 0, 0, tzinfo=timezone.utc)
+    monkeypatch.setattr(decisions, "utcnow", lambda: whole_second)
+    event_id = _event(store)
+    store.record_decision(event_id, {"decision_id": "d1"}, CANCEL)
+    assert [d.decision_id for d in store.decisions_since(whole_second)] == ["d1"]
+    assert store.get_decision("d1").created_at == store.get_event(event_id).decided_at == whole_second
+    assert {a.created_at for a in store.actions_of("d1")} == {whole_second}
 
 
 def test_deciding_again_after_a_crash_is_a_no_op(store: Store) -> None:
