@@ -29,6 +29,24 @@ def ensure_account(session: Session, account: str) -> None:
                     .on_conflict_do_nothing(index_elements=["id"]))
 
 
+class StoredEvent(Protocol):
+    """An event as the inbox hands it out (a row with Event's columns)."""
+    id: int
+    account: str
+    natural_key: str
+    kind: str
+    amazon_order_id: str | None
+    payload: dict[str, Any]
+    received_at: datetime
+    decided_at: datetime | None
+    error: str | None
+    failures: int
+
+
+_event = Event.__table__.c
+_EVENTS = select(Event.__table__)
+
+
 class Inbox(Database):
 
     def accounts(self) -> list[str]:
@@ -107,24 +125,25 @@ class Inbox(Database):
             return event
 
     def undecided_events(self, account: str | None = None, limit: int = 100, *,
-                         include_failed: bool = True) -> Sequence[Event]:
+                         include_failed: bool = True) -> Sequence[StoredEvent]:
         """Events with no decision yet, oldest first. Events that failed to be decided are included
         (they are retried) unless include_failed is off."""
-        query = select(Event).where(col(Event.decided_at).is_(None))
-        if account is not None:
-            query = query.where(Event.account == account)
+        query = _EVENTS.where(_event.decided_at.is_(None))
         if not include_failed:
-            query = query.where(col(Event.error).is_(None))
-        with self.transaction(write=False) as s:
-            return s.scalars(query.order_by(col(Event.id)).limit(limit)).all()
+            query = query.where(_event.error.is_(None))
+        return self._events(query, account, limit)
 
-    def failed_events(self, account: str | None = None, limit: int = 100) -> Sequence[Event]:
+    def failed_events(self, account: str | None = None, limit: int = 100) -> Sequence[StoredEvent]:
         """Events that could not be decided (record_failure) and still have no decision."""
-        query = select(Event).where(col(Event.decided_at).is_(None), col(Event.error).is_not(None))
+        return self._events(_EVENTS.where(_event.decided_at.is_(None), _event.error.is_not(None)), account, limit)
+
+    def _events(self, query: Any, account: str | None, limit: int) -> Sequence[StoredEvent]:
+        # Rows, not ORM objects: loading 500 Event instances for a decide run took twice as long as reading
+        # the same rows, and nothing changes them through the session.
         if account is not None:
-            query = query.where(Event.account == account)
+            query = query.where(_event.account == account)
         with self.transaction(write=False) as s:
-            return s.scalars(query.order_by(col(Event.id)).limit(limit)).all()
+            return s.connection().execute(query.order_by(_event.id).limit(limit)).all()
 
     def record_failure(self, event_id: int, error: str) -> None:
         """Keep an event that could not be decided (e.g. a fact the schema refuses) visible with its
