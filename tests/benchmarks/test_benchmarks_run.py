@@ -26,3 +26,10 @@ def test_the_pipeline_benchmark_runs_and_prints_its_figures() -> None:
 def test_the_rules_benchmark_runs_and_prints_its_figures() -> None:
     out = run("rules_throughput.py", "--facts", "2000", "--long", "0")
     assert re.search(r"[\d,]+ facts/s", out), out
+
+
+def test_the_storefront_lookup_benchmark_runs_into_the_bucket_and_prints_its_figures() -> None:
+    # A bucket just above one lookup's requested cost, so even two seconds reach the paced part.
+    out = run("storefront_lookups.py", "--seconds", "2", "--bucket", "700")
+    assert re.search(r"once it ran low: [\d.]+/s", out), out
+    assert "THROTTLED answers: 0" in out, out
