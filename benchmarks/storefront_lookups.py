@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapters.errors import TransientError  # noqa: E402
 from adapters.shopify import ShopifyClient, ShopifyConfig  # noqa: E402
 from adapters.sim.shopify import create_server  # noqa: E402
 from daemon.logging import configure_logging  # noqa: E402
@@ -73,7 +74,11 @@ def main() -> None:
             start = time.monotonic()
             while time.monotonic() - start < args.seconds:
                 waited = stats.paced_seconds
-                client.find_order(_amazon_id(len(done) % args.orders))
+                try:
+                    client.find_order(_amazon_id(len(done) % args.orders))
+                except TransientError as exc:
+                    sys.exit(f"storefront_lookups: {exc}; a bucket of {args.bucket:,.0f} points may be smaller than "
+                             "one lookup's requested cost, which Shopify then never serves")
                 if burst is None and stats.paced_seconds > waited:
                     burst = len(done)
                 done.append(time.monotonic() - start)
