@@ -154,13 +154,6 @@ class Orders(Database):
             return list(islice((o for o in rows if (low is None or o.order_total >= low)
                                 and (high is None or o.order_total <= high)), limit))
 
-    def archived_orders(self, account: str | None = None) -> Sequence[Order]:
-        query = select(Order).where(col(Order.archived).is_(True))
-        if account is not None:
-            query = query.where(col(Order.account) == account)
-        with self.transaction(write=False) as s:
-            return s.scalars(query.order_by(col(Order.id))).all()
-
     def resolve(self, account: str, amazon_order_id: str) -> int:
         """Resolve (retry): the order's failed actions are queued again (Amazon-bound ones for the next
         batch) with a fresh count of attempts, and the order leaves the error view. Returns how many."""
