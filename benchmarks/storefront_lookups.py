@@ -86,6 +86,8 @@ def main() -> None:
         journal = [e for e in server.journal.entries() if e.get("kind") == "request" and e.get("operation") == "FindOrders"]
 
     served = [e for e in journal if not e.get("error")]
+    if not served:
+        sys.exit(f"storefront_lookups: no lookup was answered in {args.seconds:g} s; give more --seconds")
     throttled = sum(1 for e in journal if e.get("error") == "THROTTLED")
     requested = max(e["requested"] for e in served)
     actual = sum(e["actual"] for e in served) / len(served)

@@ -31,15 +31,17 @@ class DriverStatement:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        self._compiled: dict[tuple[str, str, str], tuple[str, tuple[str, ...] | None]] = {}
 
     def _for(self, dialect: Any) -> tuple[str, tuple[str, ...] | None]:
-        if dialect.name not in self._compiled:
-            compiled = self.statement.compile(dialect=dialect)
+        key = (dialect.name, dialect.driver, dialect.paramstyle)
+        if key not in self._compiled:
+            # for_executemany: without it PostgreSQL's INSERT would end in RETURNING id, ids nobody reads.
+            compiled = self.statement.compile(dialect=dialect, for_executemany=True)
             # qmark/format drivers (sqlite3) take tuples in the compiled order; pyformat ones (psycopg) dicts.
             order = tuple(compiled.positiontup) if compiled.positional else None
-            self._compiled[dialect.name] = (compiled.string, order)
-        return self._compiled[dialect.name]
+            self._compiled[key] = (compiled.string, order)
+        return self._compiled[key]
 
     def run(self, session: Session, rows: list[dict[str, Any]]) -> None:
         connection = session.connection()

@@ -146,7 +146,7 @@ class Decisions(Database):
                     "type": kind, "params": params_json({k: v for k, v in action.items() if k != "type"}),
                     "target": ACTIONS[kind].target, "idempotency_key": idempotency_key(decision_id, index),
                     "status": initial_status(kind, types), "attempts": 0,
-                    "result": result_json({"applied_by": "store"}) if kind == APPROVAL else None,
+                    "result": result_json({"applied_by": "store"} if kind == APPROVAL else None),
                     "created_at": now, "updated_at": now})
             decided.append({"event_id": item.event_id, "now": now})
             recorded.append(Recorded(decision_id, True))

@@ -89,8 +89,17 @@ def json_dumps(value: Any) -> str:
     try:
         return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS).decode("utf-8")
     except TypeError:
-        # Integers beyond 64 bits, which orjson refuses; anything else not serialisable fails here too.
-        return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+        # Integers beyond 64 bits and lone surrogates, which orjson refuses; anything else not serialisable
+        # fails here too.
+        text = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (a \ud800 escape in Amazon's JSON) has no UTF-8, and the database driver
+            # would refuse the page it came in, again on every poll; escaped, it is JSON text that reads back
+            # as the same string.
+            text = json.dumps(value, default=_json_default, ensure_ascii=True, separators=(",", ":"))
+        return text
 
 
 def utcnow() -> datetime:

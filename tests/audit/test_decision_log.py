@@ -141,3 +141,17 @@ def test_a_log_written_before_the_faster_encoding_still_verifies_and_an_edit_to_
     path.write_text(path.read_text().replace('"ratio":2.5e-05', '"ratio":2.6e-05'))
     result = verify(path)
     assert not result.ok and result.broken.line == 2 and "was changed after it was written" in result.broken.message
+
+
+@pytest.mark.parametrize("fields", [
+    {"v": {"big": 2 ** 70, "m": {10: "a", 9: "b"}}},        # beyond orjson, with keys that are numbers
+    {"m": {1: "a", "1": "b"}},                              # two keys that JSON names alike
+    {"reason": "Changed my mind \ud83d", "note": "café"},  # a lone surrogate beside other non-ASCII text
+    {"ratio": float("nan"), "limit": float("inf")},
+], ids=["big-int-number-keys", "keys-named-alike", "lone-surrogate", "nan-inf"])
+def test_every_line_the_log_writes_verifies(tmp_path, fields):
+    with DecisionLog(tmp_path / "decisions.jsonl") as log:
+        log.write({"account": "acme", "decision_id": "d1", **fields})
+        log.write({"account": "acme", "decision_id": "d2"})
+    result = verify(tmp_path / "decisions.jsonl")
+    assert result.ok and result.records == 2, result.broken

@@ -14,14 +14,16 @@ UNIT = Path(__file__).resolve().parents[2] / "deploy" / "ordersync.service"
 INSTALLED = "/opt/ordersync/venv/bin/ordersync"
 ANALYZE = shutil.which("systemd-analyze")
 
-pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed here")
+ORDERSYNC = Path(sys.executable).with_name("ordersync")
+
+pytestmark = [pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed here"),
+              pytest.mark.skipif(not ORDERSYNC.exists(), reason=f"no ordersync command beside {sys.executable}")]
 
 
 def _verify(tmp_path: Path, text: str) -> str:
     # The unit names the installed path (docs/operations.md §systemd); verify checks it is executable.
-    ordersync = Path(sys.executable).with_name("ordersync")
     unit = tmp_path / "ordersync.service"
-    unit.write_text(text.replace(INSTALLED, str(ordersync)))
+    unit.write_text(text.replace(INSTALLED, str(ORDERSYNC)))
     done = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     return (done.stdout + done.stderr).strip()
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from daemon.pipeline.events import NewEvent
 from daemon.store import NotFound, Store, StoreError
 
 
@@ -116,3 +117,12 @@ def test_ingest_many_is_all_or_nothing(store: Store) -> None:
     with pytest.raises(StoreError, match="unknown cursor kind"):
         store.ingest_many("acme", [_ev("k0", 0)], ("order", "T2"))
     assert store.undecided_events() == []
+
+
+def test_a_payload_with_a_lone_surrogate_is_stored_and_reads_back_the_same(store: Store) -> None:
+    """Amazon's JSON may carry a \\ud800 escape (half an emoji cut off); the string it decodes to has no
+    UTF-8, and the database would refuse the whole page on every poll unless it is stored escaped."""
+    reason = "Changed my mind \ud83d"
+    store.ingest_many("acme", [NewEvent(kind="buyer_cancel_requested", natural_key="k1", amazon_order_id="111-1", payload={"reason": reason})], ("orders", "c1"))
+    [event] = store.undecided_events("acme")
+    assert event.payload == {"reason": reason} and store.cursor("acme", "orders") == "c1"
