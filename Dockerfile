@@ -26,6 +26,8 @@ RUN pip install --no-cache-dir --no-index --find-links=/tmp/wheels ordersync \
  && rm -rf /tmp/wheels
 # The shipped rules; mount your own folder over /etc/ordersync/rules to change policy.
 COPY rules /etc/ordersync/rules
+# Amazon's feed XSDs are not in the image: mount their folder here, or the daemon does not start (exit 2).
+ENV ORDERSYNC_SPAPI_XSD_DIR=/etc/ordersync/xsd
 USER ordersync
 WORKDIR /var/lib/ordersync
 VOLUME ["/var/lib/ordersync"]

@@ -50,7 +50,8 @@ class FeedValidator:
         if not envelope.is_file():
             raise PermanentError(
                 f"Amazon feed schemas not found: {envelope} is missing. Feeds are checked against "
-                f"amzn-envelope.xsd before sending; point xsd_dir (or ${XSD_ENV}) at the XSD folder."
+                f"amzn-envelope.xsd before sending; set ${XSD_ENV} to the folder of the SP-API feed XSDs "
+                f"(AmazonAccount.xsd_dir when the adapter is used on its own)."
             )
         try:
             self._schema = _schema(str(envelope))
