@@ -208,6 +208,7 @@ class Result:
     counts: Any = None
     log_lines: int = 0
     analyzes: int = 0
+    shop_reads: int = 0
 
 
 class Autoanalyze:
@@ -240,8 +241,9 @@ def run(url: str, events_wanted: int, engine: RulesEngine, folder: Path) -> Resu
     store = open_store(url, migrate=True)
     decision_log = DecisionLog(folder / "decisions.jsonl")
     orders = Orders()
+    shop = InMemoryShopify(orders)
     pipeline = AccountPipeline(name="acme", settings=SETTINGS, batch_size=15, store=store, engine=engine,
-                               decision_log=decision_log, amazon=None, shopify=InMemoryShopify(orders),  # type: ignore[arg-type]
+                               decision_log=decision_log, amazon=None, shopify=shop,  # type: ignore[arg-type]
                                clock=lambda: NOW)
     result = Result()
     analyze = Autoanalyze(store)
@@ -285,6 +287,7 @@ def run(url: str, events_wanted: int, engine: RulesEngine, folder: Path) -> Resu
         result.peak = peak_rss_mb()
         result.counts = store.counts()
         result.analyzes = analyze.runs
+        result.shop_reads = shop.lookups
         with open(folder / "decisions.jsonl", "rb") as handle:
             result.log_lines = sum(1 for _ in handle)
     finally:
@@ -312,6 +315,9 @@ def report(name: str, result: Result, reset_ok: bool) -> None:
         print(f"  store: events {sum(c.events_by_kind.values()):,} ({', '.join(f'{k} {v:,}' for k, v in sorted(c.events_by_kind.items()))}), "
               f"undecided {c.undecided_events:,}, failed {c.failed_events:,}, decisions {decisions:,}; actions: {actions}")
         print(f"  decision log lines: {result.log_lines:,}")
+        # Against a real shop each read spends its cost bucket (benchmarks/storefront_lookups.py).
+        print(f"  storefront reads (order lookups and kit lookups): {result.shop_reads:,}, "
+              f"{result.shop_reads / max(1, result.events):.2f} per event")
     if result.analyzes:
         print(f"  autovacuum is off on this server: ANALYZE run {result.analyzes} times between stages, as it would")
 

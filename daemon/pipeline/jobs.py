@@ -153,12 +153,20 @@ class AccountPipeline:
         events = self.store.undecided_events(self.name, limit, include_failed=False)
         waiting = self.store.orders_with_open_actions(self.name, among=(e.amazon_order_id for e in events if e.amazon_order_id))
         storefronts: dict[str, str] = {}
+        # What Shopify said in this run, asked once: every read spends the shop's cost bucket, which in
+        # production bounds deciding (benchmarks/storefront_lookups.py). An order's later event in the run
+        # comes only after a decision with no action (one with actions makes the order wait), so its
+        # storefront copy is the one read for the first.
+        read: dict[str | None, StorefrontOrder | None] = {}
+        kits: dict[str, bool | None] = {}
         for event in events:
             if event.amazon_order_id in waiting:
                 continue
             try:
-                storefront = self._storefront_of(event.amazon_order_id)
-                payload = self._with_kit_flag(event.kind, event.payload)
+                if event.amazon_order_id not in read:
+                    read[event.amazon_order_id] = self._storefront_of(event.amazon_order_id)
+                storefront = read[event.amazon_order_id]
+                payload = self._with_kit_flag(event.kind, event.payload, kits)
             except TransientError as exc:
                 log.info("decide paused: storefront unavailable", account=self.name, error=str(exc))
                 break  # this event and the rest stay undecided; the next run tries again
@@ -198,27 +206,36 @@ class AccountPipeline:
         except OrderNotFound:
             return None
 
-    def _with_kit_flag(self, kind: str, payload: dict) -> dict:
+    def _with_kit_flag(self, kind: str, payload: dict, known: dict[str, bool | None]) -> dict:
         """A return's payload with has_kit_items: whether a returned SKU is a bundle in Shopify (Amazon's
-        report does not say). A bundle Shopify refuses to list (a component without a SKU) is still a kit.
-        When Shopify cannot say (the SKU is on several variants, the token lacks read_products) the field
-        stays out, so no rule on it holds; create_rma asks again and puts the order in the error view
-        with Shopify's answer. A transient failure pauses deciding, as for the storefront lookup."""
+        report does not say). When Shopify cannot say for a SKU the field stays out, so no rule on it
+        holds; create_rma asks again and puts the order in the error view with Shopify's answer. `known`
+        keeps the answers of this decide run by SKU."""
         if kind != RETURN:
             return payload
         for sku in dict.fromkeys(item.get("sku") for item in payload.get("items") or []):
             if not sku:
                 continue
-            try:
-                if self.shopify.kit_components(sku):
-                    return {**payload, "has_kit_items": True}
-            except PermanentError as exc:
-                if isinstance(exc, ShopifyRejected) and exc.code.startswith("KIT_"):
-                    return {**payload, "has_kit_items": True}
-                log.warning("kit lookup failed; the return is decided without has_kit_items", account=self.name,
-                            sku=sku, error=str(exc))
+            if sku not in known:
+                known[sku] = self._is_kit(sku)
+            if known[sku] is None:
                 return payload
+            if known[sku]:
+                return {**payload, "has_kit_items": True}
         return {**payload, "has_kit_items": False}
+
+    def _is_kit(self, sku: str) -> bool | None:
+        """Whether the SKU is a fixed bundle; None when Shopify cannot say (the SKU is on several variants,
+        the token lacks read_products). A bundle Shopify refuses to list (a component without a SKU) is
+        still a kit. A transient failure is raised: it pauses deciding, as for the storefront lookup."""
+        try:
+            return bool(self.shopify.kit_components(sku))
+        except PermanentError as exc:
+            if isinstance(exc, ShopifyRejected) and exc.code.startswith("KIT_"):
+                return True
+            log.warning("kit lookup failed; the return is decided without has_kit_items", account=self.name,
+                        sku=sku, error=str(exc))
+            return None
 
     # -- Amazon feeds -----------------------------------------------------------------------------
     def _feed(self, kind: str, messages: dict[int, Action]):

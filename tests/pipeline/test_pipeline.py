@@ -16,7 +16,7 @@ from daemon.audit.chain import verify
 from daemon.audit.log import DecisionLog
 from daemon.pipeline import jobs
 from daemon.pipeline.catchup import catch_up_decision_log
-from daemon.pipeline.events import order_fields
+from daemon.pipeline.events import NewEvent, order_fields
 from daemon.pipeline.jobs import AccountPipeline, Dispatcher, decision_id_for
 from daemon.pipeline.operator import request_cancellation
 from daemon.rules.engine import RulesEngine
@@ -326,3 +326,29 @@ def test_decisions_committed_but_not_logged_are_caught_up_once_at_start(harness:
     assert result.ok, result.broken
     logged = [json.loads(line)["decision_id"] for line in harness.log_path.read_text().splitlines()]
     assert sorted(logged) == sorted(d.decision_id for d in all_decisions(harness.store)) and len(logged) == 5
+
+
+def test_an_orders_events_in_one_decide_run_read_its_storefront_copy_once(harness: Harness) -> None:
+    """Every read spends the shop's cost bucket, which bounds deciding in production: an order's second
+    event in a run (after a decision with nothing to do) is decided on the copy read for its first."""
+    pipeline = harness.pipeline
+    pipeline.settings["sync_cancellations"] = False  # Amazon's cancellations are left alone: no action
+    while pipeline.poll_orders():
+        pass
+    [first] = [e for e in harness.store.undecided_events(ACCOUNT, 100)
+               if (e.amazon_order_id, e.kind) == (CANCELLED_BY_BUYER["id"], "order_cancelled")]
+    # Amazon reports the same cancellation again with a later update time: a second event of the order.
+    harness.store.ingest_many(ACCOUNT, [NewEvent(kind=first.kind, natural_key=first.natural_key + ":later",
+                                                 amazon_order_id=first.amazon_order_id, payload=first.payload)])
+    events = harness.store.undecided_events(ACCOUNT, 100)
+    reads_before = len(find_orders_requests(harness))
+    assert pipeline.decide() == len(events)
+    assert len(find_orders_requests(harness)) - reads_before == len({e.amazon_order_id for e in events})
+    decisions = [d for d in all_decisions(harness.store) if d.record["amazon_order_id"] == CANCELLED_BY_BUYER["id"]]
+    assert [d.record["rule"] for d in decisions] == ["leave-amazon-cancellation-unsynced"] * 2
+    assert decisions[0].record["storefront_order_id"] == decisions[1].record["storefront_order_id"] is not None
+
+
+def find_orders_requests(harness: Harness) -> list[dict[str, Any]]:
+    return [e for e in harness.standins.shopify.journal.entries()
+            if e.get("kind") == "request" and e.get("operation") == "FindOrders"]
