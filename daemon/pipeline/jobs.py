@@ -195,9 +195,9 @@ class AccountPipeline:
         run_log = log.bind(account=self.name)
         for item, decision in decided:
             self.observer.decided(item.record["ruleset"], item.record["rule"])
-            run_log.info("decision", amazon_order_id=decision.fact.get("amazon_order_id"),
-                     kind=decision.fact["event"], rule=item.record["rule"], actions=[a["type"] for a in decision.actions],
-                     decision_id=decision.decision_id)
+            run_log.info("decision", amazon_order_id=decision.fact.get("amazon_order_id"), kind=decision.fact["event"],
+                         rule=item.record["rule"], actions=[a["type"] for a in decision.actions],
+                         decision_id=decision.decision_id)
         return len(decided)
 
     def _storefront_of(self, amazon_order_id: str | None) -> StorefrontOrder | None:
