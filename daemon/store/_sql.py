@@ -22,8 +22,8 @@ def inserted(session: Session, statement: Any) -> bool:
 
 
 class DriverStatement:
-    """A Core INSERT or UPDATE compiled once per dialect and run by the driver's executemany, with the
-    rows' values already in the driver's form (see `value`).
+    """A Core INSERT or UPDATE compiled once per dialect and set of parameter names (the rows' keys), and
+    run by the driver's executemany, with the rows' values already in the driver's form (see `converter`).
 
     For statements run with hundreds of rows per transaction (recording a decide run's decisions):
     SQLAlchemy's per-row work (parameters built and every value passed through its type's processor)
@@ -31,21 +31,22 @@ class DriverStatement:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._compiled: dict[tuple[str, str, str], tuple[str, tuple[str, ...] | None]] = {}
+        self._compiled: dict[tuple[str, ...], tuple[str, tuple[str, ...] | None]] = {}
 
-    def _for(self, dialect: Any) -> tuple[str, tuple[str, ...] | None]:
-        key = (dialect.name, dialect.driver, dialect.paramstyle)
+    def _for(self, dialect: Any, names: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
+        key = (dialect.name, dialect.driver, dialect.paramstyle, *names)
         if key not in self._compiled:
             # for_executemany: without it PostgreSQL's INSERT would end in RETURNING id, ids nobody reads.
-            compiled = self.statement.compile(dialect=dialect, for_executemany=True)
+            compiled = self.statement.compile(dialect=dialect, column_keys=list(names), for_executemany=True)
             # qmark/format drivers (sqlite3) take tuples in the compiled order; pyformat ones (psycopg) dicts.
             order = tuple(compiled.positiontup) if compiled.positional else None
             self._compiled[key] = (compiled.string, order)
         return self._compiled[key]
 
     def run(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """Every row has the same keys: the columns an INSERT sets, the parameters an UPDATE names."""
         connection = session.connection()
-        sql, order = self._for(connection.dialect)
+        sql, order = self._for(connection.dialect, tuple(rows[0]))
         parameters: list[Any] = rows if order is None else [tuple(row[name] for name in order) for row in rows]
         connection.exec_driver_sql(sql, parameters)
 

@@ -23,12 +23,8 @@ _EVENTS_FOR_UPDATE = (select(_events.c.id, _events.c.account, _events.c.amazon_o
                       .where(_events.c.id.in_(bindparam("event_ids", expanding=True))).with_for_update())
 _DECISIONS_OF_EVENTS = (select(_decisions.c.event_id, _decisions.c.decision_id)
                         .where(_decisions.c.event_id.in_(bindparam("event_ids", expanding=True))))
-_DECISION_COLUMNS = ("decision_id", "event_id", "account", "amazon_order_id", "ruleset", "rules_sha256", "rule",
-                     "record", "created_at")
-_ACTION_COLUMNS = ("decision_id", "idx", "account", "amazon_order_id", "type", "params", "target", "idempotency_key",
-                   "status", "attempts", "result", "created_at", "updated_at")
-_INSERT_DECISION = DriverStatement(insert(_decisions).values({name: bindparam(name) for name in _DECISION_COLUMNS}))
-_INSERT_ACTION = DriverStatement(insert(_actions).values({name: bindparam(name) for name in _ACTION_COLUMNS}))
+_INSERT_DECISION = DriverStatement(insert(_decisions))
+_INSERT_ACTION = DriverStatement(insert(_actions))
 _MARK_DECIDED = DriverStatement(update(_events).where(_events.c.id == bindparam("event_id"))
                                 .values(decided_at=bindparam("now"), error=null()))
 
