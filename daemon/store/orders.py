@@ -16,7 +16,7 @@ from daemon.store.errors import NotFound, StoreError
 from daemon.store.inbox import ensure_account
 from daemon.store.models import (FAILED, FAILED_SYNC_STATUSES, ORDER_CREATED, PENDING, QUEUED_FOR_BATCH, Action,
                                  Order, OrderLine)
-from daemon.store.types import utcnow
+from daemon.store.types import to_money, utcnow
 
 ORDER_FIELDS = frozenset({"storefront_order_id", "status", "sync_status", "fulfillment", "order_total", "currency",
                           "item_count", "created_on_amazon"})
@@ -41,15 +41,10 @@ def mark_order_failed(s: Session, account: str, amazon_order_id: str, sync_statu
 def _amount(name: str, value: Decimal | int | str | None) -> Decimal | None:
     if value is None:
         return None
-    if isinstance(value, float):
-        raise StoreError(f"{name} must be a Decimal, int or str, not the float {value!r}")
     try:
-        amount = Decimal(value)
-    except ArithmeticError:
-        raise StoreError(f"{name} must be an amount such as 9.50, not {value!r}") from None
-    if not amount.is_finite():
-        raise StoreError(f"{name} must be a finite amount, not {value!r}")
-    return amount
+        return to_money(value, name)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(str(exc)) from None
 
 
 class Orders(Database):

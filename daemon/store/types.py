@@ -19,6 +19,20 @@ MONEY_PLACES = 4          # daemon.facts.MAX_DECIMAL_PLACES: the most any amount
 MONEY_DIGITS = 18
 
 
+def to_money(value: Any, name: str = "money") -> Decimal:
+    """An exact amount: TypeError for a float (it has already lost the cents), ValueError for anything that
+    is no amount or not a finite one; each message begins with `name`."""
+    if isinstance(value, float):
+        raise TypeError(f"{name} must be a Decimal, int or str, not the float {value!r}")
+    try:
+        amount = Decimal(value)
+    except (ArithmeticError, TypeError, ValueError):
+        raise ValueError(f"{name} must be an amount such as 9.50, not {value!r}") from None
+    if not amount.is_finite():
+        raise ValueError(f"{name} must be a finite amount, not {value!r}")
+    return amount
+
+
 class Money(TypeDecorator[Decimal]):
     """A Decimal amount; a float is refused, because it has already lost the cents."""
 
@@ -33,11 +47,7 @@ class Money(TypeDecorator[Decimal]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if isinstance(value, float):
-            raise TypeError(f"money must be a Decimal, int or str, not the float {value!r}")
-        amount = Decimal(value)
-        if not amount.is_finite():
-            raise ValueError(f"money must be a finite amount, not {value!r}")
+        amount = to_money(value)
         return str(amount) if dialect.name == "sqlite" else amount
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
@@ -106,4 +116,4 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-__all__ = ["JSON", "Money", "UTCDateTime", "json_dumps", "utcnow"]
+__all__ = ["JSON", "Money", "UTCDateTime", "json_dumps", "to_money", "utcnow"]
