@@ -152,7 +152,6 @@ class AccountPipeline:
         # e.g. Amazon's echo of a cancellation decided while the storefront cancel is still pending.
         events = self.store.undecided_events(self.name, limit, include_failed=False)
         waiting = self.store.orders_with_open_actions(self.name, among=(e.amazon_order_id for e in events if e.amazon_order_id))
-        storefronts: dict[str, str] = {}
         # What Shopify said in this run, asked once: every read spends the shop's cost bucket, which in
         # production bounds deciding (benchmarks/storefront_lookups.py). An order's later event in the run
         # comes only after a decision with no action (one with actions makes the order wait), so its
@@ -170,8 +169,6 @@ class AccountPipeline:
             except TransientError as exc:
                 log.info("decide paused: storefront unavailable", account=self.name, error=str(exc))
                 break  # this event and the rest stay undecided; the next run tries again
-            if storefront is not None and event.amazon_order_id:
-                storefronts[event.amazon_order_id] = storefront.id
             fact = build_fact(event.kind, self.name, event.amazon_order_id, payload, storefront, self.settings, self.clock())
             try:
                 decision = self.engine.decide(fact, decision_id=decision_id_for(self.name, event.natural_key))
@@ -183,7 +180,9 @@ class AccountPipeline:
             decided.append((DecisionToRecord(event.id, decision_record(decision), decision.actions), decision))
             if decision.actions and event.amazon_order_id:
                 waiting.add(event.amazon_order_id)
-        self.store.link_storefront_orders(self.name, storefronts)  # the grid shows each order's storefront copy
+        # The grid shows each order's storefront copy.
+        self.store.link_storefront_orders(self.name, {order_id: storefront.id for order_id, storefront in read.items()
+                                                      if order_id and storefront is not None})
         if not decided:
             return 0
         recorded = self.store.record_decisions([item for item, _ in decided])
@@ -287,23 +286,28 @@ class AccountPipeline:
         """Send one batch's feed; True once Amazon has it (recorded as submitted). A message that does not
         validate is refused on its own and the others still go; a feed Amazon refuses as built (400) is
         refused as a whole. AdapterError means not sent: the caller tries again later."""
+        sending = messages
         try:
-            feed = self._valid_feed(batch_id, kind, messages)
-            if feed is None:
+            built = self._valid_feed(batch_id, kind, messages)
+            if built is None:
                 return False
+            feed, sending = built
             feed_id = self.amazon.submit_feed(feed)
         except InvalidInput as exc:
-            self._refused(batch_id, messages, exc)
+            # Amazon refused the messages that went out; those the schema refused keep the schema's reason.
+            self._refused(batch_id, sending, exc)
             return False
         self.store.record_batch_submitted(batch_id, feed_id)
-        log.info("feed sent", account=self.name, batch=batch_id, feed_id=feed_id, messages=len(messages))
+        log.info("feed sent", account=self.name, batch=batch_id, feed_id=feed_id, messages=len(sending))
         return True
 
-    def _valid_feed(self, batch_id: int, kind: str, messages: dict[int, Action]) -> BuiltFeed | None:
-        """The feed of the messages that validate against the XSD (None when none does). Each message that
-        does not is refused with the schema's complaint, so one bad order never holds back the others."""
+    def _valid_feed(self, batch_id: int, kind: str,
+                    messages: dict[int, Action]) -> tuple[BuiltFeed, dict[int, Action]] | None:
+        """The feed of the messages that validate against the XSD, and those messages (None when none does).
+        Each message that does not is refused with the schema's complaint, so one bad order never holds back
+        the others."""
         try:
-            return self._feed(kind, messages) if messages else None
+            return (self._feed(kind, messages), messages) if messages else None
         except InvalidInput:
             pass
         valid: dict[int, Action] = {}
@@ -318,7 +322,7 @@ class AccountPipeline:
             return self._feed(kind, messages)  # only the whole fails: InvalidInput, all refused by the caller
         for number, exc in refused.items():
             self._refused(batch_id, {number: messages[number]}, exc)
-        return self._feed(kind, valid) if valid else None
+        return (self._feed(kind, valid), valid) if valid else None
 
     def _refused(self, batch_id: int, messages: dict[int, Action], exc: InvalidInput) -> None:
         """A feed refused as built (it does not validate, or Amazon answered 400) is refused again on every

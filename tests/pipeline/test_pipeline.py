@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import text
 
+from adapters.errors import InvalidInput
 from daemon.audit.chain import verify
 from daemon.audit.log import DecisionLog
 from daemon.pipeline import jobs
@@ -167,7 +168,8 @@ def test_an_operator_cancellation_goes_out_as_one_feed_and_is_reconciled(harness
     assert len(harness.standins.amazon.feeds) == 1
 
 
-def test_a_feed_message_that_does_not_validate_is_refused_alone_and_the_others_go_out(harness: Harness) -> None:
+def _queue_a_good_and_a_bad_cancellation(harness: Harness) -> None:
+    """QUIET's operator cancellation, and one for BUYER_REQUEST whose feed message the schema refuses."""
     harness.drive()
     assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
     # A cancellation whose item code the feed schema refuses (Amazon's are 14 digits), as a request would
@@ -179,6 +181,10 @@ def test_a_feed_message_that_does_not_validate_is_refused_alone_and_the_others_g
                "units_cancelled": order.units_ordered}
     assert harness.store.ingest(ACCOUNT, f"cancel_requested:{BUYER_REQUEST['id']}:bad-item", "cancel_requested", payload,
                                 amazon_order_id=BUYER_REQUEST["id"])
+
+
+def test_a_feed_message_that_does_not_validate_is_refused_alone_and_the_others_go_out(harness: Harness) -> None:
+    _queue_a_good_and_a_bad_cancellation(harness)
     harness.drive(polls=False)
 
     [feed] = harness.standins.amazon.feeds.values()
@@ -195,6 +201,20 @@ def test_a_feed_message_that_does_not_validate_is_refused_alone_and_the_others_g
     good = {a.type: a for a in harness.store.actions_of(harness.decision_of(QUIET["id"], "cancel_requested").decision_id)}
     assert good["cancel_on_amazon"].status == "done" and good["cancel_on_amazon"].result["feed_id"] == feed["feedId"]
     assert good["cancel_on_amazon"].result["batch_id"] == bad["cancel_on_amazon"].result["batch_id"]  # one batch
+
+
+def test_when_amazon_refuses_the_feed_of_the_valid_messages_the_refused_one_keeps_the_schemas_reason(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    _queue_a_good_and_a_bad_cancellation(harness)
+
+    def refuse(feed: Any) -> str:  # what the client raises when createFeed answers 400
+        raise InvalidInput("Amazon createFeed: HTTP 400, the feed was refused as built", code="HTTP_400")
+
+    monkeypatch.setattr(harness.amazon, "submit_feed", refuse)
+    harness.drive(polls=False)
+    failed = {o.amazon_order_id: o.last_error for o in harness.store.failed_orders(ACCOUNT)}
+    assert "amzn-envelope.xsd" in failed[BUYER_REQUEST["id"]] and "HTTP 400" not in failed[BUYER_REQUEST["id"]]
+    assert "HTTP 400" in failed[QUIET["id"]]
 
 
 def test_the_dispatcher_claims_as_many_actions_and_for_as_long_as_configured(harness: Harness,
