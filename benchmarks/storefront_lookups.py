@@ -31,25 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.errors import TransientError  # noqa: E402
 from adapters.shopify import ShopifyClient, ShopifyConfig  # noqa: E402
+from adapters.sim.linked import SHOP_TOKEN, linked  # noqa: E402
 from adapters.sim.shopify import create_server  # noqa: E402
 from daemon.logging import configure_logging  # noqa: E402
 
-TOKEN = "shpat_benchmark_0123456789"
-
-
 def scenario(orders: int, lines: int, restore_rate: float, bucket: float) -> dict[str, Any]:
-    """A shop of `orders` Amazon orders of `lines` lines each, as the import leaves them."""
+    """A shop of `orders` Amazon orders of `lines` lines each, as the demo's stand-ins have them (linked.py)."""
     skus = [f"SKU-{n}" for n in range(lines)]
-    return {
-        "shop": {"currency": "USD", "access_token": TOKEN},
-        "throttle": {"maximum_available": bucket, "restore_rate": restore_rate, "max_query_cost": 1000},
-        "locations": [{"id": 1, "name": "Main warehouse"}],
-        "inventory": [{"sku": sku, "item_id": 500 + n, "levels": {1: 100}} for n, sku in enumerate(skus)],
-        "orders": [{"id": 1000 + n, "name": f"#{1000 + n}", "source_identifier": _amazon_id(n),
-                    "tags": [f"amazon-{_amazon_id(n)}"],
-                    "lines": [{"sku": sku, "quantity": 1, "price": "10.00"} for sku in skus]}
-                   for n in range(orders)],
-    }
+    _, shop = linked([{"id": _amazon_id(n), "lines": [{"sku": sku, "quantity": 1, "price": "10.00"} for sku in skus]}
+                      for n in range(orders)])
+    return {**shop, "throttle": {"maximum_available": bucket, "restore_rate": restore_rate, "max_query_cost": 1000}}
 
 
 def _amazon_id(n: int) -> str:
@@ -67,7 +58,7 @@ def main() -> None:
     configure_logging(format="console", level="warning", stream=sys.stderr)  # the client's debug lines are not figures
 
     with create_server(scenario=scenario(args.orders, args.lines, args.restore_rate, args.bucket)) as server:
-        with ShopifyClient(ShopifyConfig(shop=server.base_url), TOKEN) as client:
+        with ShopifyClient(ShopifyConfig(shop=server.base_url), SHOP_TOKEN) as client:
             stats = client.transport.stats
             done: list[float] = []
             burst: int | None = None  # lookups made before the client first had to wait for the bucket
