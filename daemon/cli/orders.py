@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import sys
 from datetime import date, datetime, time, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Callable
 
 from adapters.amazon.models import OrderStatus
@@ -15,7 +15,7 @@ from daemon.cli.common import Listing, account_hint, listing_group, subcommand, 
 from daemon.config import Config
 from daemon.store import Store
 from daemon.store.models import SYNC_STATUSES, Order
-from daemon.store.types import MONEY_PLACES
+from daemon.store.types import MONEY_PLACES, to_money
 
 GRID = ("The orders grid: every order imported from Amazon, whether its sync went well or failed, newest created "
         "on Amazon first, with its storefront order, Amazon's status, the sync status, item count, total, the date "
@@ -81,10 +81,10 @@ def _one_of(what: str, values: tuple[str, ...], named: str) -> Callable[[str], s
 
 def _amount(text: str) -> Decimal:
     try:
-        amount = Decimal(text.strip())
-    except InvalidOperation:
+        amount: Decimal | None = to_money(text.strip())
+    except ValueError:
         amount = None
-    if amount is None or not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -MONEY_PLACES:
+    if amount is None or amount < 0 or amount.as_tuple().exponent < -MONEY_PLACES:
         raise argparse.ArgumentTypeError(f"expected an amount such as 10 or 9.50 (not negative, at most "
                                          f"{MONEY_PLACES} decimal places), not {text!r}")
     return amount
