@@ -3,6 +3,8 @@ the repository makes (docs/store.md §SQLite vs PostgreSQL)."""
 from __future__ import annotations
 
 import re
+import sqlite3
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -19,6 +21,14 @@ if TYPE_CHECKING:
     from daemon.store.repo import Store
 
 BUSY_TIMEOUT_MS = 30_000
+# SQLite's WAL is copied back into the database file (a checkpoint) by a thread of our own rather than by
+# the committing writer: the copy runs in SQLite's C code without the GIL, so on a second core it costs
+# deciding nothing, where the writer's own checkpoints were an eighth of deciding an event
+# (benchmarks/pipeline_throughput.py). Every CHECKPOINT_INTERVAL_S, passive (it never blocks a writer).
+CHECKPOINT_INTERVAL_S = 0.2
+# Should that thread fall behind, the writer checkpoints as SQLite's default would, at this many pages
+# (4 KiB each): the WAL stays bounded.
+WRITER_CHECKPOINT_PAGES = 10_000
 PG_CONNECT_TIMEOUT_S = 5
 URL_HINT = "give sqlite:///path/to/ordersync.db or postgresql+psycopg://user@host:5432/dbname"
 
@@ -48,6 +58,7 @@ class Database:
         self.engine = engine
         self.url = url
         self.shown_url = redact(url)
+        self.checkpointer = WalCheckpointer(url.database) if engine.dialect.name == "sqlite" and url.database else None
 
     @property
     def dialect(self) -> str:
@@ -69,6 +80,8 @@ class Database:
                 yield session
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
     def __enter__(self) -> "Database":
@@ -79,6 +92,46 @@ class Database:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.shown_url}>"
+
+
+class WalCheckpointer:
+    """A daemon thread with its own connection that checkpoints the SQLite file's WAL every
+    CHECKPOINT_INTERVAL_S, passively: it copies what no reader still needs and never waits for a lock."""
+
+    def __init__(self, database: str, interval: float = CHECKPOINT_INTERVAL_S) -> None:
+        self._database = str(Path(database).expanduser())
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ordersync-wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        connection: sqlite3.Connection | None = None
+        try:
+            while not self._stopped.wait(self._interval):
+                try:
+                    if connection is None:
+                        connection = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
+                        connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    # Busy, or the file is gone (a test's folder removed): the writers' own checkpoints
+                    # still bound the WAL; try again next time.
+                    if connection is not None:
+                        connection.close()
+                    connection = None
+        finally:
+            if connection is not None:
+                connection.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -104,6 +157,7 @@ def _sqlite_engine(url: URL) -> Engine:
         # NORMAL in WAL mode: a killed process loses nothing committed; a power cut may lose the last
         # transactions, whole (never half of one). docs/store.md says why that is acceptable.
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -40,6 +40,32 @@ def test_sqlite_runs_in_wal_with_foreign_keys_and_busy_timeout(tmp_path) -> None
             assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
 
 
+def test_sqlite_writes_reach_the_database_file_itself_soon_without_the_writer_checkpointing(tmp_path) -> None:
+    """The WAL is copied back into the database file by the store's own checkpoint thread, not by the
+    committing writer (whose threshold is far above what is written here): a copy of the .db file alone,
+    as a backup that forgets the -wal file takes, holds what was committed a moment ago."""
+    import shutil
+    import sqlite3
+    import time
+
+    path = tmp_path / "o.db"
+    with open_store(f"sqlite:///{path}", migrate=True) as store:
+        store.ingest("acme", "k1", "order_cancelled", {"n": 1})
+        deadline = time.monotonic() + 10
+        while True:
+            shutil.copyfile(path, tmp_path / "copy.db")
+            with sqlite3.connect(tmp_path / "copy.db") as copy:
+                if copy.execute("SELECT count(*) FROM sqlite_master WHERE name = 'events'").fetchone()[0] and \
+                        copy.execute("SELECT count(*) FROM events").fetchone()[0] == 1:
+                    break
+            assert time.monotonic() < deadline, "the database file never received the committed event"
+            time.sleep(0.05)
+        with store.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() > 1000
+        checkpointer = store.checkpointer
+    assert checkpointer is not None and not checkpointer.running  # closing the store stops it
+
+
 def test_money_round_trips_exactly(store: Store) -> None:
     amount = Decimal("123456789012.3456")
     store.upsert_order("acme", "111-1", order_total=amount, lines=[
