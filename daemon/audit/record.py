@@ -9,7 +9,9 @@ from daemon.facts import PERSONAL_FIELDS, jsonable
 from daemon.rules.engine import Decision
 
 MASK = "[masked]"
-RECORD_VERSION = 1
+# 2 (2026-12): an earlier rule's trace entry lists only the conditions that failed, under "failed"
+# (version 1 listed every condition of every rule tried, under "conditions").
+RECORD_VERSION = 2
 
 
 def _version(distribution: str) -> str:
@@ -55,7 +57,7 @@ def decision_record(decision: Decision) -> dict[str, Any]:
         "rule": rule.id if rule else None,
         "rule_description": rule.description if rule else None,
         "outcome": "decided" if rule else "no_action",
-        "trace": decision.explain(mask_value),
+        "trace": decision.explain(mask_value, failures_only=True),
         "fact": jsonable(fact),
         "masked": masked,
         "actions": actions,

@@ -72,10 +72,11 @@ class Decision:
     actions: list[dict[str, Any]] = field(default_factory=list)
     evaluator: Evaluator | None = field(default=None, repr=False)
 
-    def explain(self, mask: Mask = lambda name, value: value) -> list[dict[str, Any]]:
-        """The rule that fired and every earlier rule, condition by condition, as JSON. Worked out when
-        asked for (by the audit log or --explain) from the same fact, which nothing changes after normalise."""
-        return self.evaluator.explain(self.fact, mask) if self.evaluator else []
+    def explain(self, mask: Mask = lambda name, value: value, *, failures_only: bool = False) -> list[dict[str, Any]]:
+        """The rule that fired and every earlier rule, condition by condition, as JSON (Evaluator.explain).
+        Worked out when asked for (by the audit log or --explain) from the same fact, which nothing changes
+        after normalise."""
+        return self.evaluator.explain(self.fact, mask, failures_only=failures_only) if self.evaluator else []
 
     @property
     def rule_id(self) -> str | None:

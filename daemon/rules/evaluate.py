@@ -133,12 +133,23 @@ class Evaluator:
                 return rule
         return None
 
-    def explain(self, fact: dict[str, Any], mask: Mask = lambda name, value: value) -> list[dict[str, Any]]:
+    def explain(self, fact: dict[str, Any], mask: Mask = lambda name, value: value, *,
+                failures_only: bool = False) -> list[dict[str, Any]]:
         """The trace as JSON: the rule that fired and every earlier rule, each condition with field,
-        operator, expected, actual (masked) and result; the same rules and results as `evaluate`."""
+        operator, expected, actual (masked) and result; the same rules and results as `evaluate`.
+
+        With failures_only (the decision record's trace, after OPA's `explain=fails`), an earlier rule
+        lists under "failed" only the conditions that did not hold (a group with the members that made it
+        fail), which is why it did not decide; the rule that fired still lists every condition. What held
+        is in the record's fact; the full trace is `rules eval --explain`."""
         explained = []
         for rule, explainers in self._explained:
-            conditions = [explainer(fact, mask) for explainer in explainers]
+            if failures_only:
+                failed = [shown for shown in (explainer(fact, mask, True) for explainer in explainers) if shown is not None]
+                if failed:
+                    explained.append({"rule": rule.id, "matched": False, "failed": failed})
+                    continue
+            conditions = [explainer(fact, mask, False) for explainer in explainers]
             matched = all(condition["result"] for condition in conditions)
             explained.append({"rule": rule.id, "matched": matched, "conditions": conditions})
             if matched:
@@ -147,7 +158,8 @@ class Evaluator:
 
 
 Mask = Callable[[str, Any], Any]
-Explainer = Callable[[dict[str, Any], Mask], dict[str, Any]]
+# (fact, mask, failures_only) -> the test as JSON; with failures_only, None when it holds.
+Explainer = Callable[[dict[str, Any], Mask, bool], "dict[str, Any] | None"]
 
 
 def _explainer(test: Test) -> Explainer:
@@ -155,16 +167,24 @@ def _explainer(test: Test) -> Explainer:
         kind, parts = test.kind, tuple(_explainer(item) for item in test.items)
         combine = all if kind == "all" else any
 
-        def explain_group(fact: dict[str, Any], mask: Mask) -> dict[str, Any]:
-            children = [part(fact, mask) for part in parts]
-            return {kind: children, "result": combine(child["result"] for child in children)}
+        def explain_group(fact: dict[str, Any], mask: Mask, failures_only: bool) -> dict[str, Any] | None:
+            if failures_only:
+                failed = [shown for shown in (part(fact, mask, True) for part in parts) if shown is not None]
+                # An `all` fails by any member, shown alone; an `any` fails only when every member does.
+                if not failed or (kind == "any" and len(failed) < len(parts)):
+                    return None
+                return {kind: failed, "result": False}
+            children = [part(fact, mask, False) for part in parts]
+            return {kind: children, "result": combine(child["result"] for child in children)}  # type: ignore[index]
         return explain_group
     condition = test
     static = {"field": condition.field, "op": condition.op, "expected": _jsonable(condition.expected)}
     other = condition.expected.field if isinstance(condition.expected, FieldRef) else None
 
-    def explain_condition(fact: dict[str, Any], mask: Mask) -> dict[str, Any]:
+    def explain_condition(fact: dict[str, Any], mask: Mask, failures_only: bool) -> dict[str, Any] | None:
         actual, result = check_condition(condition, fact)
+        if result and failures_only:
+            return None
         shown = dict(static)
         if other is not None:
             peer = fact.get(other, MISSING)

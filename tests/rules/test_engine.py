@@ -71,6 +71,35 @@ def test_the_trace_explains_the_rule_that_fired_and_every_earlier_rule(engine):
     assert {"field": "shipping_status", "op": "eq", "expected": "Unshipped", "actual": None, "absent": True, "result": False} in hold
 
 
+def test_the_records_trace_keeps_only_why_each_earlier_rule_failed_and_every_condition_of_the_one_that_fired(engine):
+    """The decision record's trace (failures_only) says the same as the full one, shorter: for each earlier
+    rule the conditions that did not hold (a failed `any` with all its members), for the rule that fired
+    all of them."""
+    decision = engine.decide({"event": "order_cancelled", "reason_code": "NoInventory", "line_count": 2,
+                              "lines_cancelled": 1, "units_ordered": 2, "units_cancelled": 1,
+                              "shipping_status": "Unshipped", "order_status": "In Process", "units_shipped": 0,
+                              "dropship_status": "None"})
+    full, short = decision.explain(), decision.explain(failures_only=True)
+    assert [e["rule"] for e in short] == [e["rule"] for e in full]
+    assert short[-1] == full[-1] and short[-1]["matched"]
+
+    def failures(conditions):
+        out = []
+        for c in conditions:
+            group = next((k for k in ("all", "any") if k in c), None)
+            if c["result"]:
+                continue
+            kept = failures(c[group]) if group == "all" else c.get(group)
+            out.append({group: kept, "result": False} if group else c)
+        return out
+    for long, kept in zip(full[:-1], short[:-1]):
+        assert not kept["matched"] and "conditions" not in kept
+        assert kept["failed"] == failures(long["conditions"]) and kept["failed"]
+    hold = next(e for e in short if e["rule"] == "hold-on-buyer-request")
+    assert hold["failed"] == [{"field": "event", "op": "eq", "expected": "buyer_cancel_requested",
+                               "actual": "order_cancelled", "result": False}]
+
+
 def test_a_field_value_an_action_does_not_take_leaves_the_fact_undecided(tmp_path):
     (tmp_path / "c.yaml").write_text(
         "ruleset: c\nevents: [cancel_requested]\nrules:\n"
