@@ -157,7 +157,8 @@ class Action(SQLModel, table=True):
     type: str = Field(sa_type=String(40))
     params: dict[str, Any] = Field(sa_type=JSON)
     target: str = Field(sa_type=String(20))
-    idempotency_key: str = Field(sa_type=String(100), unique=True)
+    # "{decision_id}:{idx}": unique because (decision_id, idx) is (migration 0002).
+    idempotency_key: str = Field(sa_type=String(100))
     status: str = Field(sa_type=String(20))
     attempts: int = 0
     next_try_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)

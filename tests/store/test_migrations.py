@@ -51,9 +51,40 @@ def test_migrated_schema_matches_the_models(store) -> None:
         assert {i.name for i in table.indexes} <= indexes, name
         uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)}
         uniques |= {tuple(i["column_names"]) for i in inspector.get_indexes(name) if i["unique"]}
-        for constraint in table.constraints:
-            if constraint.__class__.__name__ == "UniqueConstraint":
-                assert tuple(c.name for c in constraint.columns) in uniques, f"{name}: {constraint}"
+        modelled = {tuple(c.name for c in constraint.columns) for constraint in table.constraints
+                    if constraint.__class__.__name__ == "UniqueConstraint"}
+        modelled |= {tuple(c.name for c in index.columns) for index in table.indexes if index.unique}
+        # Both ways: a uniqueness the models dropped must be gone from the database too (0002).
+        assert uniques == modelled, name
+
+
+def test_version_1_actions_keep_their_rows_and_links_through_0002(db_url: str, monkeypatch) -> None:
+    """0002 rebuilds SQLite's actions table: every action, its id and the batch messages naming it stay;
+    foreign keys are enforced again afterwards; (decision_id, idx) is still unique."""
+    from daemon.store import migrations
+    from daemon.store.models import CANCEL_FEED
+    with open_store(db_url) as store:
+        monkeypatch.setattr(migrations, "STEPS", migrations.STEPS[:1])
+        assert upgrade(store) == [1]
+        store.ingest("acme", "k1", "order_cancelled", {}, amazon_order_id="A")
+        event = store.undecided_events("acme")[0]
+        store.record_decision(event.id, {"decision_id": "d1", "amazon_order_id": "A"},
+                              [{"type": "cancel_on_amazon", "reason_code": "NoInventory"}, {"type": "add_tag", "tag": "x"}])
+        batch = store.create_batch("acme", CANCEL_FEED, [a.id for a in store.queued_amazon_actions("acme", CANCEL_FEED)])
+        with store.engine.connect() as conn:
+            before = conn.execute(text("SELECT * FROM actions ORDER BY id")).all()
+        monkeypatch.undo()
+        assert upgrade(store) == [2]
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT * FROM actions ORDER BY id")).all() == before
+        assert [m.action_id for m in store.batch_messages(batch.batch.id)] == [before[0].id]
+        assert [a.idempotency_key for a in store.actions_of("d1")] == ["d1:0", "d1:1"]
+        with pytest.raises(Exception, match="(?i)foreign key"):
+            with store.engine.begin() as conn:
+                conn.execute(text("UPDATE actions SET decision_id = 'nobody' WHERE id = :id"), {"id": before[0].id})
+        with pytest.raises(Exception, match="(?i)unique|duplicate"):
+            with store.engine.begin() as conn:
+                conn.execute(text("UPDATE actions SET idx = 0 WHERE id = :id"), {"id": before[1].id})
 
 
 def test_cli_upgrade_reports_what_it_did(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,8 +6,9 @@ never edited. (Why not Alembic: see docs/store.md §Migrations.)"""
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.engine import Connection
@@ -16,7 +17,7 @@ from daemon.store.db import Database
 from daemon.store.errors import SchemaOutOfDate, SchemaTooNew
 from daemon.store.types import UTCDateTime, utcnow
 
-STEPS = ("0001_initial",)
+STEPS = ("0001_initial", "0002_idempotency_key_index")
 
 # Any constant works; it only has to be the same for every ordersync process on the database.
 _PG_LOCK_KEY = 0x6F726473  # "ords"
@@ -35,6 +36,9 @@ class Migration:
     version: int
     name: str
     apply: Callable[[Connection], None]
+    # A step that rebuilds a SQLite table (SQLite cannot drop a constraint) runs with foreign keys off,
+    # which SQLite only allows outside a transaction, and checks them before it commits.
+    rebuilds_tables: bool = False
 
 
 def migrations() -> list[Migration]:
@@ -42,7 +46,7 @@ def migrations() -> list[Migration]:
     for number, module_name in enumerate(STEPS, start=1):
         module = importlib.import_module(f"{__name__}.{module_name}")
         assert int(module_name[:4]) == number, f"migration {module_name} is out of sequence"
-        steps.append(Migration(number, module.NAME, module.upgrade))
+        steps.append(Migration(number, module.NAME, module.upgrade, getattr(module, "REBUILDS_TABLES", False)))
     return steps
 
 
@@ -80,12 +84,25 @@ def require_current(db: Database) -> None:
             f"run `ordersync db upgrade --db '{db.shown_url}'` (it keeps all data)")
 
 
+@contextmanager
+def _foreign_keys_off(conn: Connection, off: bool) -> Iterator[None]:
+    if not off:
+        yield
+        return
+    driver = conn.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
+
+
 def upgrade(db: Database) -> list[int]:
     """Apply the missing migrations, oldest first, each in one transaction; returns the versions applied
     (none when the database is up to date). Safe to run from several processes at once."""
     applied: list[int] = []
     for step in migrations():
-        with db.engine.connect() as conn:
+        with db.engine.connect() as conn, _foreign_keys_off(conn, step.rebuilds_tables and not db.is_postgresql):
             with conn.begin():
                 if db.is_postgresql:
                     # Held until this transaction ends: concurrent upgraders take turns.
@@ -97,6 +114,11 @@ def upgrade(db: Database) -> list[int]:
                 if found >= step.version:
                     continue
                 step.apply(conn)
+                if step.rebuilds_tables and not db.is_postgresql:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration {step.version:04d} would leave {len(broken)} rows whose foreign "
+                                           f"key names no row (first: {tuple(broken[0])}); the database is unchanged")
                 conn.execute(schema_version.insert().values(
                     version=step.version, name=step.name, applied_at=utcnow()))
                 applied.append(step.version)
