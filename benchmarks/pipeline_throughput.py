@@ -12,6 +12,7 @@ taken away:
     The storefront lookup is an in-memory stand-in for ShopifyClient.find_order (no HTTP), which is
     all of Shopify that decide uses.
 Ingest and decide alternate (a few pages polled, then a decide run), like the scheduled jobs.
+The store is opened as the daemon opens it, so on SQLite its WAL checkpoint thread runs alongside.
 
 Prints per database: events/s of each stage and overall, peak RSS (VmHWM), RSS at 10k, 50k and 100k
 events decided, and what is in the store at the end (every event decided once, the actions queued).
