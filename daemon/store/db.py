@@ -99,7 +99,8 @@ class WalCheckpointer:
     CHECKPOINT_INTERVAL_S, passively: it copies what no reader still needs and never waits for a lock."""
 
     def __init__(self, database: str, interval: float = CHECKPOINT_INTERVAL_S) -> None:
-        self._database = str(Path(database).expanduser())
+        # mode=rw: never create the file (a store whose file was removed must not get an empty one back).
+        self._uri = Path(database).expanduser().absolute().as_uri() + "?mode=rw"
         self._interval = interval
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ordersync-wal-checkpoint", daemon=True)
@@ -111,7 +112,7 @@ class WalCheckpointer:
             while not self._stopped.wait(self._interval):
                 try:
                     if connection is None:
-                        connection = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
+                        connection = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
                         connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error:
