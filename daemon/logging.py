@@ -7,14 +7,16 @@ processor here is a second line of defence against a key someone logs by mistake
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 import sys
-from typing import Any, Callable, MutableMapping, TextIO
+from typing import Any, MutableMapping, TextIO
 
-import orjson
 import structlog
+
+# The store's encoder (orjson, the standard library for what orjson refuses): the standard library's alone
+# was a third of what a log line cost, and the daemon writes one per decision.
+from daemon.store.types import json_dumps
 
 SECRET_KEY = re.compile(r"token|secret|password|passwd|authorization|api_key|apikey|credential|cookie", re.IGNORECASE)
 MASK = "***"
@@ -49,16 +51,6 @@ def mask_secrets(logger: Any, method: str, event: MutableMapping[str, Any]) -> M
     return event
 
 
-def _json_line(event: Any, default: Callable[[Any], Any] = str, **kw: Any) -> str:
-    """A log line's JSON through orjson (the standard library's encoder was a third of a line's cost);
-    what orjson refuses (integers beyond 64 bits, keys that are not strings, lone surrogates) goes
-    through the standard library as before."""
-    try:
-        return orjson.dumps(event, default=default).decode("utf-8")
-    except TypeError:
-        return json.dumps(event, default=default, **kw)
-
-
 def configure_logging(format: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Set up structlog, and the standard library's loggers (APScheduler, httpx) with the same renderer,
     so that every line on stdout has one format. Safe to call again (tests, reconfigure)."""
@@ -71,7 +63,7 @@ def configure_logging(format: str = "auto", level: str = "info", stream: TextIO 
         mask_secrets,
     ]
     renderer: Any = (structlog.dev.ConsoleRenderer(colors=stream.isatty()) if console
-                     else structlog.processors.JSONRenderer(serializer=_json_line))
+                     else structlog.processors.JSONRenderer(serializer=json_dumps))
     # ordersync's own lines go straight from structlog to the stream: through the standard library's
     # logging they cost several times as much, and the daemon writes one per decision.
     structlog.configure(

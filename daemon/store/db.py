@@ -113,7 +113,6 @@ class WalCheckpointer:
                 try:
                     if connection is None:
                         connection = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
-                        connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error:
                     # Busy, or the file is gone (a test's folder removed): the writers' own checkpoints
@@ -131,8 +130,7 @@ class WalCheckpointer:
 
     def stop(self) -> None:
         self._stopped.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        self._thread.join(timeout=5)
 
 
 def _sqlite_engine(url: URL) -> Engine:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from sqlalchemy import JSON, DateTime, Numeric, String
@@ -93,22 +93,23 @@ def _json_default(value: Any) -> Any:
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def json_dumps(value: Any) -> str:
+def json_dumps(value: Any, default: Callable[[Any], Any] = _json_default) -> str:
     """Compact JSON for the store's JSON columns, as json.dumps(separators=(",", ":"), ensure_ascii=False)
-    writes it (int keys as strings, datetimes in isoformat), through orjson."""
+    writes it (int keys as strings, datetimes in isoformat), through orjson. `default` turns what JSON has
+    no type for into what it has (the log's renderer passes structlog's, which writes repr())."""
     try:
-        return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS).decode("utf-8")
+        return orjson.dumps(value, default=default, option=_ORJSON_OPTIONS).decode("utf-8")
     except TypeError:
         # Integers beyond 64 bits and lone surrogates, which orjson refuses; anything else not serialisable
         # fails here too.
-        text = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(value, default=default, ensure_ascii=False, separators=(",", ":"))
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             # A lone surrogate (a \ud800 escape in Amazon's JSON) has no UTF-8, and the database driver
             # would refuse the page it came in, again on every poll; escaped, it is JSON text that reads back
             # as the same string.
-            text = json.dumps(value, default=_json_default, ensure_ascii=True, separators=(",", ":"))
+            text = json.dumps(value, default=default, ensure_ascii=True, separators=(",", ":"))
         return text
 
 

@@ -102,7 +102,8 @@ def upgrade(db: Database) -> list[int]:
     (none when the database is up to date). Safe to run from several processes at once."""
     applied: list[int] = []
     for step in migrations():
-        with db.engine.connect() as conn, _foreign_keys_off(conn, step.rebuilds_tables and not db.is_postgresql):
+        rebuilds_sqlite_tables = step.rebuilds_tables and not db.is_postgresql
+        with db.engine.connect() as conn, _foreign_keys_off(conn, rebuilds_sqlite_tables):
             with conn.begin():
                 if db.is_postgresql:
                     # Held until this transaction ends: concurrent upgraders take turns.
@@ -114,7 +115,7 @@ def upgrade(db: Database) -> list[int]:
                 if found >= step.version:
                     continue
                 step.apply(conn)
-                if step.rebuilds_tables and not db.is_postgresql:
+                if rebuilds_sqlite_tables:
                     broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                     if broken:
                         raise RuntimeError(f"migration {step.version:04d} would leave {len(broken)} rows whose foreign "
