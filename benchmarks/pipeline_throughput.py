@@ -2,9 +2,10 @@
 
 The real code path of one account's jobs (daemon.pipeline.jobs.AccountPipeline), with only the network
 taken away:
-  - ingest: pages of 100 Amazon orders (generated from adapters.sim.linked's scenario kinds) become
-    events through daemon.pipeline.events (order_events, return_events) and go in through the poll
-    jobs' own `_ingest`, the cursor moving with each page;
+  - ingest: pages of 100 Amazon orders (generated from adapters.sim.linked's scenario kinds) and the
+    returns report's rows of those returned go in as poll_orders and poll_returns put what Amazon
+    answered (AccountPipeline.ingest_orders, ingest_returns): the orders' changes and returns become
+    events (daemon.pipeline.events), stored with the cursor and, for orders, their rows in the grid;
   - decide + record: `AccountPipeline.decide(500)`, as the decide job runs it: undecided events out,
     the fact built from the payload and the storefront copy, the rules engine's decision, the audit
     record, decision + actions (outbox) + event marked decided in one transaction, the decision log
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -50,7 +50,7 @@ from adapters.shopify.models import OrderStatus as ShopStatus  # noqa: E402
 from adapters.sim.linked import generated  # noqa: E402
 from daemon.audit.log import DecisionLog  # noqa: E402
 from daemon.logging import configure_logging  # noqa: E402
-from daemon.pipeline.events import NewEvent, order_events, return_events  # noqa: E402
+from daemon.pipeline.events import order_events, return_events  # noqa: E402
 from daemon.pipeline.jobs import AccountPipeline  # noqa: E402
 from daemon.rules.engine import RulesEngine  # noqa: E402
 from daemon.store import StoreError, open_store  # noqa: E402
@@ -150,25 +150,36 @@ def _template_of(order_id: str) -> int:
 
 
 class Orders:
-    """Pages of Amazon orders (numbered from 1, each a copy of template number % TEMPLATES) and, for
-    the decide stage, the storefront copy of any of them."""
+    """Pages of Amazon orders (numbered from 1, each a copy of template number % TEMPLATES) with the
+    returns report's rows of those returned and, for the decide stage, the storefront copy of any of them."""
 
     def __init__(self, seed: int = 5) -> None:
         self.templates = [_template(s) for s in generated(TEMPLATES, seed)]
+        # Events each template's order makes (its changes, and its return's): a page stops at the room left.
+        self.events_of = [len(order_events(t.order)) + (len(return_events(self._return_row(t, 0, ""))) if t.rma else 0)
+                          for t in self.templates]
         self.next_number = 1
 
-    def page(self) -> tuple[list[NewEvent], list[NewEvent]]:
-        """One page: the order events (poll_orders) and the return events (poll_returns) of PAGE orders."""
+    @staticmethod
+    def _return_row(template: Template, number: int, order_id: str) -> ReturnRow:
+        assert template.rma is not None
+        return ReturnRow(rma_id=f"RMA{number:09d}", amazon_order_id=order_id, status=template.rma["status"],
+                         items=tuple(ReturnItem(l.sku, None, l.quantity_ordered, "CR-UNWANTED_ITEM", l.order_item_id)
+                                     for l in template.order.lines), tracking_number=f"1Z{number:016d}")
+
+    def page(self, room: int) -> tuple[list[AmazonOrder], list[ReturnRow]]:
+        """One page of up to PAGE orders making at most `room` events: the orders (as poll_orders gets them)
+        and the returns report's rows of those returned (as poll_returns gets them)."""
         orders, returns = [], []
         for number in range(self.next_number, self.next_number + PAGE):
             template = self.templates[number % TEMPLATES]
+            if self.events_of[number % TEMPLATES] > room:
+                continue  # the last pages: an order that would go past the events asked for is left out
+            room -= self.events_of[number % TEMPLATES]
             order_id = _order_id(number)
-            orders.extend(order_events(replace(template.order, amazon_order_id=order_id)))
+            orders.append(replace(template.order, amazon_order_id=order_id))
             if template.rma:
-                row = ReturnRow(rma_id=f"RMA{number:09d}", amazon_order_id=order_id, status=template.rma["status"],
-                                items=tuple(ReturnItem(l.sku, None, l.quantity_ordered, "CR-UNWANTED_ITEM", l.order_item_id)
-                                            for l in template.order.lines), tracking_number=f"1Z{number:016d}")
-                returns.extend(return_events(row))
+                returns.append(self._return_row(template, number, order_id))
         self.next_number += PAGE
         return orders, returns
 
@@ -262,14 +273,14 @@ def run(url: str, events_wanted: int, engine: RulesEngine, folder: Path) -> Resu
             for _ in range(PAGES_PER_POLL):
                 if ingested >= events_wanted:
                     break
-                order_evs, return_evs = orders.page()
+                page, rows = orders.page(events_wanted - ingested)
+                if not page:
+                    ingested = events_wanted  # no template's order fits the few events left
+                    break
                 page_number += 1
-                room = events_wanted - ingested
-                order_evs = order_evs[:room]
-                return_evs = return_evs[:max(0, room - len(order_evs))]
                 high_water = (NOW + timedelta(seconds=page_number)).strftime("%Y-%m-%dT%H:%M:%SZ")
-                ingested += pipeline._ingest(order_evs, ("orders", json.dumps(OrderCursor(high_water).to_json())))
-                ingested += pipeline._ingest(return_evs, ("returns", high_water))
+                ingested += pipeline.ingest_orders(page, OrderCursor(high_water))
+                ingested += pipeline.ingest_returns(rows, high_water)
             result.ingest_s += time.perf_counter() - start
             # Decide: as the decide job runs, until nothing is left.
             start = time.perf_counter()

@@ -173,7 +173,7 @@ def _midnight(day: date | None) -> datetime | None:
 def run_import(args: argparse.Namespace, config: Config, store: Store) -> int:
     from daemon.logging import configure_logging
     from daemon.pipeline import amazon_client  # the daemon's own factory (and the rules engine behind it)
-    from daemon.pipeline.events import order_events, record_amazon_order
+    from daemon.pipeline.events import grid_fields, order_events
 
     prog = "ordersync orders import"
     # The Amazon client's own lines (a token fetched, each call) are not the command's answer: warnings only
@@ -192,9 +192,9 @@ def run_import(args: argparse.Namespace, config: Config, store: Store) -> int:
             print(f"{prog}: Amazon has no order {args.order_id} for account {account.name}; check the id ({exc})"
                   if unknown else f"{prog}: could not fetch order {args.order_id} from Amazon: {exc}", file=sys.stderr)
             return 1
-    record_amazon_order(store, account.name, order)
     events = order_events(order)
-    new = [event.kind for event, stored in zip(events, store.ingest_many(account.name, events)) if stored]
+    stored = store.ingest_many(account.name, events, orders={order.amazon_order_id: grid_fields(order)})
+    new = [event.kind for event, stored in zip(events, stored) if stored]
     units = f"{order.units_ordered} item{'' if order.units_ordered == 1 else 's'}"
     facts = ", ".join(filter(None, (order.status.value, order.fulfillment, units,
                                     order.order_total is not None and _money(order.order_total, order.currency))))

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adapters.amazon.models import AmazonOrder, BuyerCancelRow, OrderStatus, ReturnRow
 from daemon.facts import FIELDS, REASON_CODES
-
-if TYPE_CHECKING:
-    from daemon.store import Store
 
 RMA_STATUSES = set(FIELDS["rma_status"].values)
 CANCELLED = "order_cancelled"
@@ -68,11 +65,10 @@ def order_fields(order: AmazonOrder) -> dict[str, Any]:
     return fields
 
 
-def record_amazon_order(store: "Store", account: str, order: AmazonOrder) -> None:
-    """The orders grid's row for an order as Amazon shows it (the order poll and `ordersync orders import`)."""
-    store.upsert_order(account, order.amazon_order_id, status=order.status.value, fulfillment=order.fulfillment,
-                       order_total=order.order_total, currency=order.currency, item_count=order.units_ordered,
-                       created_on_amazon=order.purchase_date)
+def grid_fields(order: AmazonOrder) -> dict[str, Any]:
+    """The orders grid's columns for an order as Amazon shows it (daemon.store.orders.AMAZON_FIELDS)."""
+    return {"status": order.status.value, "fulfillment": order.fulfillment, "order_total": order.order_total,
+            "currency": order.currency, "item_count": order.units_ordered, "created_on_amazon": order.purchase_date}
 
 
 def order_events(order: AmazonOrder) -> list[NewEvent]:

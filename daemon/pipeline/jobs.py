@@ -16,13 +16,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import structlog
 
 from adapters.amazon.client import AmazonClient
 from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, BuiltFeed, CancelItem, CancelRequest
-from adapters.amazon.models import OrderCursor
+from adapters.amazon.models import AmazonOrder, OrderCursor, ReturnRow
 from adapters.errors import AdapterError, InvalidInput, PermanentError, TransientError
 from adapters.shopify.client import OrderNotFound, ShopifyClient, ShopifyRejected
 from adapters.shopify.models import StorefrontOrder
@@ -30,7 +30,7 @@ from daemon.actions import ACTIONS
 from daemon.audit.log import DecisionLog
 from daemon.audit.record import decision_record
 from daemon.facts import FactError
-from daemon.pipeline.events import RETURN, NewEvent, buyer_request_events, order_events, record_amazon_order, return_events
+from daemon.pipeline.events import RETURN, NewEvent, buyer_request_events, grid_fields, order_events, return_events
 from daemon.pipeline.executors import EXECUTORS, AccountContext
 from daemon.pipeline.fact_builder import build_fact
 from daemon.rules.engine import Decision, DecisionError, EngineDisagreement, RulesEngine
@@ -84,15 +84,17 @@ class AccountPipeline:
     _retry_here: set[int] = field(default_factory=set)
 
     # -- ingest ---------------------------------------------------------------------------------
-    def _ingest(self, events: Iterable[NewEvent], cursor: tuple[str, str] | None) -> int:
-        """Store each event once; the cursor moves with the page (or alone when there is no event).
-        One transaction for the page and its cursor: a crash loses both, and the next poll reads the
-        page again (one commit per page, rather than per event, is most of ingest's cost)."""
+    def _ingest(self, events: Iterable[NewEvent], cursor: tuple[str, str] | None,
+                grid: Mapping[str, Mapping[str, Any]] | None = None) -> int:
+        """Store each event once; the cursor moves with the page (or alone when there is no event), and
+        the page's orders are brought up to date in the grid. One transaction for all of it: a crash loses
+        it all, and the next poll reads the page again (one commit per page, rather than per event or per
+        order, is most of ingest's cost)."""
         events = list(events)
         if not events and cursor is None:
             return 0
         stored = 0
-        for event, new in zip(events, self.store.ingest_many(self.name, events, cursor)):
+        for event, new in zip(events, self.store.ingest_many(self.name, events, cursor, orders=grid)):
             if new:
                 stored += 1
                 self.observer.ingested(self.name, event.kind)
@@ -105,13 +107,15 @@ class AccountPipeline:
         page = self.amazon.poll_orders(cursor)
         for error in page.errors:
             log.warning("amazon order skipped", account=self.name, error=str(error))
-        events: list[NewEvent] = []
-        for order in page.orders:
-            record_amazon_order(self.store, self.name, order)
-            events.extend(order_events(order))
-        stored = self._ingest(events, ("orders", json.dumps(page.next_cursor.to_json())))
+        stored = self.ingest_orders(page.orders, page.next_cursor)
         self.observer.polled(self.name)
         return stored
+
+    def ingest_orders(self, orders: Sequence[AmazonOrder], next_cursor: OrderCursor) -> int:
+        """A polled page: each order's changes as events and its row in the grid, with the cursor past it."""
+        return self._ingest([event for order in orders for event in order_events(order)],
+                            ("orders", json.dumps(next_cursor.to_json())),
+                            grid={order.amazon_order_id: grid_fields(order) for order in orders})
 
     @property
     def amazon_api_version(self) -> str:
@@ -137,7 +141,11 @@ class AccountPipeline:
         parsed = self.amazon.returns(since)
         for error in parsed.errors:
             log.warning("returns report row skipped", account=self.name, error=str(error))
-        return self._ingest((e for row in parsed.records for e in return_events(row)), ("returns", next_since))
+        return self.ingest_returns(parsed.records, next_since)
+
+    def ingest_returns(self, rows: Sequence[ReturnRow], next_since: str) -> int:
+        """The returns report's rows as events, with the report's cursor moved to `next_since`."""
+        return self._ingest((event for row in rows for event in return_events(row)), ("returns", next_since))
 
     # -- decide ---------------------------------------------------------------------------------
     def decide(self, limit: int = 500) -> int:

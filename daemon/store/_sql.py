@@ -6,11 +6,18 @@ from typing import Any, Callable
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from daemon.store.errors import StoreError
+from daemon.store.models import Account
+from daemon.store.types import utcnow
+
+
+def _dialect_insert(dialect: str) -> Callable[[Any], Any]:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
 
 def insert_for(session: Session, table: Any) -> Any:
     """The dialect's INSERT, which has on_conflict_do_nothing / on_conflict_do_update on both databases."""
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(getattr(table, "__table__", table))
+    return _dialect_insert(session.get_bind().dialect.name)(getattr(table, "__table__", table))
 
 
 def inserted(session: Session, statement: Any) -> bool:
@@ -31,13 +38,23 @@ class DriverStatement:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
+        self._build: Callable[[Callable[[Any], Any]], Any] | None = None
         self._compiled: dict[tuple[str, ...], tuple[str, tuple[str, ...] | None]] = {}
+
+    @classmethod
+    def upsert(cls, build: Callable[[Callable[[Any], Any]], Any]) -> "DriverStatement":
+        """A statement only the dialect's own INSERT expresses (ON CONFLICT): `build` is given that INSERT
+        (as insert_for picks it) and makes the statement, once per dialect."""
+        statement = cls(None)
+        statement._build = build
+        return statement
 
     def _for(self, dialect: Any, names: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
         key = (dialect.name, dialect.driver, dialect.paramstyle, *names)
         if key not in self._compiled:
+            statement = self._build(_dialect_insert(dialect.name)) if self._build else self.statement
             # for_executemany: without it PostgreSQL's INSERT would end in RETURNING id, ids nobody reads.
-            compiled = self.statement.compile(dialect=dialect, column_keys=list(names), for_executemany=True)
+            compiled = statement.compile(dialect=dialect, column_keys=list(names), for_executemany=True)
             # qmark/format drivers (sqlite3) take tuples in the compiled order; pyformat ones (psycopg) dicts.
             order = tuple(compiled.positiontup) if compiled.positional else None
             self._compiled[key] = (compiled.string, order)
@@ -59,3 +76,18 @@ class DriverStatement:
         # format, which leaves out ".000000" on a whole second and so breaks the text order of times.
         processor = column.type.dialect_impl(dialect).bind_processor(dialect)
         return processor or (lambda value: value)
+
+
+def now_for(session: Session, column: Any) -> Any:
+    """The time now, as the driver takes it for `column`."""
+    return DriverStatement.converter(session, column)(utcnow())
+
+
+_ENSURE_ACCOUNT = DriverStatement.upsert(lambda insert: insert(Account.__table__).on_conflict_do_nothing(index_elements=["id"]))
+
+
+def ensure_account(session: Session, account: str) -> None:
+    """The account's row, which everything of the account refers to; added the first time it is named."""
+    if not account:
+        raise StoreError("an account name is required")
+    _ENSURE_ACCOUNT.run(session, [{"id": account, "created_at": now_for(session, Account.__table__.c.created_at)}])

@@ -4,13 +4,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session, col
 
-from daemon.store._sql import insert_for, inserted
+from daemon.store._sql import DriverStatement, ensure_account, insert_for, inserted, now_for
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
 from daemon.store.models import CURSOR_KINDS, Account, Cursor, Event
+from daemon.store.orders import record_amazon_orders
 from daemon.store.types import utcnow
 
 
@@ -22,11 +23,14 @@ class IncomingEvent(Protocol):
     amazon_order_id: str | None
 
 
-def ensure_account(session: Session, account: str) -> None:
-    if not account:
-        raise StoreError("an account name is required")
-    session.execute(insert_for(session, Account).values(id=account, created_at=utcnow())
-                    .on_conflict_do_nothing(index_elements=["id"]))
+def _cursor_upsert(insert: Any) -> Any:
+    statement = insert(Cursor.__table__)
+    return statement.on_conflict_do_update(index_elements=["account", "kind"], set_={
+        "value": statement.excluded.value, "updated_at": statement.excluded.updated_at})
+
+
+# Compiled once, as ensure_account's: built and compiled afresh, the two took a third of storing a page.
+_SET_CURSOR = DriverStatement.upsert(_cursor_upsert)
 
 
 class StoredEvent(Protocol):
@@ -45,6 +49,11 @@ class StoredEvent(Protocol):
 
 _event = Event.__table__.c
 _EVENTS = select(Event.__table__)
+_STORED_KEYS = select(_event.natural_key).where(_event.account == bindparam("account"),
+                                                 _event.natural_key.in_(bindparam("keys", expanding=True)))
+_INSERT_EVENT = DriverStatement(insert(Event.__table__))
+# Natural keys looked up per statement: well under SQLite's bound on a statement's parameters (32,766).
+KEYS_PER_LOOKUP = 1000
 
 
 class Inbox(Database):
@@ -74,13 +83,15 @@ class Inbox(Database):
         return new
 
     def ingest_many(self, account: str, events: Iterable[IncomingEvent], cursor: tuple[str, str] | None = None, *,
-                    received_at: datetime | None = None) -> list[bool]:
+                    orders: Mapping[str, Mapping[str, Any]] | None = None, received_at: datetime | None = None) -> list[bool]:
         """Store a page of events and advance the cursor, all in one transaction: what `ingest` does
         for one event, for many at the cost of one commit. Returns, per event in the order given, True
         when it was stored, False when its natural key was already stored (or came earlier in this
         page). The cursor is advanced either way, also for an empty page. Ids follow the order given
-        (SQLAlchemy sends the rows as multi-row INSERTs in that order, and both databases number the rows
-        as listed), so events of one order are decided in the order they were seen."""
+        (the rows go in as listed: one INSERT per row by sqlite3's executemany, multi-row INSERTs on
+        PostgreSQL, which numbers rows as listed), so events of one order are decided in the order they
+        were seen. `orders` are the grid's rows of the orders the page holds, as Amazon shows them
+        ({amazon order id: daemon.store.orders.AMAZON_FIELDS}), written in the same transaction."""
         events = list(events)
         if cursor is not None:
             _check_cursor_kind(cursor[0])
@@ -90,13 +101,9 @@ class Inbox(Database):
         stored: set[str] = set()
         with self.transaction() as s:
             ensure_account(s, account)
+            record_amazon_orders(s, account, orders or {})
             if rows:
-                # ON CONFLICT DO NOTHING skips duplicates (already stored, or twice in this page); RETURNING
-                # names the rows inserted (rowcount is no use: psycopg reports -1). Core on the session's
-                # connection, with the rows as parameters: no ORM unit of work, one compiled statement.
-                statement = (insert_for(s, Event).on_conflict_do_nothing(index_elements=["account", "natural_key"])
-                             .returning(Event.__table__.c.natural_key))
-                stored.update(s.connection().execute(statement, rows).scalars())
+                stored.update(_insert_new_events(s, account, rows))
             if cursor is not None:
                 _set_cursor(s, account, cursor[0], cursor[1])
         new: list[bool] = []
@@ -156,6 +163,35 @@ class Inbox(Database):
                 raise NotFound(f"no event {event_id}")
 
 
+def _insert_new_events(s: Session, account: str, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the rows whose natural key is not stored yet (nor earlier in `rows`); returns their keys."""
+    if s.get_bind().dialect.name != "sqlite":
+        # ON CONFLICT DO NOTHING skips duplicates (already stored, or twice in this page), including one
+        # another process commits meanwhile; RETURNING names the rows inserted (rowcount is no use:
+        # psycopg reports -1).
+        statement = (insert_for(s, Event).on_conflict_do_nothing(index_elements=["account", "natural_key"])
+                     .returning(_event.natural_key))
+        return set(s.connection().execute(statement, rows).scalars())
+    # SQLite: the write lock is held since BEGIN IMMEDIATE, so a key not stored now cannot be stored by
+    # anyone else before this commits. The keys are looked up first and the new rows inserted by the
+    # driver's executemany: SQLAlchemy's multi-row INSERT with RETURNING was a third of ingesting an event.
+    keys = [row["natural_key"] for row in rows]
+    known: set[str] = set()
+    for start in range(0, len(keys), KEYS_PER_LOOKUP):
+        known.update(s.connection().execute(_STORED_KEYS, {"account": account, "keys": keys[start:start + KEYS_PER_LOOKUP]})
+                     .scalars())
+    payload_json = DriverStatement.converter(s, _event.payload)
+    received_at = DriverStatement.converter(s, _event.received_at)(rows[0]["received_at"])  # one for the page
+    fresh: list[dict[str, Any]] = []
+    for row in rows:
+        if row["natural_key"] not in known:
+            known.add(row["natural_key"])
+            fresh.append({**row, "payload": payload_json(row["payload"]), "received_at": received_at})
+    if fresh:
+        _INSERT_EVENT.run(s, fresh)
+    return {row["natural_key"] for row in fresh}
+
+
 def _check_cursor_kind(kind: str) -> None:
     if kind not in CURSOR_KINDS:
         raise StoreError(f"unknown cursor kind {kind!r}; one of {', '.join(CURSOR_KINDS)}")
@@ -164,7 +200,5 @@ def _check_cursor_kind(kind: str) -> None:
 def _set_cursor(s: Session, account: str, kind: str, value: str) -> None:
     if not isinstance(value, str):
         raise StoreError(f"cursor value must be text (serialise JSON first), got {type(value).__name__}")
-    now = utcnow()
-    statement = insert_for(s, Cursor).values(account=account, kind=kind, value=value, updated_at=now)
-    s.execute(statement.on_conflict_do_update(index_elements=["account", "kind"],
-                                              set_={"value": value, "updated_at": now}))
+    _SET_CURSOR.run(s, [{"account": account, "kind": kind, "value": value,
+                         "updated_at": now_for(s, Cursor.__table__.c.updated_at)}])

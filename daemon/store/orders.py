@@ -6,20 +6,21 @@ from decimal import Decimal
 from itertools import islice
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlmodel import Session, col
 
 from daemon.actions import AMAZON_BOUND
-from daemon.store._sql import insert_for
+from daemon.store._sql import DriverStatement, ensure_account, insert_for, now_for
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
-from daemon.store.inbox import ensure_account
 from daemon.store.models import (FAILED, FAILED_SYNC_STATUSES, ORDER_CREATED, PENDING, QUEUED_FOR_BATCH, Action,
                                  Order, OrderLine)
 from daemon.store.types import to_money, utcnow
 
 ORDER_FIELDS = frozenset({"storefront_order_id", "status", "sync_status", "fulfillment", "order_total", "currency",
                           "item_count", "created_on_amazon"})
+# The columns Amazon's side of an order fills (daemon.pipeline.events.grid_fields); the others are ordersync's.
+AMAZON_FIELDS = ("status", "fulfillment", "order_total", "currency", "item_count", "created_on_amazon")
 LINE_FIELDS = frozenset({"sku", "quantity_ordered", "quantity_shipped", "quantity_cancelled", "item_price"})
 
 
@@ -32,6 +33,43 @@ def _upsert(s: Session, account: str, amazon_order_id: str, values: Mapping[str,
                                               set_={**values, "updated_at": now}))
     return s.scalars(select(Order).where(col(Order.account) == account, col(Order.amazon_order_id) == amazon_order_id)
                      .execution_options(populate_existing=True)).one()
+
+
+def _amazon_upsert(insert: Any) -> Any:
+    statement = insert(Order.__table__)
+    return statement.on_conflict_do_update(index_elements=["account", "amazon_order_id"],
+                                           set_={name: statement.excluded[name] for name in (*AMAZON_FIELDS, "updated_at")})
+
+
+_RECORD_AMAZON_ORDERS = DriverStatement.upsert(_amazon_upsert)
+_LINK_STOREFRONT = DriverStatement(
+    update(Order.__table__).where(Order.__table__.c.id == bindparam("order_id"))
+    .values(storefront_order_id=bindparam("storefront_order_id"), sync_status=func.coalesce(Order.__table__.c.sync_status, bindparam("first_status")),
+            updated_at=bindparam("now")))
+
+
+def record_amazon_orders(s: Session, account: str, orders: Mapping[str, Mapping[str, Any]]) -> None:
+    """The grid's rows of these orders as Amazon shows them ({amazon order id: AMAZON_FIELDS}), added or
+    brought up to date in one statement run; ordersync's own columns (the storefront link, the sync status,
+    archived) are left as they are. The caller has ensured the account."""
+    if not orders:
+        return
+    columns = Order.__table__.c
+    total, created, archived = (DriverStatement.converter(s, column) for column in
+                                (columns.order_total, columns.created_on_amazon, columns.archived))
+    now, not_archived = now_for(s, columns.updated_at), archived(False)
+    rows = []
+    for amazon_order_id, fields in orders.items():
+        unknown = set(fields) - set(AMAZON_FIELDS)
+        if unknown:
+            raise StoreError(f"order {amazon_order_id}: unknown field(s) {', '.join(sorted(unknown))}; "
+                             f"Amazon's are {', '.join(AMAZON_FIELDS)}")
+        values = {name: fields.get(name) for name in AMAZON_FIELDS}
+        values["order_total"] = total(_amount(f"order {amazon_order_id}: order_total", values["order_total"]))
+        values["created_on_amazon"] = created(values["created_on_amazon"])
+        rows.append({"account": account, "amazon_order_id": amazon_order_id, **values, "archived": not_archived,
+                     "updated_at": now})
+    _RECORD_AMAZON_ORDERS.run(s, rows)
 
 
 def mark_order_failed(s: Session, account: str, amazon_order_id: str, sync_status: str, error: str) -> None:
@@ -74,20 +112,15 @@ class Orders(Database):
         its status. Orders not in the grid are left alone; only rows that change are written."""
         if not links:
             return 0
-        changed = 0
         with self.transaction() as s:
             rows = s.execute(select(Order.id, Order.amazon_order_id, Order.storefront_order_id, Order.sync_status).where(
                 col(Order.account) == account, col(Order.amazon_order_id).in_(list(links)))).all()
-            for row in rows:
-                values: dict[str, Any] = {}
-                if row.storefront_order_id != links[row.amazon_order_id]:
-                    values["storefront_order_id"] = links[row.amazon_order_id]
-                if row.sync_status is None:
-                    values["sync_status"] = ORDER_CREATED
-                if values:
-                    s.execute(update(Order).where(col(Order.id) == row.id).values(**values, updated_at=utcnow()))
-                    changed += 1
-        return changed
+            changes = [{"order_id": row.id, "storefront_order_id": links[row.amazon_order_id]} for row in rows
+                       if row.storefront_order_id != links[row.amazon_order_id] or row.sync_status is None]
+            if changes:
+                now = now_for(s, Order.__table__.c.updated_at)
+                _LINK_STOREFRONT.run(s, [{**change, "first_status": ORDER_CREATED, "now": now} for change in changes])
+        return len(changes)
 
     def mark_failed(self, account: str, amazon_order_id: str, sync_status: str, error: str) -> None:
         """Put the order into the error view with this sync status and message (a rule's reject)."""

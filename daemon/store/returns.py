@@ -8,9 +8,8 @@ from typing import Sequence
 from sqlalchemy import insert, select
 from sqlmodel import col
 
-from daemon.store._sql import insert_for, inserted
+from daemon.store._sql import ensure_account, insert_for, inserted
 from daemon.store.db import Database
-from daemon.store.inbox import ensure_account
 from daemon.store.models import Refund, Rma, RmaLine
 from daemon.store.types import utcnow
 

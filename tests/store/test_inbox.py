@@ -1,6 +1,9 @@
 """The inbox: each change stored once, with its cursor advance; undecided events; failures kept."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from decimal import Decimal
+
 import pytest
 
 from daemon.pipeline.events import NewEvent
@@ -126,3 +129,28 @@ def test_a_payload_with_a_lone_surrogate_is_stored_and_reads_back_the_same(store
     store.ingest_many("acme", [NewEvent(kind="buyer_cancel_requested", natural_key="k1", amazon_order_id="111-1", payload={"reason": reason})], ("orders", "c1"))
     [event] = store.undecided_events("acme")
     assert event.payload == {"reason": reason} and store.cursor("acme", "orders") == "c1"
+
+
+def test_ingest_many_brings_the_pages_orders_up_to_date_in_the_grid_and_keeps_ordersyncs_own_columns(store: Store) -> None:
+    t0 = datetime(2025, 6, 1, 9, 30, tzinfo=timezone.utc)
+    unshipped = {"status": "Unshipped", "fulfillment": "FBM", "order_total": Decimal("19.90"), "currency": "USD",
+                 "item_count": 2, "created_on_amazon": t0}
+    store.ingest_many("acme", [_ev("k0", 0, "111-1")], ("orders", "T1"), orders={"111-1": unshipped, "111-2": unshipped})
+    store.link_storefront_orders("acme", {"111-1": "gid://shopify/Order/1001"})
+    store.mark_failed("acme", "111-2", "Failed Cancellation", "order #1002 is already fulfilled")
+
+    cancelled = {**unshipped, "status": "Canceled", "order_total": Decimal("0.00")}
+    store.ingest_many("acme", [_ev("k1", 1, "111-1")], ("orders", "T2"), orders={"111-1": cancelled, "111-2": cancelled})
+    first, second = store.get_order("acme", "111-1"), store.get_order("acme", "111-2")
+    assert (first.status, first.order_total, first.item_count, first.created_on_amazon) == ("Canceled", Decimal("0.00"), 2, t0)
+    assert (first.storefront_order_id, first.sync_status) == ("gid://shopify/Order/1001", "Order Created")
+    assert (second.status, second.sync_status, second.last_error) == ("Canceled", "Failed Cancellation",
+                                                                      "order #1002 is already fulfilled")
+
+
+def test_a_page_whose_grid_row_is_refused_stores_nothing_and_names_the_order(store: Store) -> None:
+    with pytest.raises(StoreError, match="111-2.*order_total"):
+        store.ingest_many("acme", [_ev("k0", 0, "111-1")], ("orders", "T1"),
+                          orders={"111-1": {"status": "Unshipped"}, "111-2": {"status": "Unshipped", "order_total": 19.9}})
+    assert store.undecided_events("acme") == [] and store.cursor("acme", "orders") is None
+    assert store.get_order("acme", "111-1") is None
