@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -92,20 +93,34 @@ class Chain:
 
     def link(self, record: dict[str, Any]) -> str:
         """Stamp `record` as the next of its account (seq, prev_hash, hash) and return its line:
-        canonical(record), encoded once. Sorted keys put every other key before or after "hash", so the
-        two halves make both the hashed body (joined) and the line (joined around the hash)."""
+        canonical(record), encoded once with a placeholder for the hash. The hashed body is that line
+        without the hash member; the line is that line with the hash put in the placeholder's place."""
         head = self.heads.setdefault(record.get("account") or "", Head())
         record["seq"] = head.seq + 1
         record["prev_hash"] = head.hash
-        before, after = (half[1:-1] for half in _encoded({key: value for key, value in record.items() if key < "hash"},
-                                                          {key: value for key, value in record.items() if key > "hash"}))
-        record["hash"] = _sha256(_object(before, after))
+        record["hash"] = _PLACEHOLDER
+        line = canonical(record)
+        record["hash"] = _sha256(_without_hash(line))
         head.seq, head.hash = record["seq"], record["hash"]
-        return _object(before, f'"hash":"{record["hash"]}"', after)
+        return line.replace(_PLACEHOLDER, record["hash"], 1)
 
 
-def _object(*members: str) -> str:
-    return "{" + ",".join(member for member in members if member) + "}"
+# Stands for the hash while a record is encoded: 64 hex digits, as long as a hash and JSON as it is, drawn
+# at random per process so that nothing in a record's content is it: its first occurrence in the line is
+# the top-level member.
+_PLACEHOLDER = secrets.token_hex(32)
+_HASH_MEMBER = f'"hash":"{_PLACEHOLDER}"'
+
+
+def _without_hash(line: str) -> str:
+    """The record's line without its (placeholder) hash member and the comma that joins it to another."""
+    at = line.index(_HASH_MEMBER)
+    end = at + len(_HASH_MEMBER)
+    if line[at - 1] == ",":
+        at -= 1
+    elif line[end] == ",":
+        end += 1
+    return line[:at] + line[end:]
 
 
 @dataclass

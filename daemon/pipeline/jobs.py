@@ -11,6 +11,7 @@ the adapters look before they act; a feed whose submission is in doubt is never 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -47,8 +48,16 @@ REPORT_OVERLAP = timedelta(minutes=10)   # report rows land late; the natural ke
 MAX_ATTEMPTS = 8
 
 
+_NAMESPACE_BYTES = DECISION_NAMESPACE.bytes
+
+
 def decision_id_for(account: str, natural_key: str) -> str:
-    return str(uuid.uuid5(DECISION_NAMESPACE, f"{account}/{natural_key}"))
+    """uuid.uuid5(DECISION_NAMESPACE, "account/natural_key") as text, made without the UUID object (a
+    fifth of the cost): SHA-1 of namespace and name, version 5 and the RFC 4122 variant set in it."""
+    digest = hashlib.sha1(_NAMESPACE_BYTES + f"{account}/{natural_key}".encode("utf-8")).digest()
+    bits = (int.from_bytes(digest[:16], "big") & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x5000 << 64) | (0x8000 << 48)
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def backoff(attempts: int) -> timedelta:

@@ -1,6 +1,7 @@
 """Small SQL helpers the repository modules share."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -71,12 +72,21 @@ class DriverStatement:
     def converter(session: Session, column: Any) -> Callable[[Any], Any]:
         """What the column's type does to a value before the driver gets it (a datetime to SQLite's text,
         a dict to JSON, ...): applied by the caller, once for a value every row shares."""
-        dialect = session.connection().dialect
-        # The dialect's own implementation: the generic type would hand SQLite a datetime for sqlite3 to
-        # format, which leaves out ".000000" on a whole second and so breaks the text order of times.
-        processor = column.type.dialect_impl(dialect).bind_processor(dialect)
-        return processor or (lambda value: value)
+        return _bind_processor(session.connection().dialect, column)
 
+
+@functools.lru_cache(maxsize=None)
+def _bind_processor(dialect: Any, column: Any) -> Callable[[Any], Any]:
+    # Made once per dialect and column: a TypeDecorator's processor is built anew on every call, which
+    # cost more than the conversions it makes for a page.
+    # The dialect's own implementation: the generic type would hand SQLite a datetime for sqlite3 to
+    # format, which leaves out ".000000" on a whole second and so breaks the text order of times.
+    processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return processor or _unchanged
+
+
+def _unchanged(value: Any) -> Any:
+    return value
 
 def now_for(session: Session, column: Any) -> Any:
     """The time now, as the driver takes it for `column`."""

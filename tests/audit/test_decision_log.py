@@ -115,7 +115,7 @@ _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | s
 @given(fields=st.dictionaries(st.sampled_from(["account", "actions", "h", "has", "hash", "hash_", "hasi", "masked", "prev",
                                                "seq", "trace", "zz", "Ä", "é"]) | st.text(max_size=6), _json, max_size=10))
 def test_a_linked_line_is_the_canonical_json_of_its_record(fields):
-    """The line is written from two halves encoded once; it must be byte for byte what verify hashes."""
+    """The line is encoded once, with a placeholder for the hash; it must be byte for byte what verify hashes."""
     chain = Chain()
     for record in ({**fields, "account": "acme"}, {**fields, "account": "acme", "n": 2}):
         line = chain.link(record)

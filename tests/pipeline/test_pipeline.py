@@ -4,6 +4,7 @@ see in the Shopify admin, in Seller Central, in the error view and in the decisi
 from __future__ import annotations
 
 import json
+import uuid
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -372,3 +373,12 @@ def test_an_orders_events_in_one_decide_run_read_its_storefront_copy_once(harnes
 def find_orders_requests(harness: Harness) -> list[dict[str, Any]]:
     return [e for e in harness.standins.shopify.journal.entries()
             if e.get("kind") == "request" and e.get("operation") == "FindOrders"]
+
+
+@pytest.mark.parametrize("account, natural_key", [
+    ("acme", "order_cancelled:114-0000001-0001234:3"), ("", ""), ("boutique-é", "return_reported:RMA-漢字:😀")])
+def test_a_decision_id_is_the_uuid5_of_its_event_as_it_always_was(account: str, natural_key: str) -> None:
+    # Ids recorded (and idempotency keys sent to Shopify) before the id was made without uuid.uuid5 must be
+    # made again the same for the same event.
+    from daemon.pipeline.jobs import DECISION_NAMESPACE
+    assert decision_id_for(account, natural_key) == str(uuid.uuid5(DECISION_NAMESPACE, f"{account}/{natural_key}"))
