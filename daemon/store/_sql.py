@@ -61,12 +61,13 @@ class DriverStatement:
             self._compiled[key] = (compiled.string, order)
         return self._compiled[key]
 
-    def run(self, session: Session, rows: list[dict[str, Any]]) -> None:
-        """Every row has the same keys: the columns an INSERT sets, the parameters an UPDATE names."""
+    def run(self, session: Session, rows: list[dict[str, Any]]) -> int:
+        """Every row has the same keys: the columns an INSERT sets, the parameters an UPDATE names.
+        Returns the rows the statement changed, summed over `rows` (as both drivers count them)."""
         connection = session.connection()
         sql, order = self._for(connection.dialect, tuple(rows[0]))
         parameters: list[Any] = rows if order is None else [tuple(row[name] for name in order) for row in rows]
-        connection.exec_driver_sql(sql, parameters)
+        return connection.exec_driver_sql(sql, parameters).rowcount
 
     @staticmethod
     def converter(session: Session, column: Any) -> Callable[[Any], Any]:
