@@ -311,7 +311,7 @@ def run(url: str, events_wanted: int, engine: RulesEngine, folder: Path) -> Resu
 def report(name: str, result: Result, reset_ok: bool) -> None:
     total = result.ingest_s + result.decide_s
     print(f"\n{name}: {result.events:,} events")
-    print(f"  ingest (events + cursor)            {_rate(result.events, result.ingest_s)}")
+    print(f"  ingest (events, grid rows, cursor)  {_rate(result.events, result.ingest_s)}")
     print(f"  decide + record + logs              {_rate(result.events, result.decide_s)}")
     print(f"  overall                             {_rate(result.events, total)}")
     peak_note = "" if reset_ok else " (process peak: VmHWM could not be reset)"

@@ -6,7 +6,7 @@ from decimal import Decimal
 from itertools import islice
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlmodel import Session, col
 
 from daemon.actions import AMAZON_BOUND
@@ -43,14 +43,12 @@ def _amazon_upsert(insert: Any) -> Any:
 
 _RECORD_AMAZON_ORDERS = DriverStatement.upsert(_amazon_upsert)
 _grid = Order.__table__.c
-# Only a row that changes is written: one not linked yet, linked to another copy, or with no sync status.
+# By primary key: the same UPDATE by (account, amazon_order_id), run by psycopg as a prepared statement,
+# was planned as a scan of the whole grid on PostgreSQL (each decide run slower than the last).
 _LINK_STOREFRONT = DriverStatement(
-    update(Order.__table__)
-    .where(_grid.account == bindparam("grid_account"), _grid.amazon_order_id == bindparam("grid_order"),
-           or_(_grid.storefront_order_id.is_(None), _grid.storefront_order_id != bindparam("link"), _grid.sync_status.is_(None)))
+    update(Order.__table__).where(_grid.id == bindparam("order_id"))
     .values(storefront_order_id=bindparam("link"), sync_status=func.coalesce(_grid.sync_status, bindparam("first_status")),
             updated_at=bindparam("now")))
-
 
 def record_amazon_orders(s: Session, account: str, orders: Mapping[str, Mapping[str, Any]]) -> None:
     """The grid's rows of these orders as Amazon shows them ({amazon order id: AMAZON_FIELDS}), added or
@@ -117,9 +115,15 @@ class Orders(Database):
         if not links:
             return 0
         with self.transaction() as s:
-            now = now_for(s, _grid.updated_at)
-            return _LINK_STOREFRONT.run(s, [{"grid_account": account, "grid_order": order_id, "link": link,
-                                             "first_status": ORDER_CREATED, "now": now} for order_id, link in links.items()])
+            rows = s.connection().execute(select(_grid.id, _grid.amazon_order_id, _grid.storefront_order_id, _grid.sync_status)
+                                          .where(_grid.account == account, _grid.amazon_order_id.in_(list(links))))
+            # Only a row that changes is written: one not linked yet, linked to another copy, or with no sync status.
+            changes = [{"order_id": row.id, "link": links[row.amazon_order_id]} for row in rows
+                       if row.storefront_order_id != links[row.amazon_order_id] or row.sync_status is None]
+            if changes:
+                now = now_for(s, _grid.updated_at)
+                _LINK_STOREFRONT.run(s, [{**change, "first_status": ORDER_CREATED, "now": now} for change in changes])
+        return len(changes)
 
     def mark_failed(self, account: str, amazon_order_id: str, sync_status: str, error: str) -> None:
         """Put the order into the error view with this sync status and message (a rule's reject)."""
