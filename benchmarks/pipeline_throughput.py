@@ -244,7 +244,7 @@ class Autoanalyze:
         if self.needed and rows >= 50 + 1.1 * self.last:
             from sqlalchemy import text
             with self.store.engine.connect() as conn:
-                conn.execute(text("ANALYZE events, decisions, actions"))
+                conn.execute(text("ANALYZE events, decisions, actions, orders"))
                 conn.commit()
             self.last, self.runs = rows, self.runs + 1
 

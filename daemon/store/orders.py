@@ -43,8 +43,9 @@ def _amazon_upsert(insert: Any) -> Any:
 
 _RECORD_AMAZON_ORDERS = DriverStatement.upsert(_amazon_upsert)
 _grid = Order.__table__.c
-# By primary key: the same UPDATE by (account, amazon_order_id), run by psycopg as a prepared statement,
-# was planned as a scan of the whole grid on PostgreSQL (each decide run slower than the last).
+# By primary key, after the SELECT that finds what changes: found by the grid's own key in the UPDATE
+# itself, a PostgreSQL whose statistics of the grid are stale (autovacuum off) scans the whole grid for
+# each row, and so does the SELECT once; by primary key the UPDATE never does.
 _LINK_STOREFRONT = DriverStatement(
     update(Order.__table__).where(_grid.id == bindparam("order_id"))
     .values(storefront_order_id=bindparam("link"), sync_status=func.coalesce(_grid.sync_status, bindparam("first_status")),
