@@ -133,6 +133,22 @@ class WalCheckpointer:
         self._thread.join(timeout=5)
 
 
+# What SQLAlchemy's sqlite3 dialect takes after "?" in a URL; anything else it drops.
+SQLITE_URL_OPTIONS = frozenset({"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri"})
+
+
+def _check_sqlite_options(given: str | URL, url: URL) -> None:
+    """Refuse a SQLite URL whose '?' part is not options the driver takes: SQLAlchemy would cut the path
+    there and open another file (sqlite:////data/a?b.db opens /data/a), without a word."""
+    raw = given.split("://", 1)[-1].partition("?")[2] if isinstance(given, str) else ""
+    parts = [part for part in raw.split("&") if part] if raw else [f"{key}=" for key in url.query]
+    unknown = [part for part in parts if part.partition("=")[0] not in SQLITE_URL_OPTIONS or "=" not in part]
+    if unknown:
+        raise StoreError(f"{redact(url)}: '{'&'.join(unknown)}' after '?' is not an option of SQLite's driver, "
+                         f"so this would open {url.database}; write a '?' in the file's name as %3F, or give one "
+                         f"of {', '.join(sorted(SQLITE_URL_OPTIONS))}")
+
+
 def _sqlite_engine(url: URL) -> Engine:
     database = url.database
     if not database or database == ":memory:":
@@ -185,6 +201,7 @@ def open_store(url: str | URL, *, migrate: bool = False) -> "Store":
     backend = parsed.get_backend_name()
     try:
         if backend == "sqlite":
+            _check_sqlite_options(url, parsed)
             engine = _sqlite_engine(parsed)
         elif backend == "postgresql":
             if parsed.get_driver_name() not in ("psycopg", "psycopg2"):

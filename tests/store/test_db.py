@@ -25,6 +25,9 @@ def test_unreachable_postgresql_names_url_without_password() -> None:
     ("mysql://root:topsecret@localhost/db", "unsupported database 'mysql'"),
     ("sqlite://", "in-memory SQLite"),
     ("sqlite:////no/such/folder/ordersync.db", "folder /no/such/folder does not exist"),
+    # SQLAlchemy reads what follows '?' as options and would open /tmp/orders without a word.
+    ("sqlite:////tmp/orders?2025.db", r"'2025.db' after '\?' is not an option .* would open /tmp/orders; .* %3F"),
+    ("sqlite:////tmp/orders?shop=eu.db", r"'shop=eu.db' after '\?'"),
 ])
 def test_bad_urls_are_refused_clearly(url: str, expected: str) -> None:
     with pytest.raises(StoreError, match=expected) as caught:
@@ -92,3 +95,9 @@ def test_times_come_back_aware_and_naive_ones_are_refused(store: Store) -> None:
 
 def test_ping(store: Store) -> None:
     assert store.ping()
+
+
+def test_a_question_mark_in_a_sqlite_files_name_is_written_percent_encoded_and_opens_that_file(tmp_path) -> None:
+    with open_store(f"sqlite:///{tmp_path}/orders%3F2025.db?timeout=5", migrate=True) as store:
+        store.set_cursor("acme", "orders", "T1")
+    assert (tmp_path / "orders?2025.db").exists() and not (tmp_path / "orders").exists()
