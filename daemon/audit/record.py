@@ -30,16 +30,22 @@ def mask_value(field: str, value: Any) -> Any:
 
 def masked_fact(fact: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The fact with personal fields replaced, and the paths that were replaced (OPA's `masked`)."""
-    shown = {name: mask_value(name, value) for name, value in fact.items()}
-    return shown, [f"fact.{name}" for name in sorted(fact) if name in PERSONAL_FIELDS]
+    personal = sorted(PERSONAL_FIELDS.intersection(fact))
+    shown = dict(fact)
+    for name in personal:
+        shown[name] = MASK
+    return shown, [f"fact.{name}" for name in personal]
 
 
 def decision_record(decision: Decision) -> dict[str, Any]:
     fact, masked = masked_fact(decision.fact)
-    # Actions are rendered again from the masked fact, so a note quoting the buyer's words is masked too.
-    actions = decision.render_actions(fact)
-    for index, (shown, real) in enumerate(zip(actions, decision.actions)):
-        masked.extend(f"actions[{index}].{name}" for name in shown if shown[name] != real[name])
+    if masked:
+        # Actions are rendered again from the masked fact, so a note quoting the buyer's words is masked too.
+        actions = decision.render_actions(fact)
+        for index, (shown, real) in enumerate(zip(actions, decision.actions)):
+            masked.extend(f"actions[{index}].{name}" for name in shown if shown[name] != real[name])
+    else:
+        actions = [dict(action) for action in decision.actions]  # nothing personal to mask: rendered as decided
     rule = decision.rule
     ruleset = decision.ruleset
     return {
