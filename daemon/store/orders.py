@@ -43,13 +43,14 @@ def _amazon_upsert(insert: Any) -> Any:
 
 _RECORD_AMAZON_ORDERS = DriverStatement.upsert(_amazon_upsert)
 _grid = Order.__table__.c
-# By primary key, after the SELECT that finds what changes: found by the grid's own key in the UPDATE
-# itself, a PostgreSQL whose statistics of the grid are stale (autovacuum off) scans the whole grid for
-# each row, and so does the SELECT once; by primary key the UPDATE never does.
+# By primary key, after a SELECT that finds the rows that change: an UPDATE that finds its row by
+# (account, amazon_order_id) itself was planned as a scan of the whole grid per row by a PostgreSQL
+# without fresh statistics of the grid (autovacuum off); by primary key it never is.
 _LINK_STOREFRONT = DriverStatement(
     update(Order.__table__).where(_grid.id == bindparam("order_id"))
     .values(storefront_order_id=bindparam("link"), sync_status=func.coalesce(_grid.sync_status, bindparam("first_status")),
             updated_at=bindparam("now")))
+
 
 def record_amazon_orders(s: Session, account: str, orders: Mapping[str, Mapping[str, Any]]) -> None:
     """The grid's rows of these orders as Amazon shows them ({amazon order id: AMAZON_FIELDS}), added or
@@ -57,10 +58,9 @@ def record_amazon_orders(s: Session, account: str, orders: Mapping[str, Mapping[
     archived) are left as they are. The caller has ensured the account."""
     if not orders:
         return
-    columns = Order.__table__.c
     total, created, archived = (DriverStatement.converter(s, column) for column in
-                                (columns.order_total, columns.created_on_amazon, columns.archived))
-    now, not_archived = now_for(s, columns.updated_at), archived(False)
+                                (_grid.order_total, _grid.created_on_amazon, _grid.archived))
+    now, not_archived = now_for(s, _grid.updated_at), archived(False)
     rows = []
     for amazon_order_id, fields in orders.items():
         unknown = set(fields) - set(AMAZON_FIELDS)
