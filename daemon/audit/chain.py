@@ -30,24 +30,22 @@ _legacy_ascii = json.JSONEncoder(ensure_ascii=True, sort_keys=True, separators=(
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
-def _encoded(*objects: dict[str, Any]) -> list[str]:
-    """Each object's canonical JSON, all in the same form, chosen by content alone: a record linked from
-    two halves must be encoded as verify encodes it whole, after reading it back."""
+def canonical(record: dict[str, Any]) -> str:
+    """The record's canonical JSON: orjson's, or the standard library's for what orjson refuses."""
     try:
-        return [orjson.dumps(o, default=str, option=_OPTIONS).decode("utf-8") for o in objects]
+        return orjson.dumps(record, default=str, option=_OPTIONS).decode("utf-8")
     except TypeError:
         pass
     # What orjson refuses: integers beyond 64 bits, keys that are not strings, strings with lone surrogates.
     # Keys become the strings JSON makes of them first, so their order is the order verify reads them in.
-    keyed = [_string_keys(o) for o in objects]
-    texts = [_legacy(o) for o in keyed]
+    keyed = _string_keys(record)
+    text = _legacy(keyed)
     try:
-        for text in texts:
-            text.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate (from a \ud800 escape in Amazon's JSON) has no UTF-8: escaped, it is JSON text.
-        texts = [_legacy_ascii(o) for o in keyed]
-    return texts
+        text = _legacy_ascii(keyed)
+    return text
 
 
 def _string_keys(value: Any) -> Any:
@@ -57,10 +55,6 @@ def _string_keys(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_string_keys(item) for item in value]
     return value
-
-
-def canonical(record: dict[str, Any]) -> str:
-    return _encoded(record)[0]
 
 
 def _sha256(text: str) -> str:
