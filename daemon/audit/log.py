@@ -17,6 +17,11 @@ from daemon.audit.chain import Chain, Head
 from daemon.audit.record import decision_record
 from daemon.rules.engine import Decision
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 
 def _resume(path: Path) -> tuple[Chain, int]:
     """The chain heads from the records already in the file; a last line cut short by a crash while it
@@ -53,15 +58,41 @@ class _LineWriter:
         self._write(message + "\n")
 
 
+class DecisionLogInUse(Exception):
+    """Another process (or another DecisionLog in this one) is writing the file."""
+
+
+def _lock(file: IO[str], path: Path) -> None:
+    """Take the file for this writer alone. Two writers each continue the chain from the heads they read, so
+    their records would share sequence numbers and `audit verify` would find the log broken. The lock goes
+    with the process: a killed writer's lock is released by the kernel, and a restart takes it again."""
+    if fcntl is None:  # not a POSIX system: nothing to lock with; docs/operations.md says one writer per file
+        return
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise DecisionLogInUse(
+            f"the decision log {path} is being written by another process (another `ordersync run` with this "
+            f"decision_log.path, or `ordersync rules eval --decision-log`); two writers would break its hash "
+            f"chain. Stop the other writer, or give this one its own decision_log.path") from None
+
+
 class DecisionLog:
     """Append-only decision log at `path`. Thread-safe; records are flushed before `write` / `write_many`
-    returns, and fsynced too when `fsync` is on (a power cut then loses nothing already returned)."""
+    returns, and fsynced too when `fsync` is on (a power cut then loses nothing already returned).
+    One writer per file: DecisionLogInUse if another holds it."""
 
     def __init__(self, path: Path | str, *, fsync: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._chain, self.recovered_bytes = _resume(self.path)
         self._file: IO[str] = self.path.open("a", encoding="utf-8")
+        try:
+            # Locked before the tail is read (and a torn last line cut off): never while another writes it.
+            _lock(self._file, self.path)
+            self._chain, self.recovered_bytes = _resume(self.path)
+        except BaseException:
+            self._file.close()
+            raise
         self._fsync = fsync
         self._lock = threading.Lock()
         self._last: dict[str, Any] = {}

@@ -47,7 +47,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--format", choices=("json", "text"), default="json",
                           help="json: one JSON line per fact (default); text: a readable summary per fact")
     evaluate.add_argument("--decision-log", type=Path, metavar="FILE",
-                          help="also append each decision's audit record (hash-chained, personal data masked) to FILE")
+                          help="also append each decision's audit record (hash-chained, personal data masked) to FILE; "
+                               "exit 2 if another process (a running daemon) is writing FILE")
     evaluate.set_defaults(handler=run_eval)
 
     fields = sub.add_parser("fields", help="list the fact fields rules can read",
@@ -138,9 +139,16 @@ def run_eval(args: argparse.Namespace) -> int:
         return 1
     log = None
     if args.decision_log:
-        from daemon.audit.log import DecisionLog
+        from daemon.audit.log import DecisionLog, DecisionLogInUse
 
-        log = DecisionLog(args.decision_log)
+        try:
+            log = DecisionLog(args.decision_log)
+        except DecisionLogInUse as exc:
+            print(f"ordersync rules eval: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"ordersync rules eval: cannot open the decision log {args.decision_log}: {exc.strerror}", file=sys.stderr)
+            return 2
     failures = 0
     try:
         for number, line in _lines(args.input):

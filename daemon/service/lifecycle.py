@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import structlog
 
-from daemon.audit.log import DecisionLog
+from daemon.audit.log import DecisionLog, DecisionLogInUse
 from daemon.config import Config
 from daemon.logging import configure_logging
 from daemon.rules.engine import RulesEngine
@@ -189,6 +189,8 @@ class Service:
         self._rules_loaded("start-up")
         try:
             self.decision_log = DecisionLog(config.decision_log.path, fsync=config.decision_log.fsync)
+        except DecisionLogInUse as exc:
+            raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"the decision log {config.decision_log.path} cannot be opened: {exc.strerror}; "
                                f"check decision_log.path and that the service user may write there") from None

@@ -3,13 +3,17 @@ record was removed or changed."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon.audit.chain import Chain, canonical, record_hash, verify
-from daemon.audit.log import DecisionLog
+from daemon.audit.log import DecisionLog, DecisionLogInUse
 from daemon.rules.engine import RulesEngine
 
 BUYER_WORDS = "Please cancel, my address is 12 Elm Street"
@@ -155,3 +159,33 @@ def test_every_line_the_log_writes_verifies(tmp_path, fields):
         log.write({"account": "acme", "decision_id": "d2"})
     result = verify(tmp_path / "decisions.jsonl")
     assert result.ok and result.records == 2, result.broken
+
+
+def test_a_second_writer_of_the_same_log_is_refused_until_the_first_is_gone(log_path, engine):
+    # Two writers would each go on from the heads they read: records with the same seq, a broken chain.
+    with DecisionLog(log_path) as first:
+        with pytest.raises(DecisionLogInUse, match=f"the decision log {log_path} is being written by another process"):
+            DecisionLog(log_path)
+        first.write_decision(_decide(engine, "acme", "112-6"))
+    with DecisionLog(log_path) as again:
+        again.write_decision(_decide(engine, "acme", "112-7"))
+    result = verify(log_path)
+    assert result.ok and result.records == 8 and result.heads["acme"].seq == 5
+
+
+def test_a_killed_writers_log_is_taken_over_by_the_next_process(log_path, engine, tmp_path):
+    # The lock belongs to the process: SIGKILL releases it, so a restarted daemon is never locked out.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom daemon.audit.log import DecisionLog\n"
+                               f"log = DecisionLog({str(log_path)!r})\nprint('holding', flush=True)\ntime.sleep(60)"],
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(DecisionLogInUse):
+            DecisionLog(log_path)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with DecisionLog(log_path) as log:
+        log.write_decision(_decide(engine, "globex", "112-8"))
+    assert verify(log_path).ok

@@ -81,6 +81,17 @@ def test_rules_eval_explain_and_decision_log_then_audit_verify(tmp_path):
     assert broken.returncode == 1 and "line 4: record 4 of account 'demo' is missing" in broken.stdout
 
 
+def test_rules_eval_refuses_a_decision_log_the_daemon_is_writing(tmp_path):
+    from daemon.audit.log import DecisionLog
+
+    log = tmp_path / "decisions.jsonl"
+    with DecisionLog(log):  # as a running daemon holds its log
+        result = ordersync("rules", "eval", "--input", "rules/examples/facts.jsonl", "--decision-log", str(log))
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"the decision log {log} is being written by another process" in result.stderr
+    assert log.read_text() == ""
+
+
 @pytest.mark.parametrize("command", [[], ["rules"], ["rules", "check"], ["rules", "test"], ["rules", "eval"],
                                      ["rules", "fields"], ["rules", "actions"], ["audit", "verify"]])
 def test_every_command_explains_itself(command):

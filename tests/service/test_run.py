@@ -241,6 +241,21 @@ def test_port_in_use_exits_2(workdir: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "change http.listen" in result.stderr
 
 
+def test_a_second_daemon_writing_the_same_decision_log_exits_2_and_the_first_runs_on(workdir: Path, daemons: Any) -> None:
+    # Started twice by mistake (a unit and a shell, say): the second would break the first's hash chain.
+    config = write(workdir, 'http: {listen: "127.0.0.1:0"}\nlogging: {format: json}\n')
+    first = daemons(config)
+    url = first.event("http listening")["url"]
+    first.event("ordersync started")
+    second = run_until_exit(config)
+    assert second.returncode == 2
+    log_path = workdir / "var" / "decisions.jsonl"
+    assert second.stderr.startswith(f"ordersync: cannot start: the decision log {log_path} is being written by "
+                                     "another process"), second.stderr
+    assert "give this one its own decision_log.path" in second.stderr
+    assert first.process.poll() is None and httpx.get(f"{url}/healthz").status_code == 200
+
+
 def test_systemd_notify_ready_watchdog_stopping(workdir: Path, daemons: Any, tmp_path: Path) -> None:
     import socket
 
