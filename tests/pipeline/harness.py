@@ -267,6 +267,8 @@ def expected_effects(orders: Iterable[dict[str, Any]], operator: dict[str, tuple
             reason = order.get("cancel_reason", "")
             if status != "Canceled" or fulfilled or not reason:
                 e.failed = "Failed Cancellation"   # partial, shipped, or no reason: rejected
+                # ... and, unless shipped, held so that what Amazon cancelled does not ship
+                e.hold = e.hold or not fulfilled
             elif reason == "NoInventory":
                 e.cancel, e.zero_out = False, True
             else:

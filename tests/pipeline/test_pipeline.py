@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,6 +14,7 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import text
 
+from adapters.amazon.client import AmazonClient
 from adapters.errors import InvalidInput
 from daemon.audit.chain import verify
 from daemon.audit.log import DecisionLog
@@ -135,15 +137,36 @@ def test_a_replayed_page_and_a_change_seen_by_poll_and_report_are_stored_once(ha
     assert len(holds) == 1
 
 
-def test_a_rejected_partial_cancellation_shows_in_the_error_view(harness: Harness) -> None:
+def test_a_rejected_partial_cancellation_shows_in_the_error_view_and_the_order_is_held(harness: Harness) -> None:
     harness.drive()
     failed = {o.amazon_order_id: o for o in harness.store.failed_orders(ACCOUNT)}
     order = failed[PARTIAL["id"]]
     assert order.sync_status == "Failed Cancellation"
     assert "Only full cancellations sync: 1 of 3 units" in (order.last_error or "")
-    assert harness.decision_of(PARTIAL["id"], "order_cancelled").record["rule"] == "reject-partial-cancellation"
-    assert harness.mutations(PARTIAL["id"]) == []  # the storefront order was left alone
+    assert "on hold so they do not ship" in (order.last_error or "")
+    assert harness.decision_of(PARTIAL["id"], "order_cancelled").record["rule"] == "hold-partial-amazon-cancellation"
+    # Not cancelled (Shopify cannot cancel part of an order), but held: the unit Amazon cancelled never ships.
+    assert [m["field"] for m in harness.mutations(PARTIAL["id"])] == ["fulfillmentOrderHold"]
     assert harness.standins.shop_order(PARTIAL["id"])["cancelledAt"] is None
+
+
+def test_a_seller_central_cancellation_seen_through_orders_api_v0_is_held_not_left_to_ship(db_url: str, tmp_path: Path) -> None:
+    # v0 reports that an order was cancelled, never why: the cancellation cannot sync (no valid reason), and
+    # the storefront order is held so that an order Amazon cancelled is never handed to shipping.
+    order = {"id": "114-0000006-0000006", "status": "Canceled", "cancel_reason": "NoInventory", "cancelled_by": "SELLER",
+             "lines": [{"sku": "FORK-01", "quantity": 1, "price": "3.00", "cancelled": 1}]}
+    with running([order], db_url, tmp_path) as harness:
+        harness.amazon.close()
+        harness.amazon = harness.pipeline.amazon = AmazonClient(replace(harness.amazon.account, orders_api_version="v0"))
+        harness.drive()
+        decision = harness.decision_of(order["id"], "order_cancelled")
+        assert decision.record["rule"] == "hold-amazon-cancellation-without-reason"
+        assert [m["field"] for m in harness.mutations(order["id"])] == ["fulfillmentOrderHold"]
+        assert harness.standins.shop_order(order["id"])["cancelledAt"] is None
+        [failed] = harness.store.failed_orders(ACCOUNT)
+        assert failed.sync_status == "Failed Cancellation"
+        assert "the Orders API v0 gives none" in (failed.last_error or "")
+        assert "on hold so it does not ship: cancel it there, choosing whether to restock" in (failed.last_error or "")
 
 
 def test_an_operator_cancellation_goes_out_as_one_feed_and_is_reconciled(harness: Harness) -> None:

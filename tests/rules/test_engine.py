@@ -135,3 +135,17 @@ def test_reload_swaps_in_new_rules_and_a_broken_file_leaves_the_old_ones_decidin
     third = engine.decide(fact)
     assert third.rule_id == "mirror-cancellation-with-restock" and third.ruleset.sha256 == second.ruleset.sha256
     engine.close()
+
+
+def test_an_amazon_cancellation_without_a_reason_is_held_only_when_there_is_a_storefront_order_to_hold(engine):
+    # DOMAIN 3 and 4: it does not sync, and what Amazon cancelled must not ship; with no storefront copy
+    # there is nothing to hold, so it is only rejected into the error view.
+    held = engine.decide({"event": "order_cancelled", "amazon_order_id": "112-1", "origin": "amazon",
+                          "shipping_status": "Unshipped", "order_status": "In Process", "dropship_status": "None"})
+    assert held.rule_id == "hold-amazon-cancellation-without-reason"
+    assert [a["type"] for a in held.actions] == ["hold_order", "reject"]
+    assert "the Orders API v0 gives none" in held.actions[1]["message"]
+    alone = engine.decide({"event": "order_cancelled", "amazon_order_id": "112-1", "origin": "amazon"})
+    assert alone.rule_id == "reject-cancellation-without-reason"
+    assert [a["type"] for a in alone.actions] == ["reject"]
+    assert "One made on Amazon: cancel the storefront order by hand" in alone.actions[0]["message"]
