@@ -12,7 +12,8 @@ from typing import Any, Callable
 from adapters.amazon.models import OrderStatus
 from adapters.errors import AdapterError
 from daemon.cli.common import Listing, account_hint, listing_group, subcommand, when, with_store
-from daemon.config import Config
+from daemon.config import AccountConfig, Config
+from daemon.facts import ADJUSTMENT_REASONS, CANCEL_REASONS
 from daemon.store import Store
 from daemon.store.models import SYNC_STATUSES, Order
 from daemon.store.types import MONEY_PLACES, to_money
@@ -29,7 +30,7 @@ CENTS = Decimal("0.01")
 
 def register(commands: argparse._SubParsersAction) -> None:
     sub = listing_group(
-        commands, "orders", help="list the orders grid (filters, Archive view); import one order from Amazon",
+        commands, "orders", help="list the orders grid (filters, Archive view); import one order from Amazon; cancel or refund one here",
         description=GRID, list_help="list the orders grid (the default)", list_handler=run_list, options=_filters)
     imported = subcommand(
         sub, "import", run_import, "fetch one order from Amazon by its order id, into the grid and the inbox",
@@ -38,8 +39,49 @@ def register(commands: argparse._SubParsersAction) -> None:
         "cancel) is stored as new events, each once, for the running daemon to decide by the rules at its next "
         "run. Where the daemon's order poll stands is not moved. Exit 1 when Amazon does not know the order or "
         "cannot be reached; 2 when the configuration has no such account.")
-    imported.add_argument("account", metavar="ACCOUNT", help="the account's name, as in the configuration")
-    imported.add_argument("order_id", metavar="AMAZON_ORDER_ID", help="Amazon's order id, e.g. 111-0000001-0000001")
+    _order_arguments(imported)
+    cancel = subcommand(
+        sub, "cancel", run_cancel, "ask for an order to be cancelled here: the rules decide, and tell Amazon",
+        "A seller's cancellation made in ordersync rather than in Seller Central: the order is fetched from "
+        "Amazon and a cancel_requested event (origin operator, the whole order, this reason) is stored for the "
+        "running daemon to decide by the rules at its next run. The shipped policy cancels the storefront order "
+        "first, then sends the cancellation to Amazon in the next feed batch (or holds it for approval when "
+        "queue_refunds_and_cancellations is on; `ordersync approvals`); it refuses a shipped order, and "
+        "--do-not-send-to-amazon unless allow_cancel_without_amazon is on. Asking again with the same request id "
+        "stores nothing new. Exit 1 when Amazon does not know the order or cannot be reached; 2 when the "
+        "configuration has no such account.")
+    _order_arguments(cancel)
+    cancel.add_argument("--reason", required=True, type=_one_of("cancel reason", CANCEL_REASONS, "Amazon's cancel reasons"),
+                        help=f"Amazon's cancel reason: {', '.join(CANCEL_REASONS)} (BuyerCanceled after a buyer's "
+                             "request keeps it out of the cancellation rate)")
+    cancel.add_argument("--do-not-send-to-amazon", action="store_true",
+                        help="cancel in the storefront only (the rules allow it only with allow_cancel_without_amazon)")
+    cancel.add_argument("--request-id", metavar="ID", default=None,
+                        help="names this request, so that asking again is a no-op (default: one per order)")
+    refund = subcommand(
+        sub, "refund", run_refund, "ask for an amount to be refunded here: the rules decide, in the storefront and on Amazon",
+        "A refund made in ordersync: the order is fetched from Amazon and a refund_requested event (origin "
+        "operator, this amount and adjustment reason) is stored for the running daemon to decide by the rules at "
+        "its next run. The shipped policy refunds the storefront order and sends the adjustment to Amazon in the "
+        "next feed batch (or holds it for approval when queue_refunds_and_cancellations is on), and refuses more "
+        "than was paid less what was refunded unless allow_over_refund is on. The request id defaults to the "
+        "amount and reason, so running the same command twice refunds once; give --request-id for a second refund "
+        "of the same amount. Exit 1 when Amazon does not know the order or cannot be reached; 2 when the "
+        "configuration has no such account.")
+    _order_arguments(refund)
+    refund.add_argument("--amount", required=True, type=_refund_amount, metavar="N",
+                        help="the amount to refund, e.g. 12.50, in the order's currency")
+    refund.add_argument("--reason", required=True,
+                        type=_one_of("adjustment reason", ADJUSTMENT_REASONS, "Amazon's adjustment reasons"),
+                        help=f"Amazon's adjustment reason: {', '.join(ADJUSTMENT_REASONS)} (for units that could not "
+                             "be fulfilled: NoInventory or CustomerCancel)")
+    refund.add_argument("--request-id", metavar="ID", default=None,
+                        help="names this request, so that asking again is a no-op (default: the amount and reason)")
+
+
+def _order_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("account", metavar="ACCOUNT", help="the account's name, as in the configuration")
+    parser.add_argument("order_id", metavar="AMAZON_ORDER_ID", help="Amazon's order id, e.g. 111-0000001-0000001")
 
 
 def _filters(parser: argparse.ArgumentParser, default: Callable[[Any], Any]) -> None:
@@ -103,6 +145,13 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD between {EARLIEST} and {LATEST}, e.g. 2025-03-01, "
                                          f"not {text!r}")
     return day
+
+
+def _refund_amount(text: str) -> Decimal:
+    amount = _amount(text)
+    if amount == 0:
+        raise argparse.ArgumentTypeError("a refund of 0 refunds nothing; give the amount to refund, e.g. 12.50")
+    return amount
 
 
 def _limit(text: str) -> int:
@@ -169,13 +218,10 @@ def _midnight(day: date | None) -> datetime | None:
     return None if day is None else datetime.combine(day, time(), tzinfo=timezone.utc)
 
 
-@with_store("ordersync orders import")
-def run_import(args: argparse.Namespace, config: Config, store: Store) -> int:
+def _amazon_account(config: Config, args: argparse.Namespace, prog: str) -> AccountConfig | None:
+    """The account the command names, with the daemon's log set up for a command (None: said why on stderr)."""
     from daemon.logging import configure_logging
-    from daemon.pipeline import amazon_client  # the daemon's own factory (and the rules engine behind it)
-    from daemon.pipeline.events import grid_fields, order_events
 
-    prog = "ordersync orders import"
     # The Amazon client's own lines (a token fetched, each call) are not the command's answer: warnings only
     # (a throttled call waiting, a retry), on stderr.
     configure_logging(config.logging.format, "warning", stream=sys.stderr)
@@ -183,15 +229,30 @@ def run_import(args: argparse.Namespace, config: Config, store: Store) -> int:
     if account is None:
         print(f"{prog}: cannot reach Amazon for account {args.account!r}{account_hint(config, args.account)}",
               file=sys.stderr)
+    return account
+
+
+def _not_fetched(prog: str, args: argparse.Namespace, account: AccountConfig, exc: AdapterError) -> int:
+    unknown = exc.code in ("NotFound", "404")
+    print(f"{prog}: Amazon has no order {args.order_id} for account {account.name}; check the id ({exc})"
+          if unknown else f"{prog}: could not fetch order {args.order_id} from Amazon: {exc}", file=sys.stderr)
+    return 1
+
+
+@with_store("ordersync orders import")
+def run_import(args: argparse.Namespace, config: Config, store: Store) -> int:
+    from daemon.pipeline import amazon_client  # the daemon's own factory (and the rules engine behind it)
+    from daemon.pipeline.events import grid_fields, order_events
+
+    prog = "ordersync orders import"
+    account = _amazon_account(config, args, prog)
+    if account is None:
         return 2
     with amazon_client(account) as amazon:
         try:
             order = amazon.get_order(args.order_id)
         except AdapterError as exc:
-            unknown = exc.code in ("NotFound", "404")
-            print(f"{prog}: Amazon has no order {args.order_id} for account {account.name}; check the id ({exc})"
-                  if unknown else f"{prog}: could not fetch order {args.order_id} from Amazon: {exc}", file=sys.stderr)
-            return 1
+            return _not_fetched(prog, args, account, exc)
     events = order_events(order)
     stored = store.ingest_many(account.name, events, orders={order.amazon_order_id: grid_fields(order)})
     new = [event.kind for event, stored in zip(events, stored) if stored]
@@ -208,3 +269,51 @@ def run_import(args: argparse.Namespace, config: Config, store: Store) -> int:
     print(f"{order.amazon_order_id} ({account.name}): imported from Amazon ({facts}); {outcome}")
     return 0
 
+
+@with_store("ordersync orders cancel")
+def run_cancel(args: argparse.Namespace, config: Config, store: Store) -> int:
+    from daemon.pipeline import amazon_client
+    from daemon.pipeline.operator import request_cancellation
+
+    prog = "ordersync orders cancel"
+    account = _amazon_account(config, args, prog)
+    if account is None:
+        return 2
+    with amazon_client(account) as amazon:
+        try:
+            stored = request_cancellation(store, amazon, account.name, args.order_id, args.reason,
+                                          do_not_send_to_amazon=args.do_not_send_to_amazon, request_id=args.request_id)
+        except AdapterError as exc:
+            return _not_fetched(prog, args, account, exc)
+    what = f"cancellation ({args.reason}{', not to be sent to Amazon' if args.do_not_send_to_amazon else ''})"
+    print(_requested(args.order_id, account.name, what, stored))
+    return 0
+
+
+@with_store("ordersync orders refund")
+def run_refund(args: argparse.Namespace, config: Config, store: Store) -> int:
+    from daemon.pipeline import amazon_client
+    from daemon.pipeline.operator import request_refund
+
+    prog = "ordersync orders refund"
+    account = _amazon_account(config, args, prog)
+    if account is None:
+        return 2
+    # The same command run twice (a retried shell, a double click) must not refund twice.
+    request_id = args.request_id or f"{_amount_text(args.amount)}:{args.reason}"
+    with amazon_client(account) as amazon:
+        try:
+            stored = request_refund(store, amazon, account.name, args.order_id, args.amount, args.reason,
+                                    request_id=request_id)
+        except AdapterError as exc:
+            return _not_fetched(prog, args, account, exc)
+    print(_requested(args.order_id, account.name, f"refund of {_amount_text(args.amount)} ({args.reason})", stored,
+                     "" if args.request_id else "; a second refund of the same amount needs --request-id"))
+    return 0
+
+
+def _requested(order_id: str, account: str, what: str, stored: bool, hint: str = "") -> str:
+    if stored:
+        return (f"{order_id} ({account}): {what} requested; the running daemon decides it by the rules at its next "
+                f"run (`ordersync orders --order {order_id}` shows where it stands)")
+    return f"{order_id} ({account}): this {what} was requested already; nothing new for the rules to decide{hint}"

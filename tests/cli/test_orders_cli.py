@@ -9,7 +9,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import structlog
@@ -17,6 +17,7 @@ import structlog
 from daemon.cli.main import main
 from daemon.store import Store
 from tests.cli.conftest import ACCOUNT_NAME
+from tests.conftest import PROJECT_ROOT
 from tests.pipeline.harness import ACCOUNT as SIM_ACCOUNT
 from tests.pipeline.harness import SECRET_ENV, Standins, write_config
 
@@ -241,3 +242,84 @@ def test_import_for_an_account_the_config_does_not_have_exits_2(store: Store, si
     assert (ran.code, ran.out) == (2, "")
     assert ran.err.strip() == ("ordersync orders import: cannot reach Amazon for account 'main-uk' (the configuration "
                                "has no account 'main-uk'; its accounts: sim-us)")
+
+
+# -- a cancellation or refund asked for here ---------------------------------------------------------
+def _decided(event: Any, storefront: Any = None) -> Any:
+    """What the shipped rules decide for a stored event, as the daemon's decide job would (no storefront copy)."""
+    from daemon.pipeline.fact_builder import build_fact
+    from daemon.rules.engine import RulesEngine
+
+    engine = RulesEngine(PROJECT_ROOT / "rules")
+    try:
+        fact = build_fact(event.kind, SIM_ACCOUNT, event.amazon_order_id, event.payload, storefront,
+                          {"allow_cancel_without_amazon": False}, datetime.now(timezone.utc))
+        return engine.decide(fact)
+    finally:
+        engine.close()
+
+
+def test_cancel_stores_the_operators_request_once_for_the_rules_to_decide(store: Store, sim_config: Path, ordersync) -> None:
+    ran = ordersync("orders", "cancel", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001", "--reason", "noinventory")
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines == ["114-0000001-0000001 (sim-us): cancellation (NoInventory) requested; the running daemon decides "
+                         "it by the rules at its next run (`ordersync orders --order 114-0000001-0000001` shows where it "
+                         "stands)"]
+    [event] = store.undecided_events(SIM_ACCOUNT)
+    assert (event.kind, event.payload["origin"], event.payload["reason_code"], event.payload["do_not_send_to_amazon"]) == (
+        "cancel_requested", "operator", "NoInventory", False)
+    assert event.payload["units_cancelled"] == event.payload["units_ordered"] == 2  # always the whole order
+    decision = _decided(event)
+    assert decision.rule_id == "cancel-on-amazon"  # zero-out is off by default
+    assert "cancel_on_amazon" in [a["type"] for a in decision.actions]
+
+    again = ordersync("orders", "cancel", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001", "--reason", "NoInventory")
+    assert again.code == 0
+    assert again.lines == ["114-0000001-0000001 (sim-us): this cancellation (NoInventory) was requested already; nothing "
+                           "new for the rules to decide"]
+    assert len(store.undecided_events(SIM_ACCOUNT)) == 1
+
+
+def test_refund_stores_one_request_per_amount_and_reason_unless_named(store: Store, sim_config: Path, ordersync) -> None:
+    args = ("orders", "refund", "--config", sim_config, SIM_ACCOUNT, "114-0000003-0000003", "--amount", "4.00",
+            "--reason", "CustomerReturn")
+    ran = ordersync(*args)
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines[0].startswith("114-0000003-0000003 (sim-us): refund of 4.00 (CustomerReturn) requested;")
+    [event] = store.undecided_events(SIM_ACCOUNT)
+    assert (event.kind, event.payload["origin"], event.payload["refund_amount"]) == ("refund_requested", "operator", "4.00")
+    assert _decided(event).rule_id is not None  # a fact the rules take
+
+    # the same command again (a retried shell) refunds once; a second refund of the same amount is named
+    again = ordersync(*args)
+    assert again.lines == ["114-0000003-0000003 (sim-us): this refund of 4.00 (CustomerReturn) was requested already; "
+                           "nothing new for the rules to decide; a second refund of the same amount needs --request-id"]
+    second = ordersync(*args, "--request-id", "goodwill-2")
+    assert second.code == 0 and "requested; the running daemon decides it" in second.out
+    assert [e.kind for e in store.undecided_events(SIM_ACCOUNT)] == ["refund_requested", "refund_requested"]
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (("cancel", "114-0000001-0000001", "--reason", "CustomerCancel"), "'CustomerCancel' is not a cancel reason; Amazon's cancel reasons: NoInventory,"),
+    (("refund", "114-0000001-0000001", "--amount", "0", "--reason", "Other"), "a refund of 0 refunds nothing"),
+    (("refund", "114-0000001-0000001", "--amount", "-3", "--reason", "Other"), "expected an amount such as 10 or 9.50"),
+    (("refund", "114-0000001-0000001", "--amount", "3", "--reason", "Oops"), "'Oops' is not a adjustment reason"),
+])
+def test_a_bad_request_is_refused_before_amazon_is_asked(store: Store, sim_config: Path, ordersync, capsys, args,
+                                                         complaint) -> None:
+    command, rest = args[0], args[1:]
+    with pytest.raises(SystemExit) as exit_:
+        ordersync("orders", command, "--config", sim_config, SIM_ACCOUNT, *rest)
+    assert exit_.value.code == 2
+    assert complaint in capsys.readouterr().err
+    assert store.undecided_events(SIM_ACCOUNT) == []
+
+
+def test_cancel_of_an_order_amazon_does_not_know_exits_1_and_stores_nothing(store: Store, sim_config: Path, ordersync) -> None:
+    ran = ordersync("orders", "cancel", "--config", sim_config, SIM_ACCOUNT, "114-9999999-9999999", "--reason", "NoInventory")
+    assert (ran.code, ran.out) == (1, "")
+    assert ran.err.startswith("ordersync orders cancel: Amazon has no order 114-9999999-9999999 for account sim-us; check the id (")
+    assert store.undecided_events(SIM_ACCOUNT) == []
+    unknown = ordersync("orders", "refund", "--config", sim_config, "main-uk", "114-0000001-0000001", "--amount", "1",
+                        "--reason", "Other")
+    assert unknown.code == 2 and "cannot reach Amazon for account 'main-uk'" in unknown.err
