@@ -16,7 +16,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import structlog
@@ -46,6 +46,10 @@ DECISION_NAMESPACE = uuid.UUID("5b2f7c1e-0d3a-4c52-9b8e-6f1d2a7c9e41")
 FIRST_POLL_LOOKBACK = timedelta(days=30)
 REPORT_OVERLAP = timedelta(minutes=10)   # report rows land late; the natural keys absorb the overlap
 MAX_ATTEMPTS = 8
+# The returns report is chosen by the date a return was requested, not by when its status changed, so a
+# return first seen Pending would never be seen Approved (and never become an RMA) once the window had moved
+# past it. Each poll therefore reads the last RETURNS_REREAD again; a status already seen is stored once.
+RETURNS_REREAD = timedelta(days=14)
 
 
 _NAMESPACE_BYTES = DECISION_NAMESPACE.bytes
@@ -58,6 +62,30 @@ def decision_id_for(account: str, natural_key: str) -> str:
     bits = (int.from_bytes(digest[:16], "big") & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x5000 << 64) | (0x8000 << 48)
     text = f"{bits:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def refund_by_line(lines: Sequence[Mapping[str, Any]], amount: Decimal) -> list[tuple[str, Decimal]]:
+    """An order-level refund as Amazon's adjustment feed takes it, per order item: shared by the lines' prices.
+
+    Amazon refuses more on an item than was paid for it, so a whole-order refund of a two-line order cannot
+    go on the first line alone. In proportion, every refund of an order keeps each line's share of what is
+    refunded, so refunds that add up to at most what was paid (the rules' check) never exceed a line. Shares
+    are in the finest unit the amount and prices are written in (cents for 12.50, yen for 1000); what rounding
+    leaves goes to the lines in order, as far as each line's price allows, and the rest (an over-refund the
+    settings allow) to the last line, for Amazon to accept or refuse."""
+    priced = [(str(line.get("order_item_id")), Decimal(str(line.get("price") or "0"))) for line in lines]
+    total = sum((price for _, price in priced), Decimal(0))
+    if not priced or total <= 0:
+        return [(priced[0][0] if priced else "0", amount)]
+    unit = Decimal(1).scaleb(min(int(number.as_tuple().exponent) for number in (amount, *(p for _, p in priced))))
+    shares = [(amount * price / total).quantize(unit, rounding=ROUND_DOWN) for _, price in priced]
+    left = amount - sum(shares, Decimal(0))
+    for index, (_, price) in enumerate(priced):
+        more = min(left, max(price - shares[index], Decimal(0)))
+        shares[index] += more
+        left -= more
+    shares[-1] += left
+    return [(code, share) for (code, _), share in zip(priced, shares) if share > 0]
 
 
 def backoff(attempts: int) -> timedelta:
@@ -130,10 +158,14 @@ class AccountPipeline:
     def amazon_api_version(self) -> str:
         return self.amazon.account.orders_api_version if hasattr(self.amazon, "account") else "2026-01-01"
 
-    def _since(self, kind: str) -> tuple[str, str]:
+    def _since(self, kind: str, reread: timedelta | None = None) -> tuple[str, str]:
+        """Where a report poll starts (the saved cursor, or FIRST_POLL_LOOKBACK ago; with `reread`, no later
+        than that long ago) and the cursor it leaves for the next poll."""
         saved = self.store.cursor(self.name, kind)
         now = self.clock()
         since = saved or (now - FIRST_POLL_LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if reread is not None:
+            since = min(since, (now - reread).strftime("%Y-%m-%dT%H:%M:%SZ"))  # one format: text order is time order
         return since, (now - REPORT_OVERLAP).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def poll_order_report(self) -> int:
@@ -146,7 +178,7 @@ class AccountPipeline:
         return self._ingest((e for row in parsed.records for e in buyer_request_events(row)), ("order_report", next_since))
 
     def poll_returns(self) -> int:
-        since, next_since = self._since("returns")
+        since, next_since = self._since("returns", reread=RETURNS_REREAD)
         parsed = self.amazon.returns(since)
         for error in parsed.errors:
             log.warning("returns report row skipped", account=self.name, error=str(error))
@@ -264,9 +296,8 @@ class AccountPipeline:
                 items = tuple(CancelItem(str(line["order_item_id"]), reason) for line in lines)
                 requests.append(CancelRequest(action.amazon_order_id or "", items, message_id=message_id))
             else:
-                amount = self.context.decision(action).get("fact", {}).get("refund_amount") or "0"
-                first = lines[0]["order_item_id"] if lines else "0"
-                items = (AdjustedItem(str(first), reason, (("Principal", Decimal(str(amount))),)),)
+                amount = Decimal(str(self.context.decision(action).get("fact", {}).get("refund_amount") or "0"))
+                items = tuple(AdjustedItem(code, reason, (("Principal", part),)) for code, part in refund_by_line(lines, amount))
                 requests.append(AdjustmentRequest(action.amazon_order_id or "", items, currency=payload.get("currency") or "USD",
                                                   message_id=message_id))
         build = self.amazon.build_cancellation_feed if kind == CANCEL_FEED else self.amazon.build_adjustment_feed

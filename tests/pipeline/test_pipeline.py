@@ -8,6 +8,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,8 +22,8 @@ from daemon.audit.log import DecisionLog
 from daemon.pipeline import jobs
 from daemon.pipeline.catchup import catch_up_decision_log
 from daemon.pipeline.events import NewEvent, order_fields
-from daemon.pipeline.jobs import AccountPipeline, Dispatcher, decision_id_for
-from daemon.pipeline.operator import request_cancellation
+from daemon.pipeline.jobs import AccountPipeline, Dispatcher, decision_id_for, refund_by_line
+from daemon.pipeline.operator import request_cancellation, request_refund
 from daemon.rules.engine import RulesEngine
 from daemon.store import Store, open_store
 from daemon.store.models import CANCEL_FEED
@@ -167,6 +168,55 @@ def test_a_seller_central_cancellation_seen_through_orders_api_v0_is_held_not_le
         assert failed.sync_status == "Failed Cancellation"
         assert "the Orders API v0 gives none" in (failed.last_error or "")
         assert "on hold so it does not ship: cancel it there, choosing whether to restock" in (failed.last_error or "")
+
+
+def test_an_operators_whole_order_refund_of_a_two_line_order_reaches_amazon_shared_by_line(db_url: str, tmp_path: Path) -> None:
+    # Amazon refuses more on an item than was paid for it: 34.99 on the first line alone (25.00) was refused.
+    order = {"id": "114-0000007-0000007", "lines": [{"sku": "MUG-RED", "quantity": 2, "price": "12.50"},
+                                                   {"sku": "CAP-GREY", "quantity": 1, "price": "9.99"}]}
+    with running([order], db_url, tmp_path) as harness:
+        harness.drive()
+        assert request_refund(harness.store, harness.amazon, ACCOUNT, order["id"], "34.99", "CustomerReturn", request_id="all")
+        harness.drive(polls=False)
+        decision = harness.decision_of(order["id"], "refund_requested")
+        actions = {a.type: a for a in harness.store.actions_of(decision.decision_id)}
+        assert actions["refund_on_amazon"].status == "done", actions["refund_on_amazon"].last_error
+        refunds = harness.standins.amazon.orders[order["id"]]["refunds"]
+        assert sorted(round(r["principal"], 2) for r in refunds) == [9.99, 25.00]
+        assert harness.store.failed_orders(ACCOUNT) == []
+
+
+def test_a_refund_is_shared_by_the_lines_prices_in_the_amounts_own_unit() -> None:
+    lines = [{"order_item_id": "1", "price": "25.00"}, {"order_item_id": "2", "price": "9.99"}]
+    assert refund_by_line(lines, Decimal("34.99")) == [("1", Decimal("25.00")), ("2", Decimal("9.99"))]
+    assert refund_by_line(lines, Decimal("5")) == [("1", Decimal("3.58")), ("2", Decimal("1.42"))]  # cents, summing to 5
+    assert refund_by_line(lines, Decimal("0.01")) == [("1", Decimal("0.01"))]
+    yen = [{"order_item_id": "1", "price": "1000"}, {"order_item_id": "2", "price": "500"}]
+    assert refund_by_line(yen, Decimal("700")) == [("1", Decimal("467")), ("2", Decimal("233"))]
+    assert refund_by_line([], Decimal("3")) == [("0", Decimal("3"))]
+
+
+def test_a_return_first_seen_pending_becomes_an_rma_once_amazon_approves_it(db_url: str, tmp_path: Path) -> None:
+    # The returns report is chosen by the date the return was requested (30 minutes ago here), not by when
+    # its status changed: a poll that only read from its last cursor would never see the approval.
+    order = {"id": "114-0000008-0000008", "status": "Shipped", "storefront": {"fulfilled": True},
+             "lines": [{"sku": "MUG-BLUE", "quantity": 1, "price": "12.50", "shipped": 1}],
+             "return": {"rma_id": "RMA0000008", "status": "Pending"}}
+    with running([order], db_url, tmp_path) as harness:
+        harness.drive()
+        assert harness.decision_of(order["id"], "return_reported").record["rule"] == "skip-return-not-approved"
+        assert harness.store.rmas_of(ACCOUNT, order["id"]) == []
+        with harness.standins.amazon.lock:
+            [amazon_return] = [r for r in harness.standins.amazon.returns if r["rma_id"] == "RMA0000008"]
+            amazon_return["status"] = "Approved"
+        harness.drive()
+        [rma] = harness.store.rmas_of(ACCOUNT, order["id"])
+        assert rma.amazon_rma_id == "RMA0000008"
+        kinds = [d.record["rule"] for d in all_decisions(harness.store) if d.record["event"] == "return_reported"]
+        assert kinds == ["skip-return-not-approved", "create-rma-for-approved-return"]
+        harness.drive()  # read again: the same status is stored once, decided once
+        assert len(harness.store.rmas_of(ACCOUNT, order["id"])) == 1
+        assert len([d for d in all_decisions(harness.store) if d.record["event"] == "return_reported"]) == 2
 
 
 def test_an_operator_cancellation_goes_out_as_one_feed_and_is_reconciled(harness: Harness) -> None:
