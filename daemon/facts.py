@@ -26,6 +26,7 @@ EVENTS = (
     "return_reported",         # a row of Amazon's returns report (or a file a person handed over)
     "refund_requested",        # money is to go back (from Amazon, the storefront or an operator)
     "order_updated",           # anything else that changed on the order
+    "cancellation_rejected",   # a person rejected a cancellation waiting in ordersync's approval queue
 )
 
 # Amazon's cancel reasons (OrderAcknowledgement.xsd) and adjustment reasons (OrderAdjustment.xsd).
@@ -101,6 +102,7 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
     FieldSpec("has_kit_items", BOOL, "a returned SKU is a kit (a fixed bundle in Shopify); set on returns"),
     FieldSpec("do_not_send_to_amazon", BOOL, "the person cancelling asked not to tell Amazon"),
     FieldSpec("hours_since_request", NUMBER, "hours since the buyer asked to cancel (Amazon's window is 48)"),
+    FieldSpec("rejection_reason", TEXT, "why a person rejected the cancellation (`ordersync approvals reject --reason`)"),
     *_settings(
         ("sync_cancellations", True, "mirror Amazon cancellations in the storefront"),
         ("allow_zero_out_inventory", False, "a NoInventory cancellation may zero out the item's inventory"),

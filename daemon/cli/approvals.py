@@ -30,8 +30,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     reject = subcommand(
         sub, "reject", run_reject, "drop the actions; they never go to Amazon",
         "Reject the actions with these ids (from `ordersync approvals`): they never go to Amazon and are kept as "
-        "rejected with the reason. Ids that are not awaiting approval are named and left as they are; the others "
-        "are rejected all the same, and the exit code is 1.")
+        "rejected with the reason. A rejected cancellation is also an event the running daemon decides by the "
+        "rules (the shipped policy releases the hold placed while it waited, and notes the reason on the order). "
+        "Ids that are not awaiting approval are named and left as they are; the others are rejected all the "
+        "same, and the exit code is 1.")
     for command in (approve, reject):
         command.add_argument("ids", metavar="ID", type=int, nargs="+", help="an action id, as listed")
     reject.add_argument("--reason", required=True, type=_reason, metavar="TEXT",

@@ -103,7 +103,7 @@ class Inbox(Database):
             ensure_account(s, account)
             record_amazon_orders(s, account, orders or {})
             if rows:
-                stored.update(_insert_new_events(s, account, rows))
+                stored.update(insert_new_events(s, account, rows))
             if cursor is not None:
                 _set_cursor(s, account, cursor[0], cursor[1])
         new: list[bool] = []
@@ -163,7 +163,7 @@ class Inbox(Database):
                 raise NotFound(f"no event {event_id}")
 
 
-def _insert_new_events(s: Session, account: str, rows: list[dict[str, Any]]) -> set[str]:
+def insert_new_events(s: Session, account: str, rows: list[dict[str, Any]]) -> set[str]:
     """Insert the rows whose natural key is not stored yet (nor earlier in `rows`); returns their keys."""
     if s.get_bind().dialect.name != "sqlite":
         # ON CONFLICT DO NOTHING skips duplicates (already stored, or twice in this page), including one

@@ -11,10 +11,13 @@ from sqlmodel import Session, col
 from daemon.actions import ACTIONS
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
-from daemon.store.models import (AWAITING_APPROVAL, BLOCKING_STATUSES, CLAIMED, DONE, FAILED,
-                                 FAILED_SYNC_STATUSES, PENDING, QUEUED_FOR_BATCH, REJECTED, Action)
+from daemon.store.inbox import insert_new_events
+from daemon.store.models import (AWAITING_APPROVAL, BLOCKING_STATUSES, CANCEL_FEED, CLAIMED, DONE, FAILED,
+                                 FAILED_SYNC_STATUSES, FEED_FOR_ACTION, PENDING, QUEUED_FOR_BATCH, REJECTED, Action)
 from daemon.store.orders import mark_order_failed
 from daemon.store.types import utcnow
+
+CANCELLATION_REJECTED = "cancellation_rejected"  # daemon.facts.EVENTS
 
 _earlier = aliased(Action)
 
@@ -128,8 +131,29 @@ class Outbox(Database):
         return self._decide_approval(action_ids, QUEUED_FOR_BATCH, None)
 
     def reject(self, action_ids: Iterable[int], reason: str = "rejected by an operator") -> int:
-        """Drop queued Amazon-bound actions; they are kept, with the reason, as rejected."""
-        return self._decide_approval(action_ids, REJECTED, reason)
+        """Drop queued Amazon-bound actions; they are kept, with the reason, as rejected. Returns how many
+        were waiting.
+
+        A rejected cancellation also becomes a cancellation_rejected event, in the same transaction, for the
+        rules to decide what follows: the decision that queued it put the order on hold so that it could not
+        ship meanwhile, and nobody would otherwise release it (the shipped policy does)."""
+        ids = list(action_ids)
+        with self.transaction() as s:
+            waiting = s.scalars(select(Action).where(col(Action.id).in_(ids), col(Action.status) == AWAITING_APPROVAL)
+                                .with_for_update()).all()
+            if not waiting:
+                return 0
+            now = utcnow()
+            s.execute(update(Action).where(col(Action.id).in_([a.id for a in waiting]))
+                      .values(status=REJECTED, last_error=reason, updated_at=now))
+            for action in waiting:
+                if FEED_FOR_ACTION.get(action.type) == CANCEL_FEED:
+                    insert_new_events(s, action.account, [{
+                        "account": action.account, "natural_key": f"{CANCELLATION_REJECTED}:{action.id}",
+                        "kind": CANCELLATION_REJECTED, "amazon_order_id": action.amazon_order_id,
+                        "payload": {"origin": "operator", "rejection_reason": reason, "rejected_action_id": action.id},
+                        "received_at": now, "failures": 0}])
+            return len(waiting)
 
     def _decide_approval(self, action_ids: Iterable[int], status: str, reason: str | None) -> int:
         ids = list(action_ids)

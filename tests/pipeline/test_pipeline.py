@@ -219,6 +219,31 @@ def test_a_return_first_seen_pending_becomes_an_rma_once_amazon_approves_it(db_u
         assert len([d for d in all_decisions(harness.store) if d.record["event"] == "return_reported"]) == 2
 
 
+def test_a_cancellation_rejected_in_the_approval_queue_releases_the_hold_and_the_order_ships(harness: Harness) -> None:
+    # With the queue on, a cancellation made here holds the order until a person decides. Rejected, it must
+    # not leave the order held for ever: the rejection is an event, and the rules release the hold.
+    harness.pipeline.settings = {**SETTINGS, "queue_refunds_and_cancellations": True, "queue_auto_submit": False}
+    harness.drive()
+    assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
+    harness.drive(polls=False)
+    queued = harness.decision_of(QUIET["id"], "cancel_requested")
+    assert queued.record["rule"] == "cancel-on-amazon-after-approval"
+    [waiting] = harness.store.awaiting_approval(ACCOUNT)
+    assert [m["field"] for m in harness.mutations(QUIET["id"])] == ["fulfillmentOrderHold"]
+
+    assert harness.store.reject([waiting.id], "buyer called, keeps the order") == 1
+    assert harness.store.reject([waiting.id], "again") == 0  # rejected once, one event
+    harness.drive(polls=False)
+    released = harness.decision_of(QUIET["id"], "cancellation_rejected")
+    assert released.record["rule"] == "release-hold-after-rejected-cancellation"
+    assert [m["field"] for m in harness.mutations(QUIET["id"])] == ["fulfillmentOrderHold", "fulfillmentOrderReleaseHold",
+                                                                   "orderUpdate"]
+    shop = harness.standins.shop_order(QUIET["id"])
+    assert shop["cancelledAt"] is None and "buyer called, keeps the order" in (shop.get("note") or "")
+    assert harness.store.get_action(waiting.id).status == "rejected"
+    assert harness.standins.amazon.feeds == {}  # Amazon never heard of it
+
+
 def test_an_operator_cancellation_goes_out_as_one_feed_and_is_reconciled(harness: Harness) -> None:
     harness.drive()
     assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory", request_id="op-1")
