@@ -272,48 +272,43 @@ def run_import(args: argparse.Namespace, config: Config, store: Store) -> int:
 
 @with_store("ordersync orders cancel")
 def run_cancel(args: argparse.Namespace, config: Config, store: Store) -> int:
-    from daemon.pipeline import amazon_client
     from daemon.pipeline.operator import request_cancellation
 
-    prog = "ordersync orders cancel"
-    account = _amazon_account(config, args, prog)
-    if account is None:
-        return 2
-    with amazon_client(account) as amazon:
-        try:
-            stored = request_cancellation(store, amazon, account.name, args.order_id, args.reason,
-                                          do_not_send_to_amazon=args.do_not_send_to_amazon, request_id=args.request_id)
-        except AdapterError as exc:
-            return _not_fetched(prog, args, account, exc)
     what = f"cancellation ({args.reason}{', not to be sent to Amazon' if args.do_not_send_to_amazon else ''})"
-    print(_requested(args.order_id, account.name, what, stored))
-    return 0
+    return _request(args, config, "ordersync orders cancel", what, lambda amazon, account: request_cancellation(
+        store, amazon, account, args.order_id, args.reason, do_not_send_to_amazon=args.do_not_send_to_amazon,
+        request_id=args.request_id))
 
 
 @with_store("ordersync orders refund")
 def run_refund(args: argparse.Namespace, config: Config, store: Store) -> int:
-    from daemon.pipeline import amazon_client
     from daemon.pipeline.operator import request_refund
 
-    prog = "ordersync orders refund"
+    # The same command run twice (a retried shell, a double click) must not refund twice.
+    request_id = args.request_id or f"{_amount_text(args.amount)}:{args.reason}"
+    return _request(args, config, "ordersync orders refund", f"refund of {_amount_text(args.amount)} ({args.reason})",
+                    lambda amazon, account: request_refund(store, amazon, account, args.order_id, args.amount, args.reason,
+                                                           request_id=request_id),
+                    "" if args.request_id else "; a second refund of the same amount needs --request-id")
+
+
+def _request(args: argparse.Namespace, config: Config, prog: str, what: str,
+             store_request: Callable[[Any, str], bool], hint: str = "") -> int:
+    """A request made here (operator.py stores it after fetching the order from Amazon), and what came of it."""
+    from daemon.pipeline import amazon_client
+
     account = _amazon_account(config, args, prog)
     if account is None:
         return 2
-    # The same command run twice (a retried shell, a double click) must not refund twice.
-    request_id = args.request_id or f"{_amount_text(args.amount)}:{args.reason}"
     with amazon_client(account) as amazon:
         try:
-            stored = request_refund(store, amazon, account.name, args.order_id, args.amount, args.reason,
-                                    request_id=request_id)
+            stored = store_request(amazon, account.name)
         except AdapterError as exc:
             return _not_fetched(prog, args, account, exc)
-    print(_requested(args.order_id, account.name, f"refund of {_amount_text(args.amount)} ({args.reason})", stored,
-                     "" if args.request_id else "; a second refund of the same amount needs --request-id"))
-    return 0
-
-
-def _requested(order_id: str, account: str, what: str, stored: bool, hint: str = "") -> str:
     if stored:
-        return (f"{order_id} ({account}): {what} requested; the running daemon decides it by the rules at its next "
-                f"run (`ordersync orders --order {order_id}` shows where it stands)")
-    return f"{order_id} ({account}): this {what} was requested already; nothing new for the rules to decide{hint}"
+        print(f"{args.order_id} ({account.name}): {what} requested; the running daemon decides it by the rules at its "
+              f"next run (`ordersync orders --order {args.order_id}` shows where it stands)")
+    else:
+        print(f"{args.order_id} ({account.name}): this {what} was requested already; nothing new for the rules to "
+              f"decide{hint}")
+    return 0
