@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections import Counter
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Callable
 
 from adapters.amazon.models import OrderStatus
@@ -30,7 +32,7 @@ CENTS = Decimal("0.01")
 
 def register(commands: argparse._SubParsersAction) -> None:
     sub = listing_group(
-        commands, "orders", help="list the orders grid (filters, Archive view); import one order from Amazon; cancel or refund one here",
+        commands, "orders", help="list the orders grid (filters, Archive view); import an order or a returns file; cancel or refund here",
         description=GRID, list_help="list the orders grid (the default)", list_handler=run_list, options=_filters)
     imported = subcommand(
         sub, "import", run_import, "fetch one order from Amazon by its order id, into the grid and the inbox",
@@ -40,6 +42,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         "run. Where the daemon's order poll stands is not moved. Exit 1 when Amazon does not know the order or "
         "cannot be reached; 2 when the configuration has no such account.")
     _order_arguments(imported)
+    returns = subcommand(
+        sub, "import-returns", run_import_returns, "store the returns in a returns report file a person downloaded",
+        "Read a returns report downloaded from Seller Central (XML or tab-separated, gzipped or not) and store each "
+        "return as an event of the account, as the daemon's returns poll stores the report it requests, for the "
+        "running daemon to decide by the rules at its next run: an Approved return becomes an RMA, a return in "
+        "another status is recorded and becomes one when a later report shows it Approved. A return already "
+        "stored in the same status is not stored again, so a file handed over twice does nothing the second "
+        "time. Rows that cannot be read are named (row, RMA id, field) on stderr and the others are stored. The "
+        "returns poll's position is not moved. Exit 1 when the file cannot be read or a row was refused; 2 when "
+        "the configuration has no such account.")
+    returns.add_argument("account", metavar="ACCOUNT", help="the account's name, as in the configuration")
+    returns.add_argument("file", metavar="FILE", type=Path, help="the returns report: .xml, .tsv or .txt, or one of them gzipped")
     cancel = subcommand(
         sub, "cancel", run_cancel, "ask for an order to be cancelled here: the rules decide, and tell Amazon",
         "A seller's cancellation made in ordersync rather than in Seller Central: the order is fetched from "
@@ -268,6 +282,40 @@ def run_import(args: argparse.Namespace, config: Config, store: Store) -> int:
                    "; nothing new for the rules to decide")
     print(f"{order.amazon_order_id} ({account.name}): imported from Amazon ({facts}); {outcome}")
     return 0
+
+
+@with_store("ordersync orders import-returns")
+def run_import_returns(args: argparse.Namespace, config: Config, store: Store) -> int:
+    from adapters.amazon import parse_returns_file
+    from daemon.pipeline.events import return_events
+
+    prog = "ordersync orders import-returns"
+    if not any(a.name == args.account for a in config.accounts):
+        print(f"{prog}: no account {args.account!r} to store the returns for{account_hint(config, args.account)}",
+              file=sys.stderr)
+        return 2
+    try:
+        parsed = parse_returns_file(args.file)
+    except AdapterError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    for notice in parsed.notices:
+        print(f"{prog}: {notice}", file=sys.stderr)
+    for error in parsed.errors:
+        print(f"{prog}: refused: {error}", file=sys.stderr)
+    events = [event for row in parsed.records for event in return_events(row)]
+    stored = store.ingest_many(args.account, events) if events else []
+    new = Counter(event.payload["rma_status"] for event, is_new in zip(events, stored) if is_new)
+    read = f"{len(parsed.records)} return{'' if len(parsed.records) == 1 else 's'} read from {args.file}"
+    if new:
+        statuses = ", ".join(f"{status} {count}" for status, count in sorted(new.items()))
+        outcome = (f"{sum(new.values())} new ({statuses}), for the running daemon to decide by the rules at its next "
+                   f"run; {len(events) - sum(new.values())} already stored")
+    else:
+        outcome = "all already stored; nothing new for the rules to decide" if events else "nothing to store"
+    refused = f"; {len(parsed.errors)} row(s) refused (on stderr)" if parsed.errors else ""
+    print(f"{args.account}: {read}: {outcome}{refused}")
+    return 1 if parsed.errors else 0
 
 
 @with_store("ordersync orders cancel")

@@ -323,3 +323,52 @@ def test_cancel_of_an_order_amazon_does_not_know_exits_1_and_stores_nothing(stor
     unknown = ordersync("orders", "refund", "--config", sim_config, "main-uk", "114-0000001-0000001", "--amount", "1",
                         "--reason", "Other")
     assert unknown.code == 2 and "cannot reach Amazon for account 'main-uk'" in unknown.err
+
+
+# -- a returns report a person downloaded -----------------------------------------------------------------
+RETURNS_TSV = ("Order ID\tAmazon RMA ID\tReturn request status\tTracking ID\tMerchant SKU\tReturn quantity\tReturn reason\n"
+               "111-1111111-1111111\tRMA1\tApproved\t1Z1\tMUG-RED\t1\tDEFECTIVE\n"
+               "111-1111111-1111111\tRMA1\tApproved\t1Z1\tCAP-GREY\t2\tDEFECTIVE\n"
+               "222-2222222-2222222\tRMA2\tApproved\t1Z2\tPOT\tlots\tNO_REASON\n"
+               "333-3333333-3333333\tRMA3\tPending\t1Z3\tTEA\t1\tUNWANTED_ITEM\n")
+
+
+def test_import_returns_stores_each_return_once_and_names_the_rows_it_refuses(
+        store: Store, config: Path, ordersync, tmp_path: Path) -> None:
+    report = tmp_path / "returns.tsv"
+    report.write_text(RETURNS_TSV)
+    ran = ordersync("orders", "import-returns", "--config", config, ACCOUNT_NAME, report)
+    assert ran.code == 1  # a row was refused; the others are stored all the same
+    assert ran.lines == [f"main-us: 2 returns read from {report}: 2 new (Approved 1, Pending 1), for the running daemon "
+                         "to decide by the rules at its next run; 0 already stored; 1 row(s) refused (on stderr)"]
+    assert (f"ordersync orders import-returns: refused: returns file {report} row 4 (RMA RMA2): field return quantity: "
+            "'lots' is not a positive whole number") in ran.err
+    events = {e.payload["rma_id"]: e for e in store.undecided_events(ACCOUNT_NAME)}
+    assert sorted(events) == ["RMA1", "RMA3"]
+    assert [(i["sku"], i["quantity"]) for i in events["RMA1"].payload["items"]] == [("MUG-RED", 1), ("CAP-GREY", 2)]
+    assert events["RMA1"].amazon_order_id == "111-1111111-1111111" and events["RMA3"].kind == "return_reported"
+    assert store.cursor(ACCOUNT_NAME, "returns") is None  # the daemon's returns poll starts where it would have
+
+    # handed over again: nothing new; once approved, the Pending return is new again
+    again = ordersync("orders", "import-returns", "--config", config, ACCOUNT_NAME, report)
+    assert again.lines[0].endswith("all already stored; nothing new for the rules to decide; 1 row(s) refused (on stderr)")
+    report.write_text(RETURNS_TSV.replace("RMA3\tPending", "RMA3\tApproved").replace("RMA2\tApproved\t1Z2\tPOT\tlots", "RMA2\tApproved\t1Z2\tPOT\t1"))
+    approved = ordersync("orders", "import-returns", "--config", config, ACCOUNT_NAME, report)
+    assert approved.code == 0 and approved.err == ""
+    assert approved.lines == [f"main-us: 3 returns read from {report}: 2 new (Approved 2), for the running daemon to "
+                              "decide by the rules at its next run; 1 already stored"]
+    assert len(store.undecided_events(ACCOUNT_NAME)) == 4
+
+
+def test_import_returns_of_a_file_that_cannot_be_read_or_for_an_unknown_account(
+        store: Store, config: Path, ordersync, tmp_path: Path) -> None:
+    missing = ordersync("orders", "import-returns", "--config", config, ACCOUNT_NAME, tmp_path / "nope.xml")
+    assert (missing.code, missing.out) == (1, "")
+    assert missing.err.startswith(f"ordersync orders import-returns: returns file {tmp_path / 'nope.xml'}: cannot read it")
+    garbage = tmp_path / "page.html"
+    garbage.write_text("<html><body>Sign in</body>")
+    refused = ordersync("orders", "import-returns", "--config", config, ACCOUNT_NAME, garbage)
+    assert refused.code == 1 and "Traceback" not in refused.err and refused.err.startswith("ordersync orders import-returns: ")
+    unknown = ordersync("orders", "import-returns", "--config", config, "main-uk", garbage)
+    assert unknown.code == 2 and "no account 'main-uk'" in unknown.err
+    assert store.undecided_events(ACCOUNT_NAME) == []

@@ -94,7 +94,8 @@ def test_rules_eval_refuses_a_decision_log_the_daemon_is_writing(tmp_path):
 
 @pytest.mark.parametrize("command", [[], ["rules"], ["rules", "check"], ["rules", "test"], ["rules", "eval"],
                                      ["rules", "fields"], ["rules", "actions"], ["audit", "verify"],
-                                     ["orders", "import"], ["orders", "cancel"], ["orders", "refund"]])
+                                     ["orders", "import"], ["orders", "import-returns"], ["orders", "cancel"],
+                                     ["orders", "refund"]])
 def test_every_command_explains_itself(command):
     result = ordersync(*command, "--help")
     assert result.returncode == 0 and "usage: ordersync" in result.stdout
