@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from lxml import etree
 from sqlalchemy import text
 
 from adapters.amazon.client import AmazonClient
@@ -242,6 +243,26 @@ def test_a_cancellation_rejected_in_the_approval_queue_releases_the_hold_and_the
     assert shop["cancelledAt"] is None and "buyer called, keeps the order" in (shop.get("note") or "")
     assert harness.store.get_action(waiting.id).status == "rejected"
     assert harness.standins.amazon.feeds == {}  # Amazon never heard of it
+
+
+def test_seventeen_cancellations_go_to_amazon_as_feeds_of_at_most_fifteen_each_with_their_ids(
+        db_url: str, tmp_path: Path) -> None:
+    # DOMAIN 15: many requests in one document, a batch capped at 15, and each batch's feed id reported.
+    orders = [{"id": f"114-0000{n:03d}-0000{n:03d}", "lines": [{"sku": f"SKU-{n:03d}", "quantity": 1, "price": "5.00"}]}
+              for n in range(100, 117)]
+    with running(orders, db_url, tmp_path) as harness:
+        harness.drive()
+        for order in orders:
+            assert request_cancellation(harness.store, harness.amazon, ACCOUNT, order["id"], "BuyerCanceled")
+        harness.drive(polls=False)
+        with harness.standins.amazon.lock:
+            feeds = {f["feedId"]: etree.fromstring(harness.standins.amazon.documents[f["input"]]["content"])
+                     for f in harness.standins.amazon.feeds.values()}
+        assert sorted(len(root.findall("Message")) for root in feeds.values()) == [2, 15]
+        results = [a.result for d in all_decisions(harness.store) if d.record["event"] == "cancel_requested"
+                   for a in harness.store.actions_of(d.decision_id) if a.type == "cancel_on_amazon"]
+        assert len(results) == 17 and all(r["feed_id"] in feeds and r["batch_id"] for r in results)
+        assert {r["feed_id"] for r in results} == set(feeds)
 
 
 def test_an_operator_cancellation_goes_out_as_one_feed_and_is_reconciled(harness: Harness) -> None:
