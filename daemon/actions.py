@@ -63,7 +63,7 @@ ACTIONS: dict[str, ActionSpec] = {spec.name: spec for spec in [
     ActionSpec("hold_order", "Put the storefront order on hold so it cannot be handed to shipping.",
                STOREFRONT, FAILED_CANCELLATION,
                {"reason": _text("why it is held; shown on the hold", required=False, default="buyer_cancel_requested")}),
-    ActionSpec("release_hold", "Release a hold ordersync placed, so the order can ship again.",
+    ActionSpec("release_hold", "Release the holds ordersync placed, so the order can ship again (a rejected cancellation: only its own).",
                STOREFRONT, FAILED_ORDER),
     ActionSpec("add_note", "Add a note to the storefront order ({field} places a fact's value).",
                STOREFRONT, FAILED_ORDER, {"text": _text("the note")}),

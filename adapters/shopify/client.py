@@ -209,14 +209,18 @@ class ShopifyClient:
             held.append(fo.id)
         return ActionResult("hold_order", current.id, bool(held), {"held": held, "handle": handle})
 
-    def release_hold(self, order: StorefrontOrder | str, *, idempotency_key: str) -> ActionResult:
-        """Release the holds ordersync placed (any `ordersync:` handle); holds placed by people or other
-        apps stay. The key is accepted for symmetry: releasing twice finds nothing the second time."""
+    def release_hold(self, order: StorefrontOrder | str, *, idempotency_key: str,
+                     placed_by: Iterable[str] | None = None) -> ActionResult:
+        """Release the holds ordersync placed (any `ordersync:` handle), or with `placed_by` only those placed
+        by hold_order calls with these idempotency keys; holds placed by people or other apps stay. The key
+        is accepted for symmetry: releasing twice finds nothing the second time."""
         marker_for(idempotency_key)
+        wanted = None if placed_by is None else {marker_for(key) for key in placed_by}
         current = self.get_order(order)
         released = []
         for fo in current.fulfillment_orders:
-            ours = [h.id for h in fo.holds if (h.handle or "").startswith(MARKER_PREFIX)]
+            ours = [h.id for h in fo.holds if (h.handle or "").startswith(MARKER_PREFIX)
+                    and (wanted is None or h.handle in wanted)]
             if not ours:
                 continue
             data = self.transport.execute(self.ops.release_fulfillment_order_hold, {"id": fo.id, "holdIds": ours},

@@ -61,9 +61,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "running daemon to decide by the rules at its next run. The shipped policy cancels the storefront order "
         "first, then sends the cancellation to Amazon in the next feed batch (or holds it for approval when "
         "queue_refunds_and_cancellations is on; `ordersync approvals`); it refuses a shipped order, and "
-        "--do-not-send-to-amazon unless allow_cancel_without_amazon is on. Asking again with the same request id "
-        "stores nothing new. Exit 1 when Amazon does not know the order or cannot be reached; 2 when the "
-        "configuration has no such account.")
+        "--do-not-send-to-amazon unless allow_cancel_without_amazon is on. Asking again for the same (same reason, "
+        "same --do-not-send-to-amazon, or the same --request-id) stores nothing new. Exit 1 when Amazon does not "
+        "know the order or cannot be reached; 2 when the configuration has no such account.")
     _order_arguments(cancel)
     cancel.add_argument("--reason", required=True, type=_one_of("cancel reason", CANCEL_REASONS, "Amazon's cancel reasons"),
                         help=f"Amazon's cancel reason: {', '.join(CANCEL_REASONS)} (BuyerCanceled after a buyer's "
@@ -71,7 +71,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     cancel.add_argument("--do-not-send-to-amazon", action="store_true",
                         help="cancel in the storefront only (the rules allow it only with allow_cancel_without_amazon)")
     cancel.add_argument("--request-id", metavar="ID", default=None,
-                        help="names this request, so that asking again is a no-op (default: one per order)")
+                        help="names this request, so that asking again is a no-op (default: the reason and "
+                             "whether Amazon is told, so a corrected request is new)")
     refund = subcommand(
         sub, "refund", run_refund, "ask for an amount to be refunded here: the rules decide, in the storefront and on Amazon",
         "A refund made in ordersync: the order is fetched from Amazon and a refund_requested event (origin "
@@ -312,7 +313,8 @@ def run_import_returns(args: argparse.Namespace, config: Config, store: Store) -
         outcome = (f"{sum(new.values())} new ({statuses}), for the running daemon to decide by the rules at its next "
                    f"run; {len(events) - sum(new.values())} already stored")
     else:
-        outcome = "all already stored; nothing new for the rules to decide" if events else "nothing to store"
+        outcome = ("all already stored; nothing new for the rules to decide" if events
+                   else "nothing to store (a returns report with no return in it; check it is the one you meant)")
     refused = f"; {len(parsed.errors)} row(s) refused (on stderr)" if parsed.errors else ""
     print(f"{args.account}: {read}: {outcome}{refused}")
     return 1 if parsed.errors else 0
@@ -323,9 +325,12 @@ def run_cancel(args: argparse.Namespace, config: Config, store: Store) -> int:
     from daemon.pipeline.operator import request_cancellation
 
     what = f"cancellation ({args.reason}{', not to be sent to Amazon' if args.do_not_send_to_amazon else ''})"
+    # The same request twice is one; a corrected one (another reason, or with Amazon told after all, as the
+    # rules' refusal of the first may ask) is a request of its own.
+    request_id = args.request_id or f"{args.reason}:{'storefront-only' if args.do_not_send_to_amazon else 'with-amazon'}"
     return _request(args, config, "ordersync orders cancel", what, lambda amazon, account: request_cancellation(
         store, amazon, account, args.order_id, args.reason, do_not_send_to_amazon=args.do_not_send_to_amazon,
-        request_id=args.request_id))
+        request_id=request_id), "" if args.request_id else "; to ask again for the same, give --request-id")
 
 
 @with_store("ordersync orders refund")

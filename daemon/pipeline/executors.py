@@ -65,7 +65,12 @@ def hold_order(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
 
 
 def release_hold(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
-    return _result(ctx.shopify.release_hold(ctx.storefront_order(action), idempotency_key=action.idempotency_key))
+    # An event that names the holds to lift (a rejected cancellation names its own decision's hold) lifts only
+    # those: another hold of ordersync's on the order (a buyer's request, a cancellation Amazon made that
+    # cannot sync) stays until its own reason is settled.
+    placed_by = ctx.event_payload(action).get("holds_to_release")
+    return _result(ctx.shopify.release_hold(ctx.storefront_order(action), idempotency_key=action.idempotency_key,
+                                            placed_by=placed_by))
 
 
 def add_note(ctx: AccountContext, action: Action) -> Mapping[str, Any]:

@@ -18,6 +18,7 @@ from daemon.store.orders import mark_order_failed
 from daemon.store.types import utcnow
 
 CANCELLATION_REJECTED = "cancellation_rejected"  # daemon.facts.EVENTS
+HOLD_ORDER = "hold_order"  # daemon.actions.ACTIONS
 
 _earlier = aliased(Action)
 
@@ -148,10 +149,14 @@ class Outbox(Database):
                       .values(status=REJECTED, last_error=reason, updated_at=now))
             for action in waiting:
                 if FEED_FOR_ACTION.get(action.type) == CANCEL_FEED:
+                    # The holds its own decision placed: those are the ones the rejection settles.
+                    holds = s.scalars(select(Action.idempotency_key).where(
+                        col(Action.decision_id) == action.decision_id, col(Action.type) == HOLD_ORDER)).all()
                     insert_new_events(s, action.account, [{
                         "account": action.account, "natural_key": f"{CANCELLATION_REJECTED}:{action.id}",
                         "kind": CANCELLATION_REJECTED, "amazon_order_id": action.amazon_order_id,
-                        "payload": {"origin": "operator", "rejection_reason": reason, "rejected_action_id": action.id},
+                        "payload": {"origin": "operator", "rejection_reason": reason, "rejected_action_id": action.id,
+                                    "holds_to_release": list(holds)},
                         "received_at": now, "failures": 0}])
             return len(waiting)
 

@@ -276,8 +276,13 @@ def test_cancel_stores_the_operators_request_once_for_the_rules_to_decide(store:
     again = ordersync("orders", "cancel", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001", "--reason", "NoInventory")
     assert again.code == 0
     assert again.lines == ["114-0000001-0000001 (sim-us): this cancellation (NoInventory) was requested already; nothing "
-                           "new for the rules to decide"]
+                           "new for the rules to decide; to ask again for the same, give --request-id"]
     assert len(store.undecided_events(SIM_ACCOUNT)) == 1
+    # a corrected request (the rules refused the first as asked) is a request of its own
+    local = ordersync("orders", "cancel", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001", "--reason",
+                      "NoInventory", "--do-not-send-to-amazon")
+    assert local.code == 0 and "cancellation (NoInventory, not to be sent to Amazon) requested;" in local.out
+    assert [e.payload["do_not_send_to_amazon"] for e in store.undecided_events(SIM_ACCOUNT)] == [False, True]
 
 
 def test_refund_stores_one_request_per_amount_and_reason_unless_named(store: Store, sim_config: Path, ordersync) -> None:

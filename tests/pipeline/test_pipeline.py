@@ -17,6 +17,7 @@ from lxml import etree
 from sqlalchemy import text
 
 from adapters.amazon.client import AmazonClient
+from adapters.shopify.client import marker_for
 from adapters.errors import InvalidInput
 from daemon.audit.chain import verify
 from daemon.audit.log import DecisionLog
@@ -241,6 +242,7 @@ def test_a_cancellation_rejected_in_the_approval_queue_releases_the_hold_and_the
                                                                    "orderUpdate"]
     shop = harness.standins.shop_order(QUIET["id"])
     assert shop["cancelledAt"] is None and "buyer called, keeps the order" in (shop.get("note") or "")
+    assert harness.shopify.get_order(harness.shopify.find_order(QUIET["id"])).order_status == "In Process"
     assert harness.store.get_action(waiting.id).status == "rejected"
     assert harness.standins.amazon.feeds == {}  # Amazon never heard of it
 
@@ -263,6 +265,24 @@ def test_seventeen_cancellations_go_to_amazon_as_feeds_of_at_most_fifteen_each_w
                    for a in harness.store.actions_of(d.decision_id) if a.type == "cancel_on_amazon"]
         assert len(results) == 17 and all(r["feed_id"] in feeds and r["batch_id"] for r in results)
         assert {r["feed_id"] for r in results} == set(feeds)
+
+
+def test_a_rejected_cancellation_lifts_only_its_own_hold(harness: Harness) -> None:
+    # Another hold of ordersync's on the same order (here a buyer-request hold's key) stays: its reason
+    # is not settled by the rejection.
+    harness.pipeline.settings = {**SETTINGS, "queue_refunds_and_cancellations": True, "queue_auto_submit": False}
+    harness.drive()
+    assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
+    harness.drive(polls=False)
+    harness.shopify.hold_order(harness.shopify.find_order(QUIET["id"]), idempotency_key="another-decision:0",
+                               notes="buyer asked to cancel")
+    [waiting] = harness.store.awaiting_approval(ACCOUNT)
+    harness.store.reject([waiting.id], "wrong order")
+    harness.drive(polls=False)
+    assert harness.decision_of(QUIET["id"], "cancellation_rejected").record["rule"] == "release-hold-after-rejected-cancellation"
+    order = harness.shopify.get_order(harness.shopify.find_order(QUIET["id"]))
+    assert order.order_status == "On Hold"
+    assert [h.handle for fo in order.fulfillment_orders for h in fo.holds] == [marker_for("another-decision:0")]
 
 
 def test_an_operator_cancellation_goes_out_as_one_feed_and_is_reconciled(harness: Harness) -> None:

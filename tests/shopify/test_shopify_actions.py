@@ -45,6 +45,18 @@ def test_release_removes_only_ordersyncs_holds(client: Any, sim: Any) -> None:
     assert [h["notes"] for h in holds] == ["address check"]  # the person's hold stays
 
 
+def test_release_of_the_holds_placed_by_given_keys_leaves_ordersyncs_other_holds(client: Any, sim: Any) -> None:
+    # A rejected cancellation lifts its own decision's hold, not a buyer-request hold on the same order.
+    client.hold_order(ORDER_1001, idempotency_key="cancellation/hold", notes="awaiting approval")
+    client.hold_order(ORDER_1001, idempotency_key="buyer-request/hold", notes="buyer asked to cancel")
+    released = client.release_hold(ORDER_1001, idempotency_key="k-release", placed_by=["cancellation/hold"])
+    assert released.changed and len(released.detail["released"]) == 1
+    holds = order_state(sim, 1001)["fulfillmentOrders"][0]["holds"]
+    assert [h["notes"] for h in holds] == ["buyer asked to cancel"]
+    assert client.get_order(ORDER_1001).order_status == "On Hold"
+    assert not client.release_hold(ORDER_1001, idempotency_key="k-release", placed_by=["cancellation/hold"]).changed
+
+
 def test_release_sets_the_order_back_in_process(client: Any, sim: Any) -> None:
     client.hold_order(ORDER_1001, idempotency_key="k-hold")
     client.release_hold(ORDER_1001, idempotency_key="k-release")
