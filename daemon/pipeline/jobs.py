@@ -64,28 +64,41 @@ def decision_id_for(account: str, natural_key: str) -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-def refund_by_line(lines: Sequence[Mapping[str, Any]], amount: Decimal) -> list[tuple[str, Decimal]]:
-    """An order-level refund as Amazon's adjustment feed takes it, per order item: shared by the lines' prices.
+def refund_by_line(lines: Sequence[Mapping[str, Any]], amount: Decimal,
+                   refunded: Mapping[str, Decimal] | None = None) -> list[tuple[str, Decimal]]:
+    """An order-level refund as Amazon's adjustment feed takes it, per order item.
 
-    Amazon refuses more on an item than was paid for it, so a whole-order refund of a two-line order cannot
-    go on the first line alone. In proportion, every refund of an order keeps each line's share of what is
-    refunded, so refunds that add up to at most what was paid (the rules' check) never exceed a line. Shares
-    are in the finest unit the amount and prices are written in (cents for 12.50, yen for 1000); what rounding
-    leaves goes to the lines in order, as far as each line's price allows, and the rest (an over-refund the
-    settings allow) to the last line, for Amazon to accept or refuse."""
+    Amazon refuses more on an item than was paid for it, less what it has refunded on it already, so a
+    whole-order refund of a two-line order cannot go on the first line alone. The amount is shared in
+    proportion to what each line has left (its price less `refunded` on it: the order's earlier refunds, as
+    this function shared them), so refunds that add up to at most what was paid (the rules' check) never
+    exceed a line. Shares are in the finest unit the amount and prices are written in (cents for 12.50, yen
+    for 1000); what rounding leaves goes to the lines in order, as far as each one's room allows, and the rest
+    (an over-refund the settings allow) to the last line, for Amazon to accept or refuse."""
+    refunded = refunded or {}
     priced = [(str(line.get("order_item_id")), Decimal(str(line.get("price") or "0"))) for line in lines]
-    total = sum((price for _, price in priced), Decimal(0))
+    room = [max(price - refunded.get(code, Decimal(0)), Decimal(0)) for code, price in priced]
+    total = sum(room, Decimal(0))
     if not priced or total <= 0:
-        return [(priced[0][0] if priced else "0", amount)]
+        return [(priced[-1][0] if priced else "0", amount)]
     unit = Decimal(1).scaleb(min(int(number.as_tuple().exponent) for number in (amount, *(p for _, p in priced))))
-    shares = [(amount * price / total).quantize(unit, rounding=ROUND_DOWN) for _, price in priced]
-    left = amount - sum(shares, Decimal(0))
-    for index, (_, price) in enumerate(priced):
-        more = min(left, max(price - shares[index], Decimal(0)))
+    shares = [(amount * left / total).quantize(unit, rounding=ROUND_DOWN) for left in room]
+    rest = amount - sum(shares, Decimal(0))
+    for index, left in enumerate(room):
+        more = min(rest, max(left - shares[index], Decimal(0)))
         shares[index] += more
-        left -= more
-    shares[-1] += left
+        rest -= more
+    shares[-1] += rest
     return [(code, share) for (code, _), share in zip(priced, shares) if share > 0]
+
+
+def refunded_by_line(lines: Sequence[Mapping[str, Any]], earlier: Sequence[Decimal]) -> dict[str, Decimal]:
+    """What the order's earlier refunds put on each line, shared again in the order they were made."""
+    refunded: dict[str, Decimal] = {}
+    for amount in earlier:
+        for code, part in refund_by_line(lines, amount, refunded):
+            refunded[code] = refunded.get(code, Decimal(0)) + part
+    return refunded
 
 
 def backoff(attempts: int) -> timedelta:
@@ -297,7 +310,9 @@ class AccountPipeline:
                 requests.append(CancelRequest(action.amazon_order_id or "", items, message_id=message_id))
             else:
                 amount = Decimal(str(self.context.decision(action).get("fact", {}).get("refund_amount") or "0"))
-                items = tuple(AdjustedItem(code, reason, (("Principal", part),)) for code, part in refund_by_line(lines, amount))
+                refunded = refunded_by_line(lines, self.store.amazon_refunds_before(action))
+                items = tuple(AdjustedItem(code, reason, (("Principal", part),))
+                              for code, part in refund_by_line(lines, amount, refunded))
                 requests.append(AdjustmentRequest(action.amazon_order_id or "", items, currency=payload.get("currency") or "USD",
                                                   message_id=message_id))
         build = self.amazon.build_cancellation_feed if kind == CANCEL_FEED else self.amazon.build_adjustment_feed

@@ -24,7 +24,7 @@ from daemon.audit.log import DecisionLog
 from daemon.pipeline import jobs
 from daemon.pipeline.catchup import catch_up_decision_log
 from daemon.pipeline.events import NewEvent, order_fields
-from daemon.pipeline.jobs import AccountPipeline, Dispatcher, decision_id_for, refund_by_line
+from daemon.pipeline.jobs import AccountPipeline, Dispatcher, decision_id_for, refund_by_line, refunded_by_line
 from daemon.pipeline.operator import request_cancellation, request_refund
 from daemon.rules.engine import RulesEngine
 from daemon.store import Store, open_store
@@ -188,6 +188,26 @@ def test_an_operators_whole_order_refund_of_a_two_line_order_reaches_amazon_shar
         assert harness.store.failed_orders(ACCOUNT) == []
 
 
+def test_two_refunds_of_a_two_line_order_that_add_up_to_what_was_paid_both_reach_amazon(db_url: str, tmp_path: Path) -> None:
+    # The second is shared by what each line has left after the first, so no item goes over its price.
+    order = {"id": "114-0000009-0000009", "lines": [{"sku": "MUG-RED", "quantity": 2, "price": "12.50"},
+                                                   {"sku": "CAP-GREY", "quantity": 1, "price": "9.99"}]}
+    with running([order], db_url, tmp_path) as harness:
+        harness.drive()
+        assert request_refund(harness.store, harness.amazon, ACCOUNT, order["id"], "5", "CustomerReturn", request_id="first")
+        harness.drive(polls=False)
+        assert request_refund(harness.store, harness.amazon, ACCOUNT, order["id"], "29.99", "CustomerReturn",
+                              request_id="second")
+        harness.drive(polls=False)
+        sent = [a for d in all_decisions(harness.store) if d.record["event"] == "refund_requested"
+                for a in harness.store.actions_of(d.decision_id) if a.type == "refund_on_amazon"]
+        assert [a.status for a in sent] == ["done", "done"], [a.last_error for a in sent]
+        by_item: dict[str, float] = {}
+        for refund in harness.standins.amazon.orders[order["id"]]["refunds"]:
+            by_item[refund["item_id"]] = by_item.get(refund["item_id"], 0) + refund["principal"]
+        assert sorted(round(v, 2) for v in by_item.values()) == [9.99, 25.00]
+
+
 def test_a_refund_is_shared_by_the_lines_prices_in_the_amounts_own_unit() -> None:
     lines = [{"order_item_id": "1", "price": "25.00"}, {"order_item_id": "2", "price": "9.99"}]
     assert refund_by_line(lines, Decimal("34.99")) == [("1", Decimal("25.00")), ("2", Decimal("9.99"))]
@@ -196,6 +216,24 @@ def test_a_refund_is_shared_by_the_lines_prices_in_the_amounts_own_unit() -> Non
     yen = [{"order_item_id": "1", "price": "1000"}, {"order_item_id": "2", "price": "500"}]
     assert refund_by_line(yen, Decimal("700")) == [("1", Decimal("467")), ("2", Decimal("233"))]
     assert refund_by_line([], Decimal("3")) == [("0", Decimal("3"))]
+
+
+@pytest.mark.parametrize("prices, refunds", [
+    (("25.00", "9.99"), ("5", "29.99")),                 # rounding's cent would have gone to the first line twice
+    (("10.00", "10.00", "10.00"), ("10", "20")),
+    (("10.00", "10.00", "10.00"), ("0.01",) * 7 + ("29.93",)),
+    (("1000", "500", "1"), ("700", "801")),              # yen
+])
+def test_refunds_that_add_up_to_what_was_paid_never_put_more_on_a_line_than_its_price(prices, refunds) -> None:
+    lines = [{"order_item_id": str(n), "price": price} for n, price in enumerate(prices, 1)]
+    on_line: dict[str, Decimal] = {}
+    for number, amount in enumerate(refunds):
+        parts = refund_by_line(lines, Decimal(amount), refunded_by_line(lines, [Decimal(a) for a in refunds[:number]]))
+        assert sum(part for _, part in parts) == Decimal(amount)
+        for code, part in parts:
+            on_line[code] = on_line.get(code, Decimal(0)) + part
+    assert all(on_line.get(str(n), 0) <= Decimal(price) for n, price in enumerate(prices, 1)), on_line
+    assert sum(on_line.values()) == sum(Decimal(price) for price in prices)
 
 
 def test_a_return_first_seen_pending_becomes_an_rma_once_amazon_approves_it(db_url: str, tmp_path: Path) -> None:
