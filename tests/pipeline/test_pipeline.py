@@ -172,14 +172,21 @@ def test_a_seller_central_cancellation_seen_through_orders_api_v0_is_held_not_le
         assert "on hold so it does not ship: cancel it there, choosing whether to restock" in (failed.last_error or "")
 
 
+TWO_LINES = [{"sku": "MUG-RED", "quantity": 2, "price": "12.50"}, {"sku": "CAP-GREY", "quantity": 1, "price": "9.99"}]
+
+
+def _refund(harness: Harness, order_id: str, amount: str, request_id: str) -> None:
+    """An operator's refund of the order, decided and carried out, Amazon's side included."""
+    assert request_refund(harness.store, harness.amazon, ACCOUNT, order_id, amount, "CustomerReturn", request_id=request_id)
+    harness.drive(polls=False)
+
+
 def test_an_operators_whole_order_refund_of_a_two_line_order_reaches_amazon_shared_by_line(db_url: str, tmp_path: Path) -> None:
     # Amazon refuses more on an item than was paid for it: 34.99 on the first line alone (25.00) was refused.
-    order = {"id": "114-0000007-0000007", "lines": [{"sku": "MUG-RED", "quantity": 2, "price": "12.50"},
-                                                   {"sku": "CAP-GREY", "quantity": 1, "price": "9.99"}]}
+    order = {"id": "114-0000007-0000007", "lines": TWO_LINES}
     with running([order], db_url, tmp_path) as harness:
         harness.drive()
-        assert request_refund(harness.store, harness.amazon, ACCOUNT, order["id"], "34.99", "CustomerReturn", request_id="all")
-        harness.drive(polls=False)
+        _refund(harness, order["id"], "34.99", "all")
         decision = harness.decision_of(order["id"], "refund_requested")
         actions = {a.type: a for a in harness.store.actions_of(decision.decision_id)}
         assert actions["refund_on_amazon"].status == "done", actions["refund_on_amazon"].last_error
@@ -190,15 +197,11 @@ def test_an_operators_whole_order_refund_of_a_two_line_order_reaches_amazon_shar
 
 def test_two_refunds_of_a_two_line_order_that_add_up_to_what_was_paid_both_reach_amazon(db_url: str, tmp_path: Path) -> None:
     # The second is shared by what each line has left after the first, so no item goes over its price.
-    order = {"id": "114-0000009-0000009", "lines": [{"sku": "MUG-RED", "quantity": 2, "price": "12.50"},
-                                                   {"sku": "CAP-GREY", "quantity": 1, "price": "9.99"}]}
+    order = {"id": "114-0000009-0000009", "lines": TWO_LINES}
     with running([order], db_url, tmp_path) as harness:
         harness.drive()
-        assert request_refund(harness.store, harness.amazon, ACCOUNT, order["id"], "5", "CustomerReturn", request_id="first")
-        harness.drive(polls=False)
-        assert request_refund(harness.store, harness.amazon, ACCOUNT, order["id"], "29.99", "CustomerReturn",
-                              request_id="second")
-        harness.drive(polls=False)
+        _refund(harness, order["id"], "5", "first")
+        _refund(harness, order["id"], "29.99", "second")
         sent = [a for d in all_decisions(harness.store) if d.record["event"] == "refund_requested"
                 for a in harness.store.actions_of(d.decision_id) if a.type == "refund_on_amazon"]
         assert [a.status for a in sent] == ["done", "done"], [a.last_error for a in sent]
