@@ -13,12 +13,10 @@ from sqlmodel import col
 from daemon.actions import ACTIONS
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
-from daemon.store.models import (BATCH_CREATED, BATCH_DONE, BATCH_SUBMITTED, BLOCKING_STATUSES, DONE, FAILED,
-                                 FEED_FOR_ACTION, QUEUED_FOR_BATCH, Action, AmazonBatch, BatchMessage, Decision)
+from daemon.store.models import (ADJUSTMENT_FEED, BATCH_CREATED, BATCH_DONE, BATCH_SUBMITTED, BLOCKING_STATUSES, DONE,
+                                 FAILED, FEED_FOR_ACTION, QUEUED_FOR_BATCH, Action, AmazonBatch, BatchMessage, Decision)
 from daemon.store.orders import mark_order_failed
 from daemon.store.types import utcnow
-
-REFUND_ON_AMAZON = "refund_on_amazon"  # daemon.actions.ACTIONS
 
 # message id -> (ok, result code, description), as read from the feed's processing report
 MessageResults = Mapping[int, tuple[bool, str | None, str | None]]
@@ -62,7 +60,7 @@ class Batches(Database):
         one arrives. One refused or never approved is not counted."""
         query = (select(Decision.record).join(Action, col(Action.decision_id) == col(Decision.decision_id))
                  .where(col(Action.account) == action.account, col(Action.amazon_order_id) == action.amazon_order_id,
-                        col(Action.type) == REFUND_ON_AMAZON, col(Action.id) < action.id,
+                        col(Action.type).in_(_action_types(ADJUSTMENT_FEED)), col(Action.id) < action.id,
                         col(Action.status).in_((DONE, QUEUED_FOR_BATCH)))
                  .order_by(col(Action.id)))
         with self.transaction(write=False) as s:

@@ -129,7 +129,10 @@ class Outbox(Database):
 
     def approve(self, action_ids: Iterable[int]) -> int:
         """Let queued Amazon-bound actions go out with the next batch. Returns how many were waiting."""
-        return self._decide_approval(action_ids, QUEUED_FOR_BATCH, None)
+        ids = list(action_ids)
+        with self.transaction() as s:
+            return s.execute(update(Action).where(col(Action.id).in_(ids), col(Action.status) == AWAITING_APPROVAL)
+                             .values(status=QUEUED_FOR_BATCH, last_error=None, updated_at=utcnow())).rowcount
 
     def reject(self, action_ids: Iterable[int], reason: str = "rejected by an operator") -> int:
         """Drop queued Amazon-bound actions; they are kept, with the reason, as rejected. Returns how many
@@ -159,12 +162,6 @@ class Outbox(Database):
                                     "holds_to_release": list(holds)},
                         "received_at": now, "failures": 0}])
             return len(waiting)
-
-    def _decide_approval(self, action_ids: Iterable[int], status: str, reason: str | None) -> int:
-        ids = list(action_ids)
-        with self.transaction() as s:
-            return s.execute(update(Action).where(col(Action.id).in_(ids), col(Action.status) == AWAITING_APPROVAL)
-                             .values(status=status, last_error=reason, updated_at=utcnow())).rowcount
 
     def _finish(self, action_id: int, worker: str | None, **values: Any) -> bool:
         with self.transaction() as s:
