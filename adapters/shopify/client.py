@@ -14,16 +14,17 @@ dispatcher can switch on; see ERROR_CODES. Transport failures are `TransientErro
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 from urllib.parse import quote
 
 import httpx
 
 from adapters.errors import InvalidInput, PermanentError, TransientError
-from adapters.shopify.models import ActionResult, KitComponent, StorefrontOrder, order_from_graphql
+from adapters.shopify.models import ActionResult, KitComponent, StorefrontCancellation, StorefrontOrder, order_from_graphql
 from adapters.shopify.operations import MARKER_PREFIX, OperationSet, operations_for
 from adapters.shopify.transport import DEFAULT_BUCKET, ShopifyTransport
 
@@ -170,6 +171,31 @@ class ShopifyClient:
             raise ShopifyRejected(f"Amazon order {amazon_order_id} matches several Shopify orders on {self.config.shop} ({names}); "
                                   "a person must pick one", code="AMBIGUOUS_MATCH")
         return order_from_graphql(nodes[0], amazon_order_id)
+
+    def cancelled_orders(self, since: str, *, page_size: int = 50) -> Iterator[StorefrontCancellation]:
+        """Orders that mirror an Amazon order and are cancelled, updated at or after `since`
+        (YYYY-MM-DDTHH:MM:SSZ), oldest update first, a page of `page_size` asked for at a time as the
+        caller goes on. Shopify's search lags its writes by a few seconds: a caller that remembers where it
+        got to starts its next call a little earlier, and meets some orders again."""
+        if not _SEARCH_TIME.fullmatch(since or ""):
+            raise InvalidInput(f"cancelled_orders needs a time as YYYY-MM-DDTHH:MM:SSZ, not {since!r}", code="BAD_SINCE")
+        variables: dict[str, Any] = {"search": f"status:cancelled updated_at:>={since}", "first": page_size, "after": None}
+        while True:
+            data = self.transport.execute(self.ops.cancelled_orders, variables, operation_name="CancelledOrders")
+            orders = data.get("orders") or {}
+            for node in orders.get("nodes") or []:
+                amazon_order_id = self.config.match.amazon_order_id_of(node)
+                if not amazon_order_id or not node.get("cancelledAt"):
+                    continue  # not an Amazon order's mirror (or the search was fuzzy): not ours to tell Amazon of
+                yield StorefrontCancellation(
+                    id=node["id"], name=node.get("name") or "", amazon_order_id=amazon_order_id,
+                    cancelled_at=node["cancelledAt"], updated_at=node.get("updatedAt") or node["cancelledAt"],
+                    reason=node.get("cancelReason") or "", tags=tuple(node.get("tags") or ()),
+                    by_ordersync=MARKER_PREFIX in ((node.get("cancellation") or {}).get("staffNote") or ""))
+            page = orders.get("pageInfo") or {}
+            if not page.get("hasNextPage") or not page.get("endCursor"):
+                return
+            variables["after"] = page["endCursor"]
 
     def get_order(self, order: StorefrontOrder | str) -> StorefrontOrder:
         order_id, amazon_id = (order.id, order.amazon_order_id) if isinstance(order, StorefrontOrder) else (order, None)
@@ -550,6 +576,9 @@ def _search_term(name: str, value: str) -> str:
     """One term of Shopify's search syntax, the value quoted so that spaces and quotes stay in it."""
     escaped = value.replace("\\", "\\\\").replace("'", "\\'")
     return f"{name}:'{escaped}'"
+
+
+_SEARCH_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 def _sku_search(sku: str) -> str:

@@ -174,6 +174,22 @@ class StorefrontOrder:
 
 
 @dataclass(frozen=True)
+class StorefrontCancellation:
+    """An order cancelled in the storefront, as the storefront poll sees it: which Amazon order it mirrors,
+    when and why (Shopify's OrderCancelReason), and whether ordersync itself cancelled it (its staff note
+    carries an ordersync marker: the mirror of an Amazon cancellation, or a cancellation made here)."""
+
+    id: str
+    name: str
+    amazon_order_id: str
+    cancelled_at: str
+    updated_at: str
+    reason: str
+    tags: tuple[str, ...]
+    by_ordersync: bool
+
+
+@dataclass(frozen=True)
 class KitComponent:
     """One component of a fixed bundle (a kit): `quantity` units of the variant `sku` per bundle."""
 

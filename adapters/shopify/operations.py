@@ -102,6 +102,27 @@ query FindOrders($search: String!, $first: Int = 2, $lineItemsFirst: Int = 20, $
     + ORDER_FIELDS
 )
 
+# Orders cancelled in the storefront since a time (ordersync's storefront poll): only what tells who
+# cancelled, why and which Amazon order it mirrors, so a page of 50 stays far below the cost limit; the
+# decision reads the whole order again (FindOrders) as for any event.
+CANCELLED_ORDERS = """
+query CancelledOrders($search: String!, $first: Int = 50, $after: String) {
+  orders(first: $first, after: $after, query: $search, sortKey: UPDATED_AT) {
+    nodes {
+      id
+      name
+      sourceIdentifier
+      tags
+      updatedAt
+      cancelledAt
+      cancelReason
+      cancellation { staffNote }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
 GET_ORDER = (
     """
 query GetOrder($id: ID!, $lineItemsFirst: Int = 20, $foFirst: Int = 4, $foLineItemsFirst: Int = 10) {
@@ -261,6 +282,7 @@ class OperationSet:
 
     version: str
     find_orders: str
+    cancelled_orders: str
     get_order: str
     job_status: str
     cancel_order: str
@@ -281,6 +303,7 @@ class OperationSet:
 
 _COMMON = dict(
     find_orders=FIND_ORDERS,
+    cancelled_orders=CANCELLED_ORDERS,
     get_order=GET_ORDER,
     job_status=JOB_STATUS,
     suggest_refund=SUGGEST_REFUND,

@@ -13,12 +13,13 @@ Endpoints besides the API: GET /_sim/journal, GET|POST /_sim/faults (base server
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import yaml
 from graphql import (
@@ -117,6 +118,22 @@ class ShopifySim(SimServer):
             self.bucket = TokenBucket(self.restore_rate, self.maximum_available)
             self.bucket.try_take(max(0.0, self.maximum_available - level))
 
+    def cancel_in_admin(self, order_gid: str, reason: str, *, staff_note: str | None = None, tags: Iterable[str] = ()) -> None:
+        """What a person does in the Shopify admin, not through the API (it costs no points and carries no
+        ordersync marker): tag the order, then cancel it, restocking; done at once. ValueError if Shopify
+        would refuse (already cancelled, fulfilled items)."""
+        with self.lock:
+            order = self.store.orders.get(parse_gid(order_gid, "Order") or -1)
+            if order is None:
+                raise ValueError(f"no order {order_gid}")
+            order.tags.extend(tag for tag in tags if tag not in order.tags)
+            answer = self.store.order_cancel({"orderId": order_gid, "reason": reason, "restock": True, "refund": False,
+                                              "staffNote": staff_note})
+            if answer["orderCancelUserErrors"]:
+                raise ValueError(f"{order_gid}: {answer['orderCancelUserErrors'][0]['message']}")
+            self.store.jobs[order.cancel_job].due_at = self.store.clock()  # type: ignore[index]
+            self.store.advance()
+
     def _throttle_status(self, available: float | None = None) -> dict[str, float]:
         level = self.bucket.available() if available is None else available
         return {"maximumAvailable": self.maximum_available, "currentlyAvailable": round(level, 3),
@@ -195,10 +212,23 @@ class ShopifySim(SimServer):
             found = store.orders.get(parse_gid(id, "Order") or -1)
             return store.order_view(found) if found else None
 
-        def orders(info: Any, first: int | None = None, query: str | None = None, reverse: bool = False, **_: Any) -> dict[str, Any]:
+        def orders(info: Any, first: int | None = None, query: str | None = None, reverse: bool = False,
+                   sortKey: str | None = None, after: str | None = None, **_: Any) -> dict[str, Any]:
             _check_first(first)
-            found = sorted(store.find_orders(query or ""), key=lambda o: (o.created_at, o.id), reverse=reverse)
-            return {"nodes": [store.order_view(o) for o in found[:first]], "pageInfo": {"hasNextPage": len(found) > first}}
+            by_update = sortKey == "UPDATED_AT"
+            found = sorted(store.find_orders(query or ""), reverse=reverse,
+                           key=lambda o: (int(store.updated_at(o)) if by_update else o.created_at, o.id))
+            if after is not None:
+                # A cursor names the order the last page ended with (opaque to clients, as Shopify's are).
+                ended_with = parse_gid(_decoded_cursor(after), "Order")
+                at = next((i for i, o in enumerate(found) if o.id == ended_with), None)
+                if at is None:
+                    raise GraphQLError("Invalid cursor for current pagination sort.", extensions={"code": "BAD_REQUEST"})
+                found = found[at + 1:]
+            page = found[:first]
+            return {"nodes": [store.order_view(o) for o in page],
+                    "pageInfo": {"hasNextPage": len(found) > first,
+                                 "endCursor": _cursor_for(gid("Order", page[-1].id)) if page else None}}
 
         def job(info: Any, id: str) -> dict[str, Any] | None:
             found = store.jobs.get(parse_gid(id, "Job") or -1)
@@ -256,6 +286,17 @@ class ShopifySim(SimServer):
             "orderUpdate": mutation("orderUpdate", lambda a: store.order_update(a, view)),
             "inventoryAdjustQuantities": mutation("inventoryAdjustQuantities", store.inventory_adjust),
         }
+
+
+def _cursor_for(order_gid: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"last_id": order_gid}).encode()).decode()
+
+
+def _decoded_cursor(cursor: str) -> str:
+    try:
+        return str(json.loads(base64.urlsafe_b64decode(cursor.encode())).get("last_id"))
+    except (ValueError, AttributeError):
+        return ""
 
 
 def _check_first(first: int | None) -> None:

@@ -340,11 +340,20 @@ class ShopStore:
             return "ON_HOLD" if any(fo.status == "ON_HOLD" for fo in order.fos) else "UNFULFILLED"
         return "FULFILLED" if remaining == 0 else "PARTIALLY_FULFILLED"
 
+    def updated_at(self, order: Order) -> float:
+        """Order.updatedAt: the latest of the times the stand-in keeps (created, cancelled, refunded); it
+        keeps none for notes, tags and holds, which the storefront poll does not look at."""
+        return max([order.created_at, order.cancelled_at or 0.0, *(r.created_at for r in order.refunds)])
+
     def find_orders(self, search: str) -> list[Order]:
-        """Shopify search syntax, the parts the adapter uses: source_identifier:, tag:, name:, status:.
+        """Shopify search syntax, the parts the adapter uses: source_identifier:, tag:, name:, status:,
+        updated_at: with a comparison (>=, >, <=, <, or none for equal) to a time.
         Like Shopify, a field it does not know filters nothing, so callers must check what they got."""
         found = list(self.orders.values())
         for key, value in search_terms(search):
+            if key == "updated_at":
+                found = self._updated(found, value)
+                continue
             if key == "source_identifier":
                 found = [o for o in found if (o.source_identifier or "") == value]
             elif key == "tag":
@@ -359,6 +368,18 @@ class ShopStore:
                 elif value == "closed":
                     found = [o for o in found if o.closed]
         return found
+
+    def _updated(self, orders: list[Order], value: str) -> list[Order]:
+        comparison = re.match(r"(>=|<=|>|<)?'?(.*?)'?$", value)
+        operator, text = comparison.group(1) or "=", comparison.group(2)  # type: ignore[union-attr]
+        try:
+            at = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return orders  # as Shopify: a term it cannot read filters nothing
+        bound = (at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)).timestamp()
+        test = {">=": float.__ge__, ">": float.__gt__, "<=": float.__le__, "<": float.__lt__, "=": float.__eq__}[operator]
+        # Compared in whole seconds, as updatedAt is shown.
+        return [o for o in orders if test(float(int(self.updated_at(o))), bound)]
 
     # -- jobs -----------------------------------------------------------------------------------
     def advance(self) -> None:
@@ -718,6 +739,7 @@ class ShopStore:
             "tags": list(order.tags),
             "note": order.note,
             "createdAt": iso(order.created_at),
+            "updatedAt": iso(self.updated_at(order)),
             "cancelledAt": iso(order.cancelled_at) if order.cancelled_at else None,
             "cancelReason": order.cancel_reason,
             "cancellation": {"staffNote": order.staff_note} if order.cancelled_at else None,

@@ -1,6 +1,7 @@
 """Finding the Shopify order for an Amazon order, and the statuses the rules read from it."""
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -8,7 +9,10 @@ import pytest
 
 from adapters.errors import InvalidInput, PermanentError
 from adapters.shopify import DropshipStatus, OrderMatch, OrderNotFound, OrderStatus, ShippingStatus, ShopifyRejected
+from adapters.shopify.client import marker_for
 from adapters.shopify.models import FulfillmentOrder, dropship_status_for
+
+from .conftest import HandClock
 
 
 def test_find_by_source_identifier_gives_what_the_rules_read(client: Any) -> None:
@@ -109,3 +113,38 @@ def test_an_empty_amazon_order_id_is_the_callers_mistake(client: Any) -> None:
     with pytest.raises(InvalidInput):
         client.find_order("  ")
     assert issubclass(InvalidInput, PermanentError)
+
+
+# -- orders cancelled in the storefront (the storefront poll) ---------------------------------------------
+def _cancelled_by_a_person(sim: Any, number: int, reason: str, note: str = "customer phoned") -> None:
+    sim.cancel_in_admin(f"gid://shopify/Order/{number}", reason, staff_note=note)
+
+
+def test_cancelled_orders_lists_the_amazon_orders_cancelled_since_a_time_and_says_who_cancelled(
+        start_sim: Any, make_client: Any) -> None:
+    clock = HandClock()
+    sim = start_sim(clock=clock)
+    client = make_client(sim)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.now))
+    clock.advance(60)
+    _cancelled_by_a_person(sim, 1001, "INVENTORY")
+    _cancelled_by_a_person(sim, 1008, "OTHER")  # carries only a tag, and this client matches by source identifier
+    clock.advance(60)
+    # As ShopifyClient.cancel_order writes it when ordersync mirrors an Amazon cancellation.
+    _cancelled_by_a_person(sim, 1007, "CUSTOMER", f"Amazon cancelled [{marker_for('decision-1:0')}]")
+    clock.advance(30)
+
+    found = list(client.cancelled_orders(since))
+    # 1004 was cancelled when the shop was loaded, at `since`; updated at or after it counts.
+    assert [(c.amazon_order_id, c.reason, c.by_ordersync) for c in found] == [
+        ("111-0000004-0000004", "CUSTOMER", False), ("111-0000001-0000001", "INVENTORY", False),
+        ("111-0000007-0000007", "CUSTOMER", True)]
+    assert found[1].id == "gid://shopify/Order/1001" and found[1].updated_at >= found[1].cancelled_at > since
+    assert "amazon-111-0000001-0000001" in found[1].tags
+    # a page at a time gives the same orders, in the same order
+    assert list(client.cancelled_orders(since, page_size=1)) == found
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.now - 60))
+    assert [c.amazon_order_id for c in client.cancelled_orders(later)] == ["111-0000007-0000007"]
+    assert list(client.cancelled_orders("2999-01-01T00:00:00Z")) == []
+    with pytest.raises(InvalidInput, match="YYYY-MM-DDTHH:MM:SSZ"):
+        list(client.cancelled_orders("yesterday"))
