@@ -82,7 +82,7 @@ class AccountConfig:
     name: str
     amazon: AmazonSection
     shopify: ShopifySection
-    settings: Mapping[str, bool]  # the seven names of daemon.facts.SETTINGS without "settings."
+    settings: Mapping[str, bool]  # the names of daemon.facts.SETTINGS without "settings."
     batch_size: int
 
     def fact_settings(self) -> dict[str, bool]:
@@ -122,6 +122,7 @@ class JobsConfig:
     poll_orders: float = 60
     order_report: float = 900
     returns: float = 3600
+    storefront_cancellations: float = 300
     dispatch: float = 10
     send_batches: float = 1800
     check_feeds: float = 300

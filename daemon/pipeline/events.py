@@ -11,12 +11,20 @@ from decimal import Decimal
 from typing import Any
 
 from adapters.amazon.models import AmazonOrder, BuyerCancelRow, OrderStatus, ReturnRow
+from adapters.shopify.models import StorefrontCancellation
 from daemon.facts import FIELDS, REASON_CODES
 
 RMA_STATUSES = set(FIELDS["rma_status"].values)
 CANCELLED = "order_cancelled"
 BUYER_REQUEST = "buyer_cancel_requested"
 RETURN = "return_reported"
+CANCEL_REQUEST = "cancel_requested"
+# The tag a person puts on a Shopify order so that cancelling it there is not sent to Amazon.
+DO_NOT_SEND_TAG = "do-not-send-to-amazon"
+# Shopify's cancel reasons that say what one of Amazon's says; the others (DECLINED, FRAUD, STAFF, OTHER)
+# have no Amazon counterpart and give no reason (''), as Amazon's own free-text reasons do. A rule may still
+# choose an Amazon reason for them by storefront_cancel_reason.
+AMAZON_REASON_OF_SHOPIFY = {"CUSTOMER": "BuyerCanceled", "INVENTORY": "NoInventory"}
 
 
 @dataclass(frozen=True)
@@ -112,3 +120,23 @@ def return_events(row: ReturnRow) -> list[NewEvent]:
     payload = {"origin": "amazon", "rma_status": status, "rma_id": row.rma_id, "items": items,
                "tracking_number": row.tracking_number, "report_status": row.status}
     return [NewEvent(RETURN, f"{RETURN}:{row.rma_id}:{status}", row.amazon_order_id, payload)]
+
+
+def storefront_cancellation_events(cancellation: StorefrontCancellation, order: AmazonOrder) -> list[NewEvent]:
+    """An order a person cancelled in the storefront, with Amazon's view of it: Amazon must be told (a
+    cancel_requested event of origin storefront), of the whole order, as Shopify cancels whole orders. One
+    event per storefront order: seeing the cancellation again is not a new one."""
+    payload = {**order_fields(order), "origin": "storefront",
+               "reason_code": AMAZON_REASON_OF_SHOPIFY.get(cancellation.reason, ""),
+               "storefront_cancel_reason": cancellation.reason if cancellation.reason in _SHOPIFY_REASONS else "OTHER",
+               "do_not_send_to_amazon": DO_NOT_SEND_TAG in (tag.lower() for tag in cancellation.tags),
+               "lines_cancelled": len(order.lines), "units_cancelled": order.units_ordered,
+               "storefront_cancelled_at": cancellation.cancelled_at}
+    return [NewEvent(CANCEL_REQUEST, storefront_cancellation_key(cancellation), order.amazon_order_id, payload)]
+
+
+def storefront_cancellation_key(cancellation: StorefrontCancellation) -> str:
+    return f"{CANCEL_REQUEST}:{cancellation.amazon_order_id}:storefront:{cancellation.id}"
+
+
+_SHOPIFY_REASONS = set(FIELDS["storefront_cancel_reason"].values) - {""}

@@ -31,7 +31,8 @@ from daemon.actions import ACTIONS
 from daemon.audit.log import DecisionLog
 from daemon.audit.record import decision_record
 from daemon.facts import FactError
-from daemon.pipeline.events import RETURN, NewEvent, buyer_request_events, grid_fields, order_events, return_events
+from daemon.pipeline.events import (RETURN, NewEvent, buyer_request_events, grid_fields, order_events, return_events,
+                                    storefront_cancellation_events, storefront_cancellation_key)
 from daemon.pipeline.executors import EXECUTORS, AccountContext
 from daemon.pipeline.fact_builder import build_fact
 from daemon.rules.engine import Decision, DecisionError, EngineDisagreement, RulesEngine
@@ -50,6 +51,13 @@ MAX_ATTEMPTS = 8
 # return first seen Pending would never be seen Approved (and never become an RMA) once the window had moved
 # past it. Each poll therefore reads the last RETURNS_REREAD again; a status already seen is stored once.
 RETURNS_REREAD = timedelta(days=14)
+STOREFRONT_CANCELLATIONS = "storefront_cancellations"
+# Shopify's search lags its writes by a few seconds, so each storefront poll starts this much before the
+# last one did; what it meets again is stored once.
+STOREFRONT_OVERLAP = timedelta(minutes=10)
+# Each new storefront cancellation costs two Amazon reads (the order and its items, at 0.5 a second):
+# more than this many in one poll are left for the next, so the job never runs for long.
+STOREFRONT_PER_POLL = 50
 
 
 _NAMESPACE_BYTES = DECISION_NAMESPACE.bytes
@@ -99,6 +107,18 @@ def refunded_by_line(lines: Sequence[Mapping[str, Any]], earlier: Sequence[Decim
         for code, part in refund_by_line(lines, amount, refunded):
             refunded[code] = refunded.get(code, Decimal(0)) + part
     return refunded
+
+
+def _stamp(moment: datetime) -> str:
+    """A time as the cursors and Shopify's search write it (a naive one is taken as UTC): text order is time order."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_stamp(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -153,7 +173,7 @@ class AccountPipeline:
     def poll_orders(self) -> int:
         saved = self.store.cursor(self.name, "orders")
         cursor = OrderCursor.from_json(json.loads(saved)) if saved else \
-            OrderCursor((self.clock() - FIRST_POLL_LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ"), self.amazon_api_version)
+            OrderCursor(_stamp(self.clock() - FIRST_POLL_LOOKBACK), self.amazon_api_version)
         page = self.amazon.poll_orders(cursor)
         for error in page.errors:
             log.warning("amazon order skipped", account=self.name, error=str(error))
@@ -176,10 +196,10 @@ class AccountPipeline:
         than that long ago) and the cursor it leaves for the next poll."""
         saved = self.store.cursor(self.name, kind)
         now = self.clock()
-        since = saved or (now - FIRST_POLL_LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ")
+        since = saved or _stamp(now - FIRST_POLL_LOOKBACK)
         if reread is not None:
-            since = min(since, (now - reread).strftime("%Y-%m-%dT%H:%M:%SZ"))  # one format: text order is time order
-        return since, (now - REPORT_OVERLAP).strftime("%Y-%m-%dT%H:%M:%SZ")
+            since = min(since, _stamp(now - reread))
+        return since, _stamp(now - REPORT_OVERLAP)
 
     def poll_order_report(self) -> int:
         since, next_since = self._since("order_report")
@@ -200,6 +220,46 @@ class AccountPipeline:
     def ingest_returns(self, rows: Sequence[ReturnRow], next_since: str) -> int:
         """The returns report's rows as events, with the report's cursor moved to `next_since`."""
         return self._ingest((event for row in rows for event in return_events(row)), ("returns", next_since))
+
+    def poll_storefront_cancellations(self) -> int:
+        """Orders a person cancelled in the storefront (not ordersync: its cancellations carry its marker), as
+        cancel_requested events of origin storefront, each with Amazon's view of the order asked for then,
+        for the rules to tell Amazon. The first poll only starts watching: a cancellation made before
+        ordersync ran is not sent to Amazon. A failure to reach Amazon stores what was read before it and
+        starts the next poll there."""
+        saved = self.store.cursor(self.name, STOREFRONT_CANCELLATIONS)
+        now = self.clock()
+        if saved is None:
+            self.store.set_cursor(self.name, STOREFRONT_CANCELLATIONS, json.dumps({"since": _stamp(now), "watching_since": _stamp(now)}))
+            return 0
+        cursor = json.loads(saved)
+        watching_since = _parse_stamp(cursor["watching_since"])
+        # Shopify's times are whole seconds: one in the second the watch began may have been before it.
+        found = [c for c in self.shopify.cancelled_orders(cursor["since"])
+                 if not c.by_ordersync and _parse_stamp(c.cancelled_at) > watching_since]
+        known = self.store.stored_keys(self.name, (storefront_cancellation_key(c) for c in found))
+        new = [c for c in found if storefront_cancellation_key(c) not in known]
+        events: list[NewEvent] = []
+        next_since = _stamp(now - STOREFRONT_OVERLAP)
+        for index, cancellation in enumerate(new):
+            if index == STOREFRONT_PER_POLL:
+                next_since = _stamp(_parse_stamp(cancellation.updated_at))
+                break
+            try:
+                order = self.amazon.get_order(cancellation.amazon_order_id)
+            except TransientError as exc:
+                log.info("storefront poll paused: Amazon unavailable", account=self.name, error=str(exc))
+                next_since = _stamp(_parse_stamp(cancellation.updated_at))
+                break
+            except AdapterError as exc:
+                # Not an order of this Amazon account (another account's, or a mistyped id on the import): Amazon
+                # cannot be told, and the seller sees why.
+                log.warning("storefront cancellation not sent: Amazon does not know the order", account=self.name,
+                            amazon_order_id=cancellation.amazon_order_id, storefront_order=cancellation.name, error=str(exc))
+                continue
+            events.extend(storefront_cancellation_events(cancellation, order))
+        next_since = max(min(next_since, _stamp(now)), cursor["since"])  # never before where this poll began
+        return self._ingest(events, (STOREFRONT_CANCELLATIONS, json.dumps({**cursor, "since": next_since})))
 
     # -- decide ---------------------------------------------------------------------------------
     def decide(self, limit: int = 500) -> int:

@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 
 from adapters.amazon.client import AmazonClient
-from daemon.pipeline.events import order_fields
+from daemon.pipeline.events import CANCEL_REQUEST, order_fields
 from daemon.store import Store
 
 
@@ -19,8 +19,8 @@ def request_cancellation(store: Store, amazon: AmazonClient, account: str, amazo
                "do_not_send_to_amazon": do_not_send_to_amazon,
                # Cancelling here is always of the whole order; the rules reject a partial one.
                "lines_cancelled": len(order.lines), "units_cancelled": order.units_ordered}
-    key = f"cancel_requested:{amazon_order_id}:{request_id or 'whole-order'}"
-    return store.ingest(account, key, "cancel_requested", payload, amazon_order_id=amazon_order_id)
+    key = f"{CANCEL_REQUEST}:{amazon_order_id}:{request_id or 'whole-order'}"
+    return store.ingest(account, key, CANCEL_REQUEST, payload, amazon_order_id=amazon_order_id)
 
 
 def request_refund(store: Store, amazon: AmazonClient, account: str, amazon_order_id: str, amount: Decimal | str,

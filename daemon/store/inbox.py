@@ -124,6 +124,12 @@ class Inbox(Database):
             row = s.get(Cursor, (account, kind))
             return row.value if row else None
 
+    def stored_keys(self, account: str, keys: Iterable[str]) -> set[str]:
+        """Which of these natural keys the account's events have already: a source that must ask another
+        API before it can make an event (the storefront poll asks Amazon) asks only for what is new."""
+        with self.transaction(write=False) as s:
+            return _stored_keys(s, account, list(keys))
+
     def get_event(self, event_id: int) -> Event:
         with self.transaction(write=False) as s:
             event = s.get(Event, event_id)
@@ -175,11 +181,7 @@ def insert_new_events(s: Session, account: str, rows: list[dict[str, Any]]) -> s
     # SQLite: the write lock is held since BEGIN IMMEDIATE, so a key not stored now cannot be stored by
     # anyone else before this commits. The keys are looked up first and the new rows inserted by the
     # driver's executemany: SQLAlchemy's multi-row INSERT with RETURNING was a third of ingesting an event.
-    keys = [row["natural_key"] for row in rows]
-    known: set[str] = set()
-    for start in range(0, len(keys), KEYS_PER_LOOKUP):
-        known.update(s.connection().execute(_STORED_KEYS, {"account": account, "keys": keys[start:start + KEYS_PER_LOOKUP]})
-                     .scalars())
+    known = _stored_keys(s, account, [row["natural_key"] for row in rows])
     payload_json = DriverStatement.converter(s, _event.payload)
     received_at = DriverStatement.converter(s, _event.received_at)(rows[0]["received_at"])  # one for the page
     fresh: list[dict[str, Any]] = []
@@ -190,6 +192,14 @@ def insert_new_events(s: Session, account: str, rows: list[dict[str, Any]]) -> s
     if fresh:
         _INSERT_EVENT.run(s, fresh)
     return {row["natural_key"] for row in fresh}
+
+
+def _stored_keys(s: Session, account: str, keys: list[str]) -> set[str]:
+    known: set[str] = set()
+    for start in range(0, len(keys), KEYS_PER_LOOKUP):
+        known.update(s.connection().execute(_STORED_KEYS, {"account": account, "keys": keys[start:start + KEYS_PER_LOOKUP]})
+                     .scalars())
+    return known
 
 
 def _check_cursor_kind(kind: str) -> None:

@@ -143,6 +143,7 @@ def write_config(folder: Path, standins: Standins, store_url: str, *, amazon_lim
           poll_orders: {interval}
           order_report: {interval * 3}
           returns: {interval * 3}
+          storefront_cancellations: {interval * 3}
           dispatch: {interval}
           send_batches: {interval}
           check_feeds: {interval}
@@ -328,6 +329,7 @@ def drive(pipeline: Any, dispatcher: Any, *, polls: bool = True, timeout: float 
             pass
         pipeline.poll_order_report()
         pipeline.poll_returns()
+        pipeline.poll_storefront_cancellations()
     while True:
         pipeline.decide()
         while dispatcher.run():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from daemon.cli.main import main
-from daemon.config import ConfigError, Secret, load_config
+from daemon.config import SETTING_NAMES, ConfigError, Secret, load_config
 from tests.service.conftest import ACCOUNT, REFRESH_TOKEN, SECRET_VALUES, write
 
 ALL_SECRETS = [*SECRET_VALUES.values(), REFRESH_TOKEN]
@@ -41,7 +41,7 @@ def test_valid_config_reads_secrets_from_env_and_file_and_never_shows_them(workd
     assert "env:T_LWA_SECRET" in shown and f"file:{workdir / 'secrets' / 'refresh_token'}" in shown
     # defaults: settings from the fact schema, batch size, relative paths from the config's folder
     assert account.settings["sync_cancellations"] is True and account.settings["allow_over_refund"] is False
-    assert len(account.settings) == 7 and account.batch_size == 15
+    assert set(account.settings) == set(SETTING_NAMES) and account.batch_size == 15
     assert config.store.url == f"sqlite:///{workdir / 'data' / 'os.db'}"
     assert config.rules.dir == workdir / "rules"
     assert (config.http.host, config.http.port) == ("127.0.0.1", 9464)
