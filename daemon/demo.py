@@ -4,7 +4,7 @@ Both stand-ins start on free loopback ports, seeded from one linked scenario (ad
 a configuration pointing at them is written to a work folder; the daemon's `Service` runs in this
 process with the pipeline plugin, so the jobs are exactly those of `ordersync run`, only on intervals
 of a fraction of a second. Two requests are also made here by an "operator" (a cancellation and a
-refund), so the Amazon feed path shows too. When the store says nothing is left to do, each order's
+refund), and a person cancels one order in the Shopify admin, so the Amazon feed path shows too. When the store says nothing is left to do, each order's
 story is printed, then a summary and the decision log's verification.
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ FAST_LIMITS = {"rate": 50.0, "burst": 100}
 
 # Short intervals: the same jobs as production, just often. order_report and returns create a report each
 # run, so they run less often than the cheap jobs.
-JOBS = {"poll_orders": 0.5, "order_report": 1.0, "returns": 1.0, "dispatch": 0.2, "send_batches": 0.5, "check_feeds": 0.3}
+JOBS = {"poll_orders": 0.5, "order_report": 1.0, "returns": 1.0, "storefront_cancellations": 1.0, "dispatch": 0.2,
+        "send_batches": 0.5, "check_feeds": 0.3}
 
 # An Amazon-side change made by one of our feeds reaches the store only at the next poll; the scenario is
 # settled when nothing is left to do for longer than the slowest poll interval.
@@ -42,6 +43,8 @@ QUIET_SECONDS = 2.5
 # Requests made here rather than on Amazon (daemon.pipeline.operator); filed when the order exists.
 OPERATOR_CANCEL = {"order": "114-0000018-0000018", "reason_code": "NoInventory"}
 OPERATOR_REFUND = {"order": "114-0000016-0000016", "amount": "12.50", "reason_code": "CustomerReturn"}
+# An order a person cancels in the Shopify admin once the daemon watches the shop: the storefront poll tells Amazon.
+ADMIN_CANCEL = {"order": "114-0000020-0000020", "reason": "CUSTOMER", "words": "Customer changed/cancelled order"}
 
 OUTCOME = {"done": "done", "failed": "FAILED", "rejected": "rejected", "awaiting_approval": "approval",
            "pending": "pending", "claimed": "running", "queued_for_batch": "queued"}
@@ -211,6 +214,7 @@ def _run(orders: list[dict[str, Any]], workdir: Path, kept: bool, timeout: float
                 try:
                     for line in _operator_requests(service.repository, amazon, orders):
                         print(line, file=out)
+                    print(_cancel_in_shopify_admin(service.repository, sh, orders, timeout), file=out)
                     settled = wait_until_settled(service.repository, timeout, started)
                 finally:
                     # Stopped before the report, so what is printed is what the daemon left, and the
@@ -273,10 +277,29 @@ def _operator_requests(store: Any, amazon: Any, orders: list[dict[str, Any]]) ->
     return lines
 
 
+def _cancel_in_shopify_admin(store: Any, shop: Any, orders: list[dict[str, Any]], timeout: float) -> str:
+    """A person cancels ADMIN_CANCEL's order in the Shopify admin, once the storefront poll has started
+    watching (a cancellation from before that is not ordersync's to send)."""
+    if ADMIN_CANCEL["order"] not in {o["id"] for o in orders}:
+        return f"Shopify admin: no cancellation (the order {ADMIN_CANCEL['order']} is not in this scenario)"
+    deadline = time.monotonic() + timeout
+    while store.cursor(ACCOUNT, "storefront_cancellations") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.05 - time.time() % 1)  # Shopify's times are whole seconds: one the watch's own could be before it
+    with shop.lock:
+        found = [o for o in shop.store.orders.values() if o.source_identifier == ADMIN_CANCEL["order"]]
+    if not found:
+        return f"Shopify admin: no cancellation (the order {ADMIN_CANCEL['order']} has no Shopify copy)"
+    from adapters.sim.shopify_store import gid
+    shop.cancel_in_admin(gid("Order", found[0].id), ADMIN_CANCEL["reason"], staff_note="customer phoned")
+    return f"Shopify admin: a person cancels {ADMIN_CANCEL['order']} ({ADMIN_CANCEL['words']})"
+
+
 def pending_work(store: Any) -> list[str]:
     """What is left to do, from the store; empty when the scenario is settled."""
     waiting = []
-    missing = [kind for kind in ("orders", "order_report", "returns") if store.cursor(ACCOUNT, kind) is None]
+    missing = [kind for kind in ("orders", "order_report", "returns", "storefront_cancellations")
+               if store.cursor(ACCOUNT, kind) is None]
     if missing:
         waiting.append(f"a first poll of {', '.join(missing)}")
     counts = store.counts()
