@@ -134,6 +134,17 @@ class ShopifySim(SimServer):
             self.store.jobs[order.cancel_job].due_at = self.store.clock()  # type: ignore[index]
             self.store.advance()
 
+    def fulfil_in_admin(self, order_gid: str) -> None:
+        """A person (or the warehouse) fulfils every unit of the order: its fulfilment orders close."""
+        with self.lock:
+            order = self.store.orders.get(parse_gid(order_gid, "Order") or -1)
+            if order is None:
+                raise ValueError(f"no order {order_gid}")
+            for fo in order.fos:
+                for line in fo.lines:
+                    line.remaining = 0
+                fo.status = "CLOSED"
+
     def _throttle_status(self, available: float | None = None) -> dict[str, float]:
         level = self.bucket.available() if available is None else available
         return {"maximumAvailable": self.maximum_available, "currentlyAvailable": round(level, 3),

@@ -8,7 +8,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
-from daemon.actions import ACTIONS
+from daemon.actions import ACTIONS, AMAZON_BOUND
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
 from daemon.store.inbox import insert_new_events
@@ -95,7 +95,12 @@ class Outbox(Database):
     def fail_action(self, action_id: int, error: str, sync_status: str | None = None, *,
                     worker: str | None = None) -> bool:
         """A permanent failure: the action stops, and its order goes into the error view with this sync
-        status (default: the action's own, e.g. Failed Cancellation) and the error message."""
+        status (default: the action's own, e.g. Failed Cancellation) and the error message.
+
+        The decision's Amazon-bound actions after it that have not gone out stop too: Amazon's side goes
+        only after the storefront's has been done. A cancellation Shopify refused because the order was
+        fulfilled meanwhile must not cancel on Amazon an order that is shipping, nor a refund Shopify refused
+        go out on Amazon alone. `ordersync errors resolve` queues them all again, in order."""
         if sync_status is not None and sync_status not in FAILED_SYNC_STATUSES:
             raise StoreError(f"sync status {sync_status!r} is not a failure; one of {', '.join(FAILED_SYNC_STATUSES)}")
         with self.transaction() as s:
@@ -103,6 +108,13 @@ class Outbox(Database):
             if not _owned(action, worker):
                 return False
             _set(s, action_id, status=FAILED, last_error=error)
+            if action.type not in AMAZON_BOUND:
+                s.execute(update(Action).where(
+                    col(Action.decision_id) == action.decision_id, col(Action.idx) > action.idx,
+                    col(Action.type).in_(AMAZON_BOUND), col(Action.status).in_((QUEUED_FOR_BATCH, AWAITING_APPROVAL)),
+                    col(Action.batch_id).is_(None),
+                ).values(status=FAILED, updated_at=utcnow(),
+                         last_error=f"not sent to Amazon: {action.type} before it failed ({error})"))
             if action.amazon_order_id:
                 mark_order_failed(s, action.account, action.amazon_order_id,
                                   sync_status or ACTIONS[action.type].failure_status, error)

@@ -349,6 +349,32 @@ def test_an_operator_cancellation_goes_out_as_one_feed_and_is_reconciled(harness
     assert len(harness.standins.amazon.feeds) == 1
 
 
+def test_a_cancellation_shopify_refuses_because_the_order_shipped_meanwhile_is_not_sent_to_amazon(harness: Harness) -> None:
+    # DOMAIN 3: a cancellation does not apply to a shipped order. Decided while the order was unshipped, it
+    # reaches Shopify after the warehouse fulfilled it: Shopify refuses, and Amazon must not cancel an order
+    # that is on its way to the buyer.
+    harness.drive()
+    assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "BuyerCanceled")
+    harness.pipeline.decide()
+    harness.standins.shopify.fulfil_in_admin(harness.standins.shop_order(QUIET["id"])["id"])
+    harness.drive(polls=False)
+    decision = harness.decision_of(QUIET["id"], "cancel_requested")
+    actions = {a.type: a for a in harness.store.actions_of(decision.decision_id)}
+    assert {t: a.status for t, a in actions.items()} == {"cancel_order": "failed", "cancel_on_amazon": "failed"}
+    assert "already fulfilled" in actions["cancel_order"].last_error
+    assert actions["cancel_on_amazon"].last_error.startswith("not sent to Amazon: cancel_order before it failed")
+    assert harness.standins.amazon.feeds == {} and harness.standins.amazon.orders[QUIET["id"]]["status"] == "Unshipped"
+    [failed] = [o for o in harness.store.failed_orders(ACCOUNT) if o.amazon_order_id == QUIET["id"]]
+    assert failed.sync_status == "Failed Cancellation" and "already fulfilled" in failed.last_error
+
+    # Resolved, both go again in order, and Shopify's refusal still keeps Amazon out of it.
+    assert harness.store.resolve(ACCOUNT, QUIET["id"]) == 2
+    harness.drive(polls=False)
+    assert {a.type: a.status for a in harness.store.actions_of(decision.decision_id)} == {
+        "cancel_order": "failed", "cancel_on_amazon": "failed"}
+    assert harness.standins.amazon.feeds == {}
+
+
 def _queue_a_good_and_a_bad_cancellation(harness: Harness) -> None:
     """QUIET's operator cancellation, and one for BUYER_REQUEST whose feed message the schema refuses."""
     harness.drive()

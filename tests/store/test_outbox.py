@@ -63,6 +63,30 @@ def test_permanent_failure_puts_the_order_in_the_error_view(store: Store, decide
     assert store.claim_actions("w", now=T0 + timedelta(days=1)) == []
 
 
+def test_a_failed_storefront_action_stops_its_decisions_amazon_side_and_nothing_else(store: Store, decided) -> None:
+    refund = {"type": "refund", "reason_code": "CustomerReturn"}
+    to_amazon = {"type": "refund_on_amazon", "reason_code": "CustomerReturn"}
+    decided([refund, to_amazon], order="111-7")                                   # sent at once
+    decided([refund, to_amazon, {"type": "queue_for_approval"}], order="111-6")   # waiting for a person
+    decided([to_amazon], order="111-5")                                           # another decision: untouched
+    claimed = store.claim_actions("w", now=T0)
+    assert [a.type for a in claimed] == ["refund", "refund"]
+    for action in claimed:
+        assert store.fail_action(action.id, "Shopify refused the refund")
+    amazon = {a.amazon_order_id: a for a in store.queued_amazon_actions("acme", "POST_PAYMENT_ADJUSTMENT_DATA")}
+    assert set(amazon) == {"111-5"}  # neither of the two whose storefront refund failed goes to Amazon
+    assert store.awaiting_approval("acme") == []
+    order_7 = [a for a in store.actions_of(claimed[0].decision_id) if a.type == "refund_on_amazon"][0]
+    assert order_7.status == "failed"
+    assert order_7.last_error == "not sent to Amazon: refund before it failed (Shopify refused the refund)"
+    # Resolving the order queues both again; the Amazon side waits behind the storefront's, as before.
+    assert store.resolve("acme", "111-7") == 2
+    assert "111-7" not in {a.amazon_order_id for a in store.queued_amazon_actions("acme", "POST_PAYMENT_ADJUSTMENT_DATA")}
+    [again] = store.claim_actions("w", now=T0 + timedelta(days=1))
+    assert store.complete_action(again.id)
+    assert {a.amazon_order_id for a in store.queued_amazon_actions("acme", "POST_PAYMENT_ADJUSTMENT_DATA")} == {"111-5", "111-7"}
+
+
 def test_fail_action_takes_an_explicit_sync_status_but_only_a_failure(store: Store, decided) -> None:
     decided([NOTE], order="111-8")
     [action] = store.claim_actions("w", now=T0)
