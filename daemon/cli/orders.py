@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from adapters.amazon.models import OrderStatus
 from adapters.errors import AdapterError
@@ -19,6 +19,9 @@ from daemon.facts import ADJUSTMENT_REASONS, CANCEL_REASONS
 from daemon.store import Store
 from daemon.store.models import SYNC_STATUSES, Order
 from daemon.store.types import MONEY_PLACES, to_money
+
+if TYPE_CHECKING:
+    from daemon.pipeline.operator import RefundLine
 
 GRID = ("The orders grid: every order imported from Amazon, whether its sync went well or failed, newest created "
         "on Amazon first, with its storefront order, Amazon's status, the sync status, item count, total, the date "
@@ -74,18 +77,28 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="names this request, so that asking again is a no-op (default: the reason and "
                              "whether Amazon is told, so a corrected request is new)")
     refund = subcommand(
-        sub, "refund", run_refund, "ask for an amount to be refunded here: the rules decide, in the storefront and on Amazon",
+        sub, "refund", run_refund, "ask for an amount or some lines to be refunded here: the rules decide, in the storefront and on Amazon",
         "A refund made in ordersync: the order is fetched from Amazon and a refund_requested event (origin "
-        "operator, this amount and adjustment reason) is stored for the running daemon to decide by the rules at "
-        "its next run. The shipped policy refunds the storefront order and sends the adjustment to Amazon in the "
-        "next feed batch (or holds it for approval when queue_refunds_and_cancellations is on), and refuses more "
-        "than was paid less what was refunded unless allow_over_refund is on. The request id defaults to the "
-        "amount and reason, so running the same command twice refunds once; give --request-id for a second refund "
-        "of the same amount. Exit 1 when Amazon does not know the order or cannot be reached; 2 when the "
-        "configuration has no such account.")
+        "operator, this amount or these lines, and this adjustment reason) is stored for the running daemon to "
+        "decide by the rules at its next run. --amount refunds an amount of the whole order (Amazon gets it shared "
+        "among the order's items); --line SKU:QTY (repeatable) refunds those units at the price Amazon charged for "
+        "them, on those items alone; with --unfulfilled they are units that could not be fulfilled: the storefront "
+        "order gives them up (they will not ship), Amazon is told the quantity cancelled, and the reason must be "
+        "NoInventory or CustomerCancel. The shipped policy refunds the storefront order and sends the adjustment to "
+        "Amazon in the next feed batch (or holds it for approval when queue_refunds_and_cancellations is on), and "
+        "refuses more than was paid less what was refunded unless allow_over_refund is on. The request id defaults "
+        "to the amount or lines and the reason, so running the same command twice refunds once; give --request-id "
+        "for a second refund of the same. Exit 1 when Amazon does not know the order or cannot be reached; 2 when "
+        "the configuration has no such account, or the order has no such line or not that many units.")
     _order_arguments(refund)
-    refund.add_argument("--amount", required=True, type=_refund_amount, metavar="N",
-                        help="the amount to refund, e.g. 12.50, in the order's currency")
+    what = refund.add_mutually_exclusive_group(required=True)
+    what.add_argument("--amount", type=_refund_amount, metavar="N",
+                      help="the amount to refund, e.g. 12.50, in the order's currency")
+    what.add_argument("--line", type=_refund_line, action="append", metavar="SKU:QTY", dest="lines",
+                      help="units of one line to refund, e.g. MUG-RED:1 (repeat for more lines)")
+    refund.add_argument("--unfulfilled", action="store_true",
+                        help="with --line: the units could not be fulfilled (DOMAIN 13): cancelled out of the order, "
+                             "and Amazon is told the quantity cancelled")
     refund.add_argument("--reason", required=True,
                         type=_one_of("adjustment reason", ADJUSTMENT_REASONS, "Amazon's adjustment reasons"),
                         help=f"Amazon's adjustment reason: {', '.join(ADJUSTMENT_REASONS)} (for units that could not "
@@ -160,6 +173,15 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD between {EARLIEST} and {LATEST}, e.g. 2025-03-01, "
                                          f"not {text!r}")
     return day
+
+
+def _refund_line(text: str) -> "RefundLine":
+    from daemon.pipeline.operator import RefundLine
+
+    sku, _, quantity = text.rpartition(":")
+    if not sku.strip() or not quantity.strip().isdigit() or int(quantity) < 1:
+        raise argparse.ArgumentTypeError(f"expected SKU:QTY with a whole number of units, e.g. MUG-RED:1, not {text!r}")
+    return RefundLine(sku.strip(), int(quantity))
 
 
 def _refund_amount(text: str) -> Decimal:
@@ -335,14 +357,25 @@ def run_cancel(args: argparse.Namespace, config: Config, store: Store) -> int:
 
 @with_store("ordersync orders refund")
 def run_refund(args: argparse.Namespace, config: Config, store: Store) -> int:
-    from daemon.pipeline.operator import request_refund
+    from daemon.pipeline.operator import RefundLinesError, request_refund
 
+    prog = "ordersync orders refund"
+    if args.unfulfilled and not args.lines:
+        print(f"{prog}: --unfulfilled says which units could not be fulfilled: give them with --line SKU:QTY", file=sys.stderr)
+        return 2
+    lines = args.lines or []
+    asked = (" + ".join(f"{line.sku} x{line.quantity}" for line in lines) + (" (unfulfilled)" if args.unfulfilled else "")
+             if lines else _amount_text(args.amount))
     # The same command run twice (a retried shell, a double click) must not refund twice.
-    request_id = args.request_id or f"{_amount_text(args.amount)}:{args.reason}"
-    return _request(args, config, "ordersync orders refund", f"refund of {_amount_text(args.amount)} ({args.reason})",
-                    lambda amazon, account: request_refund(store, amazon, account, args.order_id, args.amount, args.reason,
-                                                           request_id=request_id),
-                    "" if args.request_id else "; a second refund of the same amount needs --request-id")
+    request_id = args.request_id or f"{asked}:{args.reason}"
+    try:
+        return _request(args, config, prog, f"refund of {asked} ({args.reason})",
+                        lambda amazon, account: request_refund(store, amazon, account, args.order_id, args.amount, args.reason,
+                                                               lines=lines, unfulfilled=args.unfulfilled, request_id=request_id),
+                        "" if args.request_id else "; a second refund of the same needs --request-id")
+    except RefundLinesError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
 
 
 def _request(args: argparse.Namespace, config: Config, prog: str, what: str,

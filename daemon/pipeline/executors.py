@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 
 import structlog
 
-from adapters.shopify.client import OrderNotFound, ShopifyClient
+from adapters.shopify.client import LineSelection, OrderNotFound, ShopifyClient
 from adapters.shopify.models import StorefrontOrder
 from daemon.actions import ACTIONS, AMAZON_BOUND, FAILED_CANCELLATION, FAILED_ORDER, FAILED_REFUND
 from daemon.store import RefundLineIn, RmaLineIn, Store
@@ -164,10 +164,18 @@ def create_rma(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
 
 def refund(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
     amount = Decimal(str(ctx.decision(action).get("fact", {}).get("refund_amount") or "0"))
+    payload = ctx.event_payload(action)
+    lines = payload.get("refund_lines") or []
+    # Units refunded because they could not be fulfilled are cancelled out of the order too (they must not
+    # ship); other units are paid back only, their restock being the return's business.
+    restock = "CANCEL" if lines and int(payload.get("units_cancelled") or 0) else "NO_RESTOCK"
     result = ctx.shopify.refund(ctx.storefront_order(action), idempotency_key=action.idempotency_key, amount=amount,
+                                lines=[LineSelection(int(line["quantity"]), sku=line["sku"]) for line in lines],
+                                restock_type=restock,
                                 note=f"Amazon {action.params.get('reason_code')} (ordersync decision {action.decision_id})")
     ctx.store.record_refund(ctx.account, action.amazon_order_id or "", action.decision_id,
-                            [RefundLineIn(line_key="order", principal=amount)])
+                            [RefundLineIn(line_key=str(line["order_item_id"]), principal=Decimal(str(line["amount"])))
+                             for line in lines] or [RefundLineIn(line_key="order", principal=amount)])
     return _result(result)
 
 

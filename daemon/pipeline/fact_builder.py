@@ -31,6 +31,10 @@ def build_fact(kind: str, account: str, amazon_order_id: str | None, payload: Ma
             fact["line_count"] = side["line_count"]
         if "order_total" not in fact and side.get("order_total") is not None:
             fact["order_total"] = side["order_total"]
+        open_units = int(fact.get("units_ordered", 0)) - int(fact.get("units_cancelled", 0))
+        if kind == "order_cancelled" and 0 < open_units:
+            # Only for a partial cancellation (the only one a rule asks it of), so no other fact grows.
+            fact["cancelled_units_in_storefront"] = sum(line.current_quantity for line in storefront.line_items) > open_units
     requested_at = payload.get("requested_at")
     if requested_at:
         try:

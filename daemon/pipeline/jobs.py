@@ -100,13 +100,34 @@ def refund_by_line(lines: Sequence[Mapping[str, Any]], amount: Decimal,
     return [(code, share) for (code, _), share in zip(priced, shares) if share > 0]
 
 
-def refunded_by_line(lines: Sequence[Mapping[str, Any]], earlier: Sequence[Decimal]) -> dict[str, Decimal]:
+# A refund on Amazon: an amount for the whole order (shared by refund_by_line), or amounts per order item (a
+# refund of lines, made as asked).
+Refund = Decimal | Mapping[str, Decimal]
+
+
+def refund_items(lines: Sequence[Mapping[str, Any]], refund: Refund,
+                 refunded: Mapping[str, Decimal] | None = None) -> list[tuple[str, Decimal]]:
+    """What a refund puts on each order item."""
+    if isinstance(refund, Mapping):
+        return list(refund.items())
+    return refund_by_line(lines, refund, refunded)
+
+
+def refunded_by_line(lines: Sequence[Mapping[str, Any]], earlier: Sequence[Refund]) -> dict[str, Decimal]:
     """What the order's earlier refunds put on each line, shared again in the order they were made."""
     refunded: dict[str, Decimal] = {}
-    for amount in earlier:
-        for code, part in refund_by_line(lines, amount, refunded):
+    for refund in earlier:
+        for code, part in refund_items(lines, refund, refunded):
             refunded[code] = refunded.get(code, Decimal(0)) + part
     return refunded
+
+
+def refund_of(payload: Mapping[str, Any], amount: Decimal) -> Refund:
+    """The refund an event asks for: its lines' amounts by order item when it names lines, else `amount`."""
+    lines = payload.get("refund_lines")
+    if not lines:
+        return amount
+    return {str(line["order_item_id"]): Decimal(str(line["amount"])) for line in lines}
 
 
 def _stamp(moment: datetime) -> str:
@@ -370,9 +391,13 @@ class AccountPipeline:
                 requests.append(CancelRequest(action.amazon_order_id or "", items, message_id=message_id))
             else:
                 amount = Decimal(str(self.context.decision(action).get("fact", {}).get("refund_amount") or "0"))
-                refunded = refunded_by_line(lines, self.store.amazon_refunds_before(action))
-                items = tuple(AdjustedItem(code, reason, (("Principal", part),))
-                              for code, part in refund_by_line(lines, amount, refunded))
+                refunded = refunded_by_line(lines, [refund_of(earlier, paid_back) for earlier, paid_back
+                                                    in self.store.amazon_refunds_before(action)])
+                # Units that could not be fulfilled (DOMAIN 13) are told to Amazon as the quantity cancelled.
+                cancelled = ({str(line["order_item_id"]): int(line["quantity"]) for line in payload.get("refund_lines") or ()}
+                             if int(payload.get("units_cancelled") or 0) else {})
+                items = tuple(AdjustedItem(code, reason, (("Principal", part),), quantity_cancelled=cancelled.get(code))
+                              for code, part in refund_items(lines, refund_of(payload, amount), refunded))
                 requests.append(AdjustmentRequest(action.amazon_order_id or "", items, currency=payload.get("currency") or "USD",
                                                   message_id=message_id))
         build = self.amazon.build_cancellation_feed if kind == CANCEL_FEED else self.amazon.build_adjustment_feed

@@ -4,9 +4,12 @@ out in the next feed batch. Asking twice with the same request id stores one eve
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, Sequence
 
 from adapters.amazon.client import AmazonClient
+from adapters.amazon.models import AmazonOrder
 from daemon.pipeline.events import CANCEL_REQUEST, order_fields
 from daemon.store import Store
 
@@ -23,11 +26,59 @@ def request_cancellation(store: Store, amazon: AmazonClient, account: str, amazo
     return store.ingest(account, key, CANCEL_REQUEST, payload, amazon_order_id=amazon_order_id)
 
 
-def request_refund(store: Store, amazon: AmazonClient, account: str, amazon_order_id: str, amount: Decimal | str,
-                   reason_code: str, *, request_id: str | None = None) -> bool:
-    """Store a refund_requested event; give the same request_id to make a retried request a no-op."""
+class RefundLinesError(ValueError):
+    """Lines to refund that the order does not have, or not that many of."""
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    """Units of one line of the order, by SKU, to refund at the price Amazon charged for them."""
+
+    sku: str
+    quantity: int
+
+
+def request_refund(store: Store, amazon: AmazonClient, account: str, amazon_order_id: str, amount: Decimal | str | None,
+                   reason_code: str, *, lines: Sequence[RefundLine] = (), unfulfilled: bool = False,
+                   request_id: str | None = None) -> bool:
+    """Store a refund_requested event: an amount for the whole order, or `lines` (DOMAIN 12: per line item),
+    each refunded at its unit price on Amazon. `unfulfilled` says those units could not be fulfilled (DOMAIN
+    13): Amazon is told the quantity cancelled, and the storefront cancels them rather than only paying back.
+    Give the same request_id to make a retried request a no-op. RefundLinesError for lines the order does
+    not have, or more units than it has to refund."""
     order = amazon.get_order(amazon_order_id)
-    payload = {**order_fields(order), "origin": "operator", "reason_code": reason_code, "refund_amount": str(Decimal(str(amount))),
-               "units_cancelled": 0}
+    payload = {**order_fields(order), "origin": "operator", "reason_code": reason_code, "units_cancelled": 0}
+    if lines:
+        payload["refund_lines"] = _refund_lines(order, lines, unfulfilled)
+        amount = sum((Decimal(line["amount"]) for line in payload["refund_lines"]), Decimal(0))
+        if unfulfilled:
+            payload["units_cancelled"] = sum(line.quantity for line in lines)
+    elif amount is None:
+        raise RefundLinesError("a refund needs an amount or lines")
+    payload["refund_amount"] = str(Decimal(str(amount)))
     key = f"refund_requested:{amazon_order_id}:{request_id or uuid.uuid4()}"
     return store.ingest(account, key, "refund_requested", payload, amazon_order_id=amazon_order_id)
+
+
+def _refund_lines(order: AmazonOrder, lines: Sequence[RefundLine], unfulfilled: bool) -> list[dict[str, Any]]:
+    refund_lines = []
+    for wanted in lines:
+        found = [line for line in order.lines if line.sku == wanted.sku]
+        if len(found) != 1:
+            skus = ", ".join(line.sku or line.order_item_id for line in order.lines)
+            raise RefundLinesError(f"order {order.amazon_order_id} has {'no' if not found else len(found)} lines of SKU "
+                                   f"{wanted.sku} (its lines: {skus})" + ("; refund an amount instead" if found else ""))
+        line = found[0]
+        open_units = line.quantity_ordered - line.quantity_cancelled
+        room = open_units - line.quantity_shipped if unfulfilled else open_units
+        if not 1 <= wanted.quantity <= room:
+            what = "unshipped" if unfulfilled else "not cancelled"
+            raise RefundLinesError(f"order {order.amazon_order_id} has {room} {what} unit(s) of {wanted.sku}, not {wanted.quantity}")
+        if line.unit_price is not None:
+            amount = line.unit_price * wanted.quantity
+        else:  # the Orders API v0 gives the line's total: its share, in the total's own unit (cents, yen)
+            total = line.line_price or Decimal(0)
+            amount = (total * wanted.quantity / line.quantity_ordered).quantize(Decimal(1).scaleb(int(total.as_tuple().exponent)))
+        refund_lines.append({"order_item_id": line.order_item_id, "sku": line.sku, "quantity": wanted.quantity,
+                             "amount": str(amount)})
+    return refund_lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import aliased
@@ -14,7 +14,8 @@ from daemon.actions import ACTIONS
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
 from daemon.store.models import (ADJUSTMENT_FEED, BATCH_CREATED, BATCH_DONE, BATCH_SUBMITTED, BLOCKING_STATUSES, DONE,
-                                 FAILED, FEED_FOR_ACTION, QUEUED_FOR_BATCH, Action, AmazonBatch, BatchMessage, Decision)
+                                 FAILED, FEED_FOR_ACTION, QUEUED_FOR_BATCH, Action, AmazonBatch, BatchMessage, Decision,
+                                 Event)
 from daemon.store.orders import mark_order_failed
 from daemon.store.types import utcnow
 
@@ -54,17 +55,20 @@ class Batches(Database):
         with self.transaction(write=False) as s:
             return s.scalars(query).all()
 
-    def amazon_refunds_before(self, action: Action) -> list[Decimal]:
-        """The amounts of the refunds on Amazon of this action's order that were sent, or are queued to be,
-        before it (in order): what Amazon has refunded, or will have, on the order's items by the time this
-        one arrives. One refused or never approved is not counted."""
-        query = (select(Decision.record).join(Action, col(Action.decision_id) == col(Decision.decision_id))
+    def amazon_refunds_before(self, action: Action) -> list[tuple[Mapping[str, Any], Decimal]]:
+        """The refunds on Amazon of this action's order that were sent, or are queued to be, before it (in
+        order), each as its event's payload (a refund of lines names them there) and its amount: what Amazon
+        has refunded, or will have, on the order's items by the time this one arrives. One refused or never
+        approved is not counted."""
+        query = (select(Decision.record, Event.payload).join(Action, col(Action.decision_id) == col(Decision.decision_id))
+                 .join(Event, col(Event.id) == col(Decision.event_id))
                  .where(col(Action.account) == action.account, col(Action.amazon_order_id) == action.amazon_order_id,
                         col(Action.type).in_(_action_types(ADJUSTMENT_FEED)), col(Action.id) < action.id,
                         col(Action.status).in_((DONE, QUEUED_FOR_BATCH)))
                  .order_by(col(Action.id)))
         with self.transaction(write=False) as s:
-            return [Decimal(str((record.get("fact") or {}).get("refund_amount") or "0")) for record in s.scalars(query)]
+            return [(payload or {}, Decimal(str((record.get("fact") or {}).get("refund_amount") or "0")))
+                    for record, payload in s.execute(query)]
 
     def create_batch(self, account: str, feed_kind: str, action_ids: Sequence[int],
                      now: datetime | None = None) -> Batch:

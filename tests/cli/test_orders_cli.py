@@ -298,13 +298,41 @@ def test_refund_stores_one_request_per_amount_and_reason_unless_named(store: Sto
     # the same command again (a retried shell) refunds once; a second refund of the same amount is named
     again = ordersync(*args)
     assert again.lines == ["114-0000003-0000003 (sim-us): this refund of 4.00 (CustomerReturn) was requested already; "
-                           "nothing new for the rules to decide; a second refund of the same amount needs --request-id"]
+                           "nothing new for the rules to decide; a second refund of the same needs --request-id"]
     second = ordersync(*args, "--request-id", "goodwill-2")
     assert second.code == 0 and "requested; the running daemon decides it" in second.out
     assert [e.kind for e in store.undecided_events(SIM_ACCOUNT)] == ["refund_requested", "refund_requested"]
 
 
+def test_refund_of_lines_stores_each_lines_units_at_amazons_price(store: Store, sim_config: Path, ordersync) -> None:
+    ran = ordersync("orders", "refund", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001", "--line", "MUG-RED:1",
+                    "--unfulfilled", "--reason", "NoInventory")
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines[0].startswith("114-0000001-0000001 (sim-us): refund of MUG-RED x1 (unfulfilled) (NoInventory) requested;")
+    [event] = store.undecided_events(SIM_ACCOUNT)
+    payload = event.payload
+    assert (payload["refund_amount"], payload["units_cancelled"]) == ("12.50", 1)
+    assert [(line["sku"], line["quantity"], line["amount"]) for line in payload["refund_lines"]] == [("MUG-RED", 1, "12.50")]
+    assert _decided(event).rule_id is not None  # a fact the rules take
+    # the order has no such line, or not that many units to give up: refused with the order's lines, nothing stored
+    for line, complaint in (("LAMP:1", "has no lines of SKU LAMP (its lines: MUG-RED)"),
+                            ("MUG-RED:3", "has 2 unshipped unit(s) of MUG-RED, not 3")):
+        refused = ordersync("orders", "refund", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001", "--line", line,
+                            "--unfulfilled", "--reason", "NoInventory")
+        assert refused.code == 2 and complaint in refused.err, refused.err
+    shipped = ordersync("orders", "refund", "--config", sim_config, SIM_ACCOUNT, "114-0000003-0000003", "--line", "POT:1",
+                        "--unfulfilled", "--reason", "NoInventory")
+    assert shipped.code == 2 and "has 0 unshipped unit(s) of POT" in shipped.err
+    assert len(store.undecided_events(SIM_ACCOUNT)) == 1
+    alone = ordersync("orders", "refund", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001", "--amount", "2",
+                      "--unfulfilled", "--reason", "NoInventory")
+    assert alone.code == 2 and "give them with --line SKU:QTY" in alone.err
+
+
 @pytest.mark.parametrize("args, complaint", [
+    (("refund", "114-0000001-0000001", "--amount", "3", "--line", "MUG-RED:1", "--reason", "Other"),
+     "not allowed with argument --amount"),
+    (("refund", "114-0000001-0000001", "--line", "MUG-RED", "--reason", "Other"), "expected SKU:QTY"),
     (("cancel", "114-0000001-0000001", "--reason", "CustomerCancel"), "'CustomerCancel' is not a cancel reason; Amazon's cancel reasons: NoInventory,"),
     (("refund", "114-0000001-0000001", "--amount", "0", "--reason", "Other"), "a refund of 0 refunds nothing"),
     (("refund", "114-0000001-0000001", "--amount", "-3", "--reason", "Other"), "expected an amount such as 10 or 9.50"),

@@ -24,8 +24,9 @@ from daemon.audit.log import DecisionLog
 from daemon.pipeline import jobs
 from daemon.pipeline.catchup import catch_up_decision_log
 from daemon.pipeline.events import NewEvent, order_fields
-from daemon.pipeline.jobs import AccountPipeline, Dispatcher, decision_id_for, refund_by_line, refunded_by_line
-from daemon.pipeline.operator import request_cancellation, request_refund
+from daemon.pipeline.jobs import (AccountPipeline, Dispatcher, decision_id_for, refund_by_line, refund_of,
+                                  refunded_by_line)
+from daemon.pipeline.operator import RefundLine, RefundLinesError, request_cancellation, request_refund
 from daemon.rules.engine import RulesEngine
 from daemon.store import Store, open_store
 from daemon.store.models import CANCEL_FEED
@@ -211,6 +212,40 @@ def test_two_refunds_of_a_two_line_order_that_add_up_to_what_was_paid_both_reach
         assert sorted(round(v, 2) for v in by_item.values()) == [9.99, 25.00]
 
 
+def test_units_refunded_as_unfulfilled_leave_the_order_on_both_sides_and_amazons_echo_needs_nothing(
+        db_url: str, tmp_path: Path) -> None:
+    # DOMAIN 12 and 13: a refund of one line's units that could not be fulfilled, with the quantity cancelled.
+    order = {"id": "114-0000010-0000010", "lines": TWO_LINES}
+    with running([order], db_url, tmp_path) as harness:
+        harness.drive()
+        with pytest.raises(RefundLinesError, match="1 unshipped unit"):
+            request_refund(harness.store, harness.amazon, ACCOUNT, order["id"], None, "NoInventory",
+                           lines=[RefundLine("CAP-GREY", 2)], unfulfilled=True)
+        assert request_refund(harness.store, harness.amazon, ACCOUNT, order["id"], None, "NoInventory",
+                              lines=[RefundLine("MUG-RED", 1)], unfulfilled=True, request_id="mug")
+        harness.drive(polls=False)
+        decision = harness.decision_of(order["id"], "refund_requested")
+        assert decision.record["fact"]["refund_amount"] == "12.50" and decision.record["fact"]["units_cancelled"] == 1
+        assert {a.type: a.status for a in harness.store.actions_of(decision.decision_id)} == {
+            "refund": "done", "refund_on_amazon": "done"}
+        amazon = harness.standins.amazon.orders[order["id"]]
+        mug, cap = amazon["lines"]
+        assert [(r["item_id"], round(r["principal"], 2), r["reason"]) for r in amazon["refunds"]] == [
+            (mug["item_id"], 12.5, "NoInventory")]                       # on the mug alone, not shared with the cap
+        assert (mug["cancelled"], cap["cancelled"]) == (1, 0)             # the quantity cancelled reached Amazon
+        shop = harness.standins.shop_order(order["id"])
+        assert [(line["sku"], line["current"]) for line in shop["lines"]] == [("MUG-RED", 1), ("CAP-GREY", 1)]
+        assert shop["refunds"][0]["amount"] == "12.50"
+        assert shop["refunds"][0]["lines"][0]["restockType"] == "CANCEL"  # the unit will not ship
+
+        # Amazon now shows one unit cancelled: its echo is a partial cancellation the storefront already reflects.
+        harness.drive()
+        echo = harness.decision_of(order["id"], "order_cancelled")
+        assert echo.record["rule"] == "partial-cancellation-already-in-storefront"
+        assert [m["field"] for m in harness.mutations(order["id"])] == ["refundCreate"]  # no hold, nothing else
+        assert harness.store.failed_orders(ACCOUNT) == []
+
+
 def test_a_refund_is_shared_by_the_lines_prices_in_the_amounts_own_unit() -> None:
     lines = [{"order_item_id": "1", "price": "25.00"}, {"order_item_id": "2", "price": "9.99"}]
     assert refund_by_line(lines, Decimal("34.99")) == [("1", Decimal("25.00")), ("2", Decimal("9.99"))]
@@ -237,6 +272,16 @@ def test_refunds_that_add_up_to_what_was_paid_never_put_more_on_a_line_than_its_
             on_line[code] = on_line.get(code, Decimal(0)) + part
     assert all(on_line.get(str(n), 0) <= Decimal(price) for n, price in enumerate(prices, 1)), on_line
     assert sum(on_line.values()) == sum(Decimal(price) for price in prices)
+
+
+def test_a_refund_of_lines_counts_on_its_own_lines_when_a_later_refund_is_shared() -> None:
+    lines = [{"order_item_id": "1", "price": "25.00"}, {"order_item_id": "2", "price": "9.99"}]
+    earlier = [refund_of({"refund_lines": [{"order_item_id": "1", "amount": "12.50"}]}, Decimal("12.50"))]
+    assert refunded_by_line(lines, earlier) == {"1": Decimal("12.50")}
+    # What is left, 12.50 and 9.99, is exactly what a refund of the rest puts on each line.
+    assert refund_by_line(lines, Decimal("22.49"), refunded_by_line(lines, earlier)) == [
+        ("1", Decimal("12.50")), ("2", Decimal("9.99"))]
+    assert refund_of({}, Decimal("5")) == Decimal("5")
 
 
 def test_a_return_first_seen_pending_becomes_an_rma_once_amazon_approves_it(db_url: str, tmp_path: Path) -> None:
