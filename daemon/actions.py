@@ -98,3 +98,6 @@ ACTIONS: dict[str, ActionSpec] = {spec.name: spec for spec in [
 ]}
 
 AMAZON_BOUND = frozenset(name for name, spec in ACTIONS.items() if spec.target == AMAZON)
+# The storefront effects that Amazon's side of the same decision repeats: when Shopify refuses one for good,
+# what follows it to Amazon must not go alone (a zeroed stock level or a note failing is no such reason).
+AMAZON_FOLLOWS = frozenset({"cancel_order", "refund"})

@@ -91,8 +91,9 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
     FieldSpec("units_ordered", INT, "units ordered over all lines"),
     FieldSpec("units_cancelled", INT, "units cancelled over all lines"),
     FieldSpec("units_shipped", INT, "units shipped over all lines"),
-    FieldSpec("cancelled_units_in_storefront", BOOL, "on a partial Amazon cancellation: the storefront order still holds "
-              "more units than Amazon left open (false when the cancelled units were refunded as unfulfilled or edited out)"),
+    FieldSpec("cancelled_units_in_storefront", BOOL, "on a partial Amazon cancellation: the storefront order still has, on "
+              "some SKU, more units to ship than Amazon left open (false when the cancelled units were refunded as "
+              "unfulfilled or edited out)"),
     FieldSpec("order_total", DECIMAL, "the order's total"),
     FieldSpec("paid_total", DECIMAL, "what the buyer paid"),
     FieldSpec("refunded_total", DECIMAL, "what has been refunded so far"),

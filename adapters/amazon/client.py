@@ -23,8 +23,15 @@ from adapters.amazon.models import AmazonOrder, BuyerCancelRow, FeedOutcome, Ord
 from adapters.amazon.notifications import OrderChange, parse_order_change
 from adapters.amazon.orders import OrdersApi
 from adapters.amazon.reports import ReportsApi
+from adapters.errors import AdapterError, AuthError, InvalidInput, PermanentError
 
 LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
+
+
+def order_unknown(exc: AdapterError) -> bool:
+    """Whether get_order's error says Amazon has no such order for this seller (HTTP 404), as opposed to
+    Amazon not answering or refusing the app (which say nothing about the order)."""
+    return isinstance(exc, PermanentError) and not isinstance(exc, (AuthError, InvalidInput)) and exc.code in ("NotFound", "404")
 
 
 @dataclass(frozen=True)

@@ -81,10 +81,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "A refund made in ordersync: the order is fetched from Amazon and a refund_requested event (origin "
         "operator, this amount or these lines, and this adjustment reason) is stored for the running daemon to "
         "decide by the rules at its next run. --amount refunds an amount of the whole order (Amazon gets it shared "
-        "among the order's items); --line SKU:QTY (repeatable) refunds those units at the price Amazon charged for "
-        "them, on those items alone; with --unfulfilled they are units that could not be fulfilled: the storefront "
-        "order gives them up (they will not ship), Amazon is told the quantity cancelled, and the reason must be "
-        "NoInventory or CustomerCancel. The shipped policy refunds the storefront order and sends the adjustment to "
+        "among the order's items); --line SKU:QTY (repeatable, each SKU once) refunds shipped units at the price "
+        "Amazon charged for them, on those items alone; with --unfulfilled they are units still to ship that could "
+        "not be fulfilled: the storefront order gives them up (they will not ship), Amazon is told the quantity "
+        "cancelled, and the reason must be NoInventory or CustomerCancel (every unit still to ship is a "
+        "cancellation: `ordersync orders cancel`). The shipped policy refunds the storefront order and sends the adjustment to "
         "Amazon in the next feed batch (or holds it for approval when queue_refunds_and_cancellations is on), and "
         "refuses more than was paid less what was refunded unless allow_over_refund is on. The request id defaults "
         "to the amount or lines and the reason, so running the same command twice refunds once; give --request-id "
@@ -270,7 +271,9 @@ def _amazon_account(config: Config, args: argparse.Namespace, prog: str) -> Acco
 
 
 def _not_fetched(prog: str, args: argparse.Namespace, account: AccountConfig, exc: AdapterError) -> int:
-    unknown = exc.code in ("NotFound", "404")
+    from adapters.amazon.client import order_unknown
+
+    unknown = order_unknown(exc)
     print(f"{prog}: Amazon has no order {args.order_id} for account {account.name}; check the id ({exc})"
           if unknown else f"{prog}: could not fetch order {args.order_id} from Amazon: {exc}", file=sys.stderr)
     return 1

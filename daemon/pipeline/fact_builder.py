@@ -5,7 +5,7 @@ again by daemon.facts.normalise when the engine decides."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from adapters.shopify.models import StorefrontOrder
 from daemon.facts import FIELDS
@@ -31,10 +31,9 @@ def build_fact(kind: str, account: str, amazon_order_id: str | None, payload: Ma
             fact["line_count"] = side["line_count"]
         if "order_total" not in fact and side.get("order_total") is not None:
             fact["order_total"] = side["order_total"]
-        open_units = int(fact.get("units_ordered", 0)) - int(fact.get("units_cancelled", 0))
-        if kind == "order_cancelled" and 0 < open_units:
+        if kind == "order_cancelled" and int(fact.get("units_cancelled", 0)) < int(fact.get("units_ordered", 0)):
             # Only for a partial cancellation (the only one a rule asks it of), so no other fact grows.
-            fact["cancelled_units_in_storefront"] = sum(line.current_quantity for line in storefront.line_items) > open_units
+            fact["cancelled_units_in_storefront"] = _holds_cancelled_units(payload.get("lines") or (), storefront)
     requested_at = payload.get("requested_at")
     if requested_at:
         try:
@@ -46,3 +45,16 @@ def build_fact(kind: str, account: str, amazon_order_id: str | None, payload: Ma
             pass  # an unreadable time leaves the field out; rules on it then do not hold
     fact["settings"] = dict(settings)
     return fact
+
+
+def _holds_cancelled_units(amazon_lines: Sequence[Mapping[str, Any]], storefront: StorefrontOrder) -> bool:
+    """Whether the storefront order still has, on some SKU, more units to ship than Amazon left open there
+    (ordered, less shipped and cancelled): the units Amazon cancelled are then still on their way to shipping."""
+    open_on_amazon: dict[str, int] = {}
+    for line in amazon_lines:
+        left = int(line.get("quantity") or 0) - int(line.get("shipped") or 0) - int(line.get("cancelled") or 0)
+        open_on_amazon[str(line.get("sku"))] = open_on_amazon.get(str(line.get("sku")), 0) + max(left, 0)
+    to_ship: dict[str, int] = {}
+    for item in storefront.line_items:
+        to_ship[str(item.sku)] = to_ship.get(str(item.sku), 0) + item.unfulfilled_quantity
+    return any(to_ship.get(sku, 0) > left for sku, left in open_on_amazon.items())

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import structlog
 
-from adapters.amazon.client import AmazonClient
+from adapters.amazon.client import AmazonClient, order_unknown
 from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, BuiltFeed, CancelItem, CancelRequest
 from adapters.amazon.models import AmazonOrder, OrderCursor, ReturnRow
 from adapters.errors import AdapterError, InvalidInput, PermanentError, TransientError
@@ -268,16 +268,19 @@ class AccountPipeline:
                 break
             try:
                 order = self.amazon.get_order(cancellation.amazon_order_id)
-            except TransientError as exc:
-                log.info("storefront poll paused: Amazon unavailable", account=self.name, error=str(exc))
+            except AdapterError as exc:
+                if order_unknown(exc):
+                    # Not an order of this seller account (another account's sharing the shop, or a mistyped id
+                    # on the import): there is no Amazon order to tell.
+                    log.warning("storefront cancellation not sent: Amazon does not know the order", account=self.name,
+                                amazon_order_id=cancellation.amazon_order_id, storefront_order=cancellation.name,
+                                error=str(exc))
+                    continue
+                # Amazon not answering, or refusing the app (a revoked authorisation): the next poll starts here.
+                log.warning("storefront poll paused: Amazon did not give the order", account=self.name,
+                            amazon_order_id=cancellation.amazon_order_id, error=str(exc))
                 next_since = _stamp(_parse_stamp(cancellation.updated_at))
                 break
-            except AdapterError as exc:
-                # Not an order of this Amazon account (another account's, or a mistyped id on the import): Amazon
-                # cannot be told, and the seller sees why.
-                log.warning("storefront cancellation not sent: Amazon does not know the order", account=self.name,
-                            amazon_order_id=cancellation.amazon_order_id, storefront_order=cancellation.name, error=str(exc))
-                continue
             events.extend(storefront_cancellation_events(cancellation, order))
         next_since = max(min(next_since, _stamp(now)), cursor["since"])  # never before where this poll began
         return self._ingest(events, (STOREFRONT_CANCELLATIONS, json.dumps({**cursor, "since": next_since})))
@@ -573,13 +576,15 @@ class Dispatcher:
             self.observer.acted(action.type, "retry")
             return
         except AdapterError as exc:
-            self._fail(action, str(exc))
+            # Cancelled already (by a person in Shopify): the storefront is as Amazon's side expects it.
+            self._fail(action, str(exc), stops_amazon_side=exc.code != "ALREADY_CANCELLED")
             return
         self.store.complete_action(action.id, dict(result), worker=self.worker)
         self.observer.acted(action.type, "done")
 
-    def _fail(self, action: Action, error: str) -> None:
-        self.store.fail_action(action.id, error, ACTIONS[action.type].failure_status, worker=self.worker)
+    def _fail(self, action: Action, error: str, *, stops_amazon_side: bool = True) -> None:
+        self.store.fail_action(action.id, error, ACTIONS[action.type].failure_status, worker=self.worker,
+                               stops_amazon_side=stops_amazon_side)
         self.observer.acted(action.type, "failed")
         log.error("action failed", account=action.account, amazon_order_id=action.amazon_order_id,
                   action=action.type, error=error)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, Sequence
 
 from adapters.amazon.client import AmazonClient
-from adapters.amazon.models import AmazonOrder
+from adapters.amazon.models import AmazonOrder, AmazonOrderLine
 from daemon.pipeline.events import CANCEL_REQUEST, order_fields
 from daemon.store import Store
 
@@ -61,6 +61,8 @@ def request_refund(store: Store, amazon: AmazonClient, account: str, amazon_orde
 
 
 def _refund_lines(order: AmazonOrder, lines: Sequence[RefundLine], unfulfilled: bool) -> list[dict[str, Any]]:
+    if len({line.sku for line in lines}) < len(lines):
+        raise RefundLinesError("give each SKU once, with all its units (e.g. MUG-RED:2, not MUG-RED:1 twice)")
     refund_lines = []
     for wanted in lines:
         found = [line for line in order.lines if line.sku == wanted.sku]
@@ -69,16 +71,28 @@ def _refund_lines(order: AmazonOrder, lines: Sequence[RefundLine], unfulfilled: 
             raise RefundLinesError(f"order {order.amazon_order_id} has {'no' if not found else len(found)} lines of SKU "
                                    f"{wanted.sku} (its lines: {skus})" + ("; refund an amount instead" if found else ""))
         line = found[0]
-        open_units = line.quantity_ordered - line.quantity_cancelled
-        room = open_units - line.quantity_shipped if unfulfilled else open_units
+        unshipped = line.quantity_ordered - line.quantity_cancelled - line.quantity_shipped
+        # Units still to ship are refunded only as units that could not be fulfilled: Amazon must then hear of
+        # them as cancelled, or it would expect them shipped while the storefront no longer ships them.
+        room, what = (unshipped, "unshipped") if unfulfilled else (line.quantity_shipped, "shipped")
         if not 1 <= wanted.quantity <= room:
-            what = "unshipped" if unfulfilled else "not cancelled"
-            raise RefundLinesError(f"order {order.amazon_order_id} has {room} {what} unit(s) of {wanted.sku}, not {wanted.quantity}")
-        if line.unit_price is not None:
-            amount = line.unit_price * wanted.quantity
-        else:  # the Orders API v0 gives the line's total: its share, in the total's own unit (cents, yen)
-            total = line.line_price or Decimal(0)
-            amount = (total * wanted.quantity / line.quantity_ordered).quantize(Decimal(1).scaleb(int(total.as_tuple().exponent)))
+            hint = "" if unfulfilled else " (units not shipped yet are refunded with --unfulfilled)"
+            raise RefundLinesError(f"order {order.amazon_order_id} has {room} {what} unit(s) of {wanted.sku}, not "
+                                   f"{wanted.quantity}{hint}")
         refund_lines.append({"order_item_id": line.order_item_id, "sku": line.sku, "quantity": wanted.quantity,
-                             "amount": str(amount)})
+                             "amount": str(charged_for(line, wanted.quantity))})
+    if unfulfilled and sum(line.quantity for line in lines) >= order.units_ordered - order.units_cancelled - order.units_shipped \
+            and not order.units_shipped:
+        raise RefundLinesError(f"that is every unit of order {order.amazon_order_id} still to ship: cancel the order "
+                               f"(ordersync orders cancel) rather than refund its units")
     return refund_lines
+
+
+def charged_for(line: AmazonOrderLine, quantity: int) -> Decimal:
+    """What Amazon charged for `quantity` units of the line: the line total's share when Amazon gave the total
+    (the Orders API v0's ItemPrice; its unit price is that total divided and rounded), in the total's own unit
+    (cents, yen), so that all of a line's units cost exactly its total."""
+    if line.line_price is not None:
+        total = line.line_price
+        return (total * quantity / line.quantity_ordered).quantize(Decimal(1).scaleb(min(int(total.as_tuple().exponent), 0)))
+    return (line.unit_price or Decimal(0)) * quantity

@@ -6,15 +6,17 @@ from decimal import Decimal
 from itertools import islice
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from daemon.actions import AMAZON_BOUND
 from daemon.store._sql import DriverStatement, ensure_account, insert_for, now_for
 from daemon.store.db import Database
+from daemon.store.decisions import APPROVAL
 from daemon.store.errors import NotFound, StoreError
-from daemon.store.models import (FAILED, FAILED_SYNC_STATUSES, ORDER_CREATED, PENDING, QUEUED_FOR_BATCH, Action,
-                                 Order, OrderLine)
+from daemon.store.models import (AWAITING_APPROVAL, FAILED, FAILED_SYNC_STATUSES, ORDER_CREATED, PENDING, QUEUED_FOR_BATCH,
+                                 Action, Order, OrderLine)
 from daemon.store.types import to_money, utcnow
 
 ORDER_FIELDS = frozenset({"storefront_order_id", "status", "sync_status", "fulfillment", "order_total", "currency",
@@ -194,7 +196,13 @@ class Orders(Database):
             requeued = 0
             mine = (col(Action.account) == account, col(Action.amazon_order_id) == amazon_order_id,
                     col(Action.status) == FAILED)
-            for kinds, status in ((col(Action.type).in_(AMAZON_BOUND), QUEUED_FOR_BATCH),
+            # An Amazon-bound action that never reached a batch (stopped by its storefront action's failure)
+            # waits for a person again where its decision asked for approval; resolving is no approval.
+            approval = aliased(Action)
+            asked = exists().where(approval.decision_id == Action.decision_id, approval.type == APPROVAL)
+            amazon = col(Action.type).in_(AMAZON_BOUND)
+            for kinds, status in ((and_(amazon, col(Action.batch_id).is_(None), asked), AWAITING_APPROVAL),
+                                  (amazon, QUEUED_FOR_BATCH),
                                   (col(Action.type).not_in(AMAZON_BOUND), PENDING)):
                 requeued += s.execute(update(Action).where(*mine, kinds).values(
                     status=status, attempts=0, next_try_at=None, batch_id=None, updated_at=utcnow())).rowcount

@@ -8,7 +8,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
-from daemon.actions import ACTIONS, AMAZON_BOUND
+from daemon.actions import ACTIONS, AMAZON_BOUND, AMAZON_FOLLOWS
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
 from daemon.store.inbox import insert_new_events
@@ -93,14 +93,16 @@ class Outbox(Database):
         return self._finish(action_id, worker, status=PENDING, last_error=error, next_try_at=next_try_at)
 
     def fail_action(self, action_id: int, error: str, sync_status: str | None = None, *,
-                    worker: str | None = None) -> bool:
+                    worker: str | None = None, stops_amazon_side: bool = True) -> bool:
         """A permanent failure: the action stops, and its order goes into the error view with this sync
         status (default: the action's own, e.g. Failed Cancellation) and the error message.
 
-        The decision's Amazon-bound actions after it that have not gone out stop too: Amazon's side goes
-        only after the storefront's has been done. A cancellation Shopify refused because the order was
-        fulfilled meanwhile must not cancel on Amazon an order that is shipping, nor a refund Shopify refused
-        go out on Amazon alone. `ordersync errors resolve` queues them all again, in order."""
+        When the action is a storefront effect that Amazon's side repeats (actions.AMAZON_FOLLOWS) and
+        `stops_amazon_side`, the decision's Amazon-bound actions after it that have not gone out stop too: a
+        cancellation Shopify refused because the order was fulfilled meanwhile must not cancel on Amazon an
+        order that is shipping, nor a refund Shopify refused go out on Amazon alone. The caller passes False
+        when the refusal leaves the storefront as Amazon's side expects it (the order cancelled already).
+        `ordersync errors resolve` queues them all again, in order."""
         if sync_status is not None and sync_status not in FAILED_SYNC_STATUSES:
             raise StoreError(f"sync status {sync_status!r} is not a failure; one of {', '.join(FAILED_SYNC_STATUSES)}")
         with self.transaction() as s:
@@ -108,7 +110,7 @@ class Outbox(Database):
             if not _owned(action, worker):
                 return False
             _set(s, action_id, status=FAILED, last_error=error)
-            if action.type not in AMAZON_BOUND:
+            if stops_amazon_side and action.type in AMAZON_FOLLOWS:
                 s.execute(update(Action).where(
                     col(Action.decision_id) == action.decision_id, col(Action.idx) > action.idx,
                     col(Action.type).in_(AMAZON_BOUND), col(Action.status).in_((QUEUED_FOR_BATCH, AWAITING_APPROVAL)),

@@ -315,11 +315,17 @@ def test_refund_of_lines_stores_each_lines_units_at_amazons_price(store: Store, 
     assert [(line["sku"], line["quantity"], line["amount"]) for line in payload["refund_lines"]] == [("MUG-RED", 1, "12.50")]
     assert _decided(event).rule_id is not None  # a fact the rules take
     # the order has no such line, or not that many units to give up: refused with the order's lines, nothing stored
-    for line, complaint in (("LAMP:1", "has no lines of SKU LAMP (its lines: MUG-RED)"),
-                            ("MUG-RED:3", "has 2 unshipped unit(s) of MUG-RED, not 3")):
-        refused = ordersync("orders", "refund", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001", "--line", line,
-                            "--unfulfilled", "--reason", "NoInventory")
+    for lines, complaint in ((["LAMP:1"], "has no lines of SKU LAMP (its lines: MUG-RED)"),
+                             (["MUG-RED:3"], "has 2 unshipped unit(s) of MUG-RED, not 3"),
+                             (["MUG-RED:1", "MUG-RED:1"], "give each SKU once"),
+                             (["MUG-RED:2"], "every unit of order 114-0000001-0000001 still to ship: cancel the order")):
+        refused = ordersync("orders", "refund", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001",
+                            *[arg for line in lines for arg in ("--line", line)], "--unfulfilled", "--reason", "NoInventory")
         assert refused.code == 2 and complaint in refused.err, refused.err
+    # units still to ship are refunded only as unfulfilled: Amazon must hear of them as cancelled
+    unshipped = ordersync("orders", "refund", "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001", "--line",
+                          "MUG-RED:1", "--reason", "CustomerReturn")
+    assert unshipped.code == 2 and "has 0 shipped unit(s) of MUG-RED, not 1 (units not shipped yet" in unshipped.err
     shipped = ordersync("orders", "refund", "--config", sim_config, SIM_ACCOUNT, "114-0000003-0000003", "--line", "POT:1",
                         "--unfulfilled", "--reason", "NoInventory")
     assert shipped.code == 2 and "has 0 unshipped unit(s) of POT" in shipped.err

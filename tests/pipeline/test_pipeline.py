@@ -17,6 +17,7 @@ from lxml import etree
 from sqlalchemy import text
 
 from adapters.amazon.client import AmazonClient
+from adapters.amazon.models import AmazonOrderLine
 from adapters.shopify.client import marker_for
 from adapters.errors import InvalidInput
 from daemon.audit.chain import verify
@@ -26,7 +27,7 @@ from daemon.pipeline.catchup import catch_up_decision_log
 from daemon.pipeline.events import NewEvent, order_fields
 from daemon.pipeline.jobs import (AccountPipeline, Dispatcher, decision_id_for, refund_by_line, refund_of,
                                   refunded_by_line)
-from daemon.pipeline.operator import RefundLine, RefundLinesError, request_cancellation, request_refund
+from daemon.pipeline.operator import RefundLine, RefundLinesError, charged_for, request_cancellation, request_refund
 from daemon.rules.engine import RulesEngine
 from daemon.store import Store, open_store
 from daemon.store.models import CANCEL_FEED
@@ -272,6 +273,18 @@ def test_refunds_that_add_up_to_what_was_paid_never_put_more_on_a_line_than_its_
             on_line[code] = on_line.get(code, Decimal(0)) + part
     assert all(on_line.get(str(n), 0) <= Decimal(price) for n, price in enumerate(prices, 1)), on_line
     assert sum(on_line.values()) == sum(Decimal(price) for price in prices)
+
+
+@pytest.mark.parametrize("unit, total, ordered, quantity, expected", [
+    ("3.33", "10.00", 3, 1, "3.33"),   # the Orders API v0 gives the total; its unit price is rounded
+    ("3.33", "10.00", 3, 3, "10.00"),  # all of a line's units cost exactly its total, not 9.99
+    ("333.33", "1000", 3, 1, "333"),   # yen have no cents
+    ("12.50", None, 2, 1, "12.50"),    # only a unit price given
+])
+def test_a_refund_of_units_costs_what_amazon_charged_for_them(unit, total, ordered, quantity, expected) -> None:
+    line = AmazonOrderLine(order_item_id="1", sku="MUG", quantity_ordered=ordered, unit_price=Decimal(unit),
+                           line_price=Decimal(total) if total else None)
+    assert charged_for(line, quantity) == Decimal(expected)
 
 
 def test_a_refund_of_lines_counts_on_its_own_lines_when_a_later_refund_is_shared() -> None:

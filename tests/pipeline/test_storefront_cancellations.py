@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from adapters.sim.server import Faults
 from daemon.store.models import CANCEL_FEED
 
 from .harness import ACCOUNT, all_decisions, feed_messages
@@ -104,4 +106,32 @@ def test_the_first_storefront_poll_only_starts_watching_and_the_cursor_moves_on(
         assert pipeline.poll_storefront_cancellations() == 1
         assert pipeline.poll_storefront_cancellations() == 0  # met again within the overlap, stored once
         moved = json.loads(harness.store.cursor(ACCOUNT, "storefront_cancellations"))
-        assert moved["watching_since"] == first["watching_since"] and moved["since"] >= first["since"]
+        assert moved["watching_since"] == first["watching_since"]
+
+
+def test_an_order_amazon_does_not_know_is_skipped_and_an_amazon_refusal_pauses_the_poll(db_url: str, tmp_path: Path) -> None:
+    with running([KEEPS, STAFF_ERROR], db_url, tmp_path) as harness:
+        pipeline, shop = harness.pipeline, harness.standins.shopify
+        assert pipeline.poll_storefront_cancellations() == 0
+        started = json.loads(harness.store.cursor(ACCOUNT, "storefront_cancellations"))["since"]
+        next_second()
+        # A Shopify order whose Amazon id this seller account does not have (another account's, sharing the shop).
+        with shop.lock:
+            stranger = next(o for o in shop.store.orders.values() if o.source_identifier == STAFF_ERROR["id"])
+            stranger.source_identifier = "114-9999999-9999999"
+        shop.cancel_in_admin(f"gid://shopify/Order/{stranger.id}", "CUSTOMER")
+        cancel_in_shopify_admin(harness, KEEPS, "CUSTOMER")
+
+        # Amazon refuses the app (a revoked authorisation) at a poll an hour later: nothing is lost, the next
+        # poll starts at the cancellation rather than 10 minutes before its own time.
+        later = datetime.now(timezone.utc) + timedelta(hours=1)
+        pipeline.clock = lambda: later
+        harness.standins.amazon.faults = Faults(error_rate=1.0, error_statuses=[403], path_prefix="/orders")
+        assert pipeline.poll_storefront_cancellations() == 0
+        assert json.loads(harness.store.cursor(ACCOUNT, "storefront_cancellations"))["since"] <= \
+            max(c.updated_at for c in harness.shopify.cancelled_orders(started))
+        harness.standins.amazon.faults = Faults()
+        assert pipeline.poll_storefront_cancellations() == 1  # KEEPS; the stranger is skipped with a warning
+        assert [e.amazon_order_id for e in harness.store.undecided_events(ACCOUNT)] == [KEEPS["id"]]
+        assert json.loads(harness.store.cursor(ACCOUNT, "storefront_cancellations"))["since"] == \
+            (later - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -85,6 +85,27 @@ def test_a_failed_storefront_action_stops_its_decisions_amazon_side_and_nothing_
     [again] = store.claim_actions("w", now=T0 + timedelta(days=1))
     assert store.complete_action(again.id)
     assert {a.amazon_order_id for a in store.queued_amazon_actions("acme", "POST_PAYMENT_ADJUSTMENT_DATA")} == {"111-5", "111-7"}
+    # The one that waited for a person waits for a person again: resolving the order is no approval.
+    assert store.resolve("acme", "111-6") == 2
+    assert [a.amazon_order_id for a in store.awaiting_approval("acme")] == ["111-6"]
+
+
+def test_only_a_refused_cancellation_or_refund_stops_the_amazon_side(store: Store, decided) -> None:
+    cancel_here = [{"type": "cancel_order", "reason_code": "NoInventory"}, {"type": "zero_out_inventory"},
+                   {"type": "cancel_on_amazon", "reason_code": "NoInventory"}]
+    decided(cancel_here, order="111-4")
+    decided(cancel_here, order="111-3")
+    first = store.claim_actions("w", now=T0)
+    assert [a.type for a in first] == ["cancel_order", "cancel_order"]
+    assert store.complete_action(first[0].id)
+    # Cancelled already, by a person in Shopify: the storefront is as Amazon's side expects it.
+    assert store.fail_action(first[1].id, "already cancelled", stops_amazon_side=False)
+    second = store.claim_actions("w", now=T0)
+    assert [a.type for a in second] == ["zero_out_inventory", "zero_out_inventory"]
+    for action in second:
+        assert store.fail_action(action.id, "the SKU is not stocked there")  # stock is not what Amazon repeats
+    assert {a.amazon_order_id for a in store.queued_amazon_actions("acme", "POST_ORDER_ACKNOWLEDGEMENT_DATA")} == {
+        "111-4", "111-3"}
 
 
 def test_fail_action_takes_an_explicit_sync_status_but_only_a_failure(store: Store, decided) -> None:
