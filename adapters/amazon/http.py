@@ -45,6 +45,7 @@ DOCUMENTED_RATE_LIMITS: dict[str, tuple[float, float]] = {
 # Our clock starts a request when it leaves; Amazon's when it arrives. Network jitter can make two of our
 # requests arrive closer together than we sent them, so we stay a little under the announced rate.
 RATE_SAFETY = 0.9
+BURST_RESERVE = 1
 
 USER_AGENT = "ordersync/0.1.0 (Language=Python; Platform=Linux)"
 TERMINAL = ("DONE", "CANCELLED", "FATAL")  # processingStatus of a feed or report that will not change again
@@ -131,7 +132,9 @@ class SpApiTransport:
     def bucket(self, operation: str) -> TokenBucket:
         if operation not in self._buckets:
             rate, burst = self._limits.get(operation, (0.5, 5))
-            self._buckets[operation] = TokenBucket(rate * RATE_SAFETY, burst)
+            # One token of the burst kept in reserve: requests taken apart here can reach Amazon closer together
+            # (a first one held up on the way, the next not), and Amazon counts them as they arrive.
+            self._buckets[operation] = TokenBucket(rate * RATE_SAFETY, max(burst - BURST_RESERVE, 1))
         return self._buckets[operation]
 
     def _backoff(self, attempt: int) -> float:
