@@ -4,8 +4,9 @@ Both stand-ins start on free loopback ports, seeded from one linked scenario (ad
 a configuration pointing at them is written to a work folder; the daemon's `Service` runs in this
 process with the pipeline plugin, so the jobs are exactly those of `ordersync run`, only on intervals
 of a fraction of a second. Two requests are also made here by an "operator" (a cancellation and a
-refund), and a person cancels one order in the Shopify admin, so the Amazon feed path shows too. When the store says nothing is left to do, each order's
-story is printed, then a summary and the decision log's verification.
+refund), and a person cancels one order in the Shopify admin, so the Amazon feed path shows too. When
+the store says nothing is left to do, each order's story is printed, then a summary and the decision
+log's verification.
 """
 from __future__ import annotations
 
@@ -280,6 +281,8 @@ def _operator_requests(store: Any, amazon: Any, orders: list[dict[str, Any]]) ->
 def _cancel_in_shopify_admin(store: Any, shop: Any, orders: list[dict[str, Any]], timeout: float) -> str:
     """A person cancels ADMIN_CANCEL's order in the Shopify admin, once the storefront poll has started
     watching (a cancellation from before that is not ordersync's to send)."""
+    from adapters.sim.shopify_store import gid
+
     if ADMIN_CANCEL["order"] not in {o["id"] for o in orders}:
         return f"Shopify admin: no cancellation (the order {ADMIN_CANCEL['order']} is not in this scenario)"
     deadline = time.monotonic() + timeout
@@ -290,7 +293,6 @@ def _cancel_in_shopify_admin(store: Any, shop: Any, orders: list[dict[str, Any]]
         found = [o for o in shop.store.orders.values() if o.source_identifier == ADMIN_CANCEL["order"]]
     if not found:
         return f"Shopify admin: no cancellation (the order {ADMIN_CANCEL['order']} has no Shopify copy)"
-    from adapters.sim.shopify_store import gid
     shop.cancel_in_admin(gid("Order", found[0].id), ADMIN_CANCEL["reason"], staff_note="customer phoned")
     return f"Shopify admin: a person cancels {ADMIN_CANCEL['order']} ({ADMIN_CANCEL['words']})"
 

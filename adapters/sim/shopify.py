@@ -123,9 +123,7 @@ class ShopifySim(SimServer):
         ordersync marker): tag the order, then cancel it, restocking; done at once. ValueError if Shopify
         would refuse (already cancelled, fulfilled items)."""
         with self.lock:
-            order = self.store.orders.get(parse_gid(order_gid, "Order") or -1)
-            if order is None:
-                raise ValueError(f"no order {order_gid}")
+            order = self._order(order_gid)
             order.tags.extend(tag for tag in tags if tag not in order.tags)
             answer = self.store.order_cancel({"orderId": order_gid, "reason": reason, "restock": True, "refund": False,
                                               "staffNote": staff_note})
@@ -137,13 +135,16 @@ class ShopifySim(SimServer):
     def fulfil_in_admin(self, order_gid: str) -> None:
         """A person (or the warehouse) fulfils every unit of the order: its fulfilment orders close."""
         with self.lock:
-            order = self.store.orders.get(parse_gid(order_gid, "Order") or -1)
-            if order is None:
-                raise ValueError(f"no order {order_gid}")
-            for fo in order.fos:
+            for fo in self._order(order_gid).fos:
                 for line in fo.lines:
                     line.remaining = 0
                 fo.status = "CLOSED"
+
+    def _order(self, order_gid: str) -> Any:
+        order = self.store.orders.get(parse_gid(order_gid, "Order") or -1)
+        if order is None:
+            raise ValueError(f"no order {order_gid}")
+        return order
 
     def _throttle_status(self, available: float | None = None) -> dict[str, float]:
         level = self.bucket.available() if available is None else available

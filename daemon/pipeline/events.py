@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Mapping
 
 from adapters.amazon.models import AmazonOrder, BuyerCancelRow, OrderStatus, ReturnRow
 from adapters.shopify.models import StorefrontCancellation
@@ -120,6 +120,27 @@ def return_events(row: ReturnRow) -> list[NewEvent]:
     payload = {"origin": "amazon", "rma_status": status, "rma_id": row.rma_id, "items": items,
                "tracking_number": row.tracking_number, "report_status": row.status}
     return [NewEvent(RETURN, f"{RETURN}:{row.rma_id}:{status}", row.amazon_order_id, payload)]
+
+
+# A refund on Amazon: an amount for the whole order (shared by jobs.refund_by_line), or amounts per order item
+# (a refund of lines, made as asked).
+Refund = Decimal | Mapping[str, Decimal]
+
+
+def refund_of(payload: Mapping[str, Any], amount: Decimal) -> Refund:
+    """The refund an event asks for: its lines' amounts by order item when it names lines, else `amount`."""
+    lines = payload.get("refund_lines")
+    if not lines:
+        return amount
+    return {str(line["order_item_id"]): Decimal(str(line["amount"])) for line in lines}
+
+
+def units_given_up(payload: Mapping[str, Any]) -> dict[str, int]:
+    """For a refund of units that could not be fulfilled (DOMAIN 13), the units of each order item it gives up:
+    they will not ship, and Amazon hears of them as cancelled. Empty for any other refund."""
+    if not int(payload.get("units_cancelled") or 0):
+        return {}
+    return {str(line["order_item_id"]): int(line["quantity"]) for line in payload.get("refund_lines") or ()}
 
 
 def storefront_cancellation_events(cancellation: StorefrontCancellation, order: AmazonOrder) -> list[NewEvent]:

@@ -13,6 +13,7 @@ import structlog
 from adapters.shopify.client import LineSelection, OrderNotFound, ShopifyClient
 from adapters.shopify.models import StorefrontOrder
 from daemon.actions import ACTIONS, AMAZON_BOUND, FAILED_CANCELLATION, FAILED_ORDER, FAILED_REFUND
+from daemon.pipeline.events import refund_of, units_given_up
 from daemon.store import RefundLineIn, RmaLineIn, Store
 from daemon.store.models import Action
 
@@ -165,17 +166,18 @@ def create_rma(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
 def refund(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
     amount = Decimal(str(ctx.decision(action).get("fact", {}).get("refund_amount") or "0"))
     payload = ctx.event_payload(action)
-    lines = payload.get("refund_lines") or []
     # Units refunded because they could not be fulfilled are cancelled out of the order too (they must not
     # ship); other units are paid back only, their restock being the return's business.
-    restock = "CANCEL" if lines and int(payload.get("units_cancelled") or 0) else "NO_RESTOCK"
+    restock = "CANCEL" if units_given_up(payload) else "NO_RESTOCK"
     result = ctx.shopify.refund(ctx.storefront_order(action), idempotency_key=action.idempotency_key, amount=amount,
-                                lines=[LineSelection(int(line["quantity"]), sku=line["sku"]) for line in lines],
+                                lines=[LineSelection(int(line["quantity"]), sku=line["sku"])
+                                       for line in payload.get("refund_lines") or ()],
                                 restock_type=restock,
                                 note=f"Amazon {action.params.get('reason_code')} (ordersync decision {action.decision_id})")
+    refunded = refund_of(payload, amount)
+    parts = refunded.items() if isinstance(refunded, Mapping) else [("order", amount)]
     ctx.store.record_refund(ctx.account, action.amazon_order_id or "", action.decision_id,
-                            [RefundLineIn(line_key=str(line["order_item_id"]), principal=Decimal(str(line["amount"])))
-                             for line in lines] or [RefundLineIn(line_key="order", principal=amount)])
+                            [RefundLineIn(line_key=code, principal=part) for code, part in parts])
     return _result(result)
 
 

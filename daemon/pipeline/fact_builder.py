@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from adapters.shopify.models import StorefrontOrder
 from daemon.facts import FIELDS
+from daemon.pipeline.events import CANCELLED
 
 # From the storefront: its own statuses, what was shipped from it, and its money.
 STOREFRONT_FIELDS = ("storefront_order_id", "shipping_status", "order_status", "dropship_status", "paid_total", "refunded_total")
@@ -31,7 +32,7 @@ def build_fact(kind: str, account: str, amazon_order_id: str | None, payload: Ma
             fact["line_count"] = side["line_count"]
         if "order_total" not in fact and side.get("order_total") is not None:
             fact["order_total"] = side["order_total"]
-        if kind == "order_cancelled" and int(fact.get("units_cancelled", 0)) < int(fact.get("units_ordered", 0)):
+        if kind == CANCELLED and int(fact.get("units_cancelled", 0)) < int(fact.get("units_ordered", 0)):
             # Only for a partial cancellation (the only one a rule asks it of), so no other fact grows.
             fact["cancelled_units_in_storefront"] = _holds_cancelled_units(payload.get("lines") or (), storefront)
     requested_at = payload.get("requested_at")

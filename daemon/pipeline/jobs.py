@@ -31,8 +31,9 @@ from daemon.actions import ACTIONS
 from daemon.audit.log import DecisionLog
 from daemon.audit.record import decision_record
 from daemon.facts import FactError
-from daemon.pipeline.events import (RETURN, NewEvent, buyer_request_events, grid_fields, order_events, return_events,
-                                    storefront_cancellation_events, storefront_cancellation_key)
+from daemon.pipeline.events import (RETURN, NewEvent, Refund, buyer_request_events, grid_fields, order_events, refund_of,
+                                    return_events, storefront_cancellation_events, storefront_cancellation_key,
+                                    units_given_up)
 from daemon.pipeline.executors import EXECUTORS, AccountContext
 from daemon.pipeline.fact_builder import build_fact
 from daemon.rules.engine import Decision, DecisionError, EngineDisagreement, RulesEngine
@@ -100,11 +101,6 @@ def refund_by_line(lines: Sequence[Mapping[str, Any]], amount: Decimal,
     return [(code, share) for (code, _), share in zip(priced, shares) if share > 0]
 
 
-# A refund on Amazon: an amount for the whole order (shared by refund_by_line), or amounts per order item (a
-# refund of lines, made as asked).
-Refund = Decimal | Mapping[str, Decimal]
-
-
 def refund_items(lines: Sequence[Mapping[str, Any]], refund: Refund,
                  refunded: Mapping[str, Decimal] | None = None) -> list[tuple[str, Decimal]]:
     """What a refund puts on each order item."""
@@ -120,14 +116,6 @@ def refunded_by_line(lines: Sequence[Mapping[str, Any]], earlier: Sequence[Refun
         for code, part in refund_items(lines, refund, refunded):
             refunded[code] = refunded.get(code, Decimal(0)) + part
     return refunded
-
-
-def refund_of(payload: Mapping[str, Any], amount: Decimal) -> Refund:
-    """The refund an event asks for: its lines' amounts by order item when it names lines, else `amount`."""
-    lines = payload.get("refund_lines")
-    if not lines:
-        return amount
-    return {str(line["order_item_id"]): Decimal(str(line["amount"])) for line in lines}
 
 
 def _stamp(moment: datetime) -> str:
@@ -397,8 +385,7 @@ class AccountPipeline:
                 refunded = refunded_by_line(lines, [refund_of(earlier, paid_back) for earlier, paid_back
                                                     in self.store.amazon_refunds_before(action)])
                 # Units that could not be fulfilled (DOMAIN 13) are told to Amazon as the quantity cancelled.
-                cancelled = ({str(line["order_item_id"]): int(line["quantity"]) for line in payload.get("refund_lines") or ()}
-                             if int(payload.get("units_cancelled") or 0) else {})
+                cancelled = units_given_up(payload)
                 items = tuple(AdjustedItem(code, reason, (("Principal", part),), quantity_cancelled=cancelled.get(code))
                               for code, part in refund_items(lines, refund_of(payload, amount), refunded))
                 requests.append(AdjustmentRequest(action.amazon_order_id or "", items, currency=payload.get("currency") or "USD",

@@ -81,8 +81,7 @@ def _refund_lines(order: AmazonOrder, lines: Sequence[RefundLine], unfulfilled: 
                                    f"{wanted.quantity}{hint}")
         refund_lines.append({"order_item_id": line.order_item_id, "sku": line.sku, "quantity": wanted.quantity,
                              "amount": str(charged_for(line, wanted.quantity))})
-    if unfulfilled and sum(line.quantity for line in lines) >= order.units_ordered - order.units_cancelled - order.units_shipped \
-            and not order.units_shipped:
+    if unfulfilled and not order.units_shipped and sum(line.quantity for line in lines) >= order.units_ordered - order.units_cancelled:
         raise RefundLinesError(f"that is every unit of order {order.amazon_order_id} still to ship: cancel the order "
                                f"(ordersync orders cancel) rather than refund its units")
     return refund_lines

@@ -24,9 +24,8 @@ from daemon.audit.chain import verify
 from daemon.audit.log import DecisionLog
 from daemon.pipeline import jobs
 from daemon.pipeline.catchup import catch_up_decision_log
-from daemon.pipeline.events import NewEvent, order_fields
-from daemon.pipeline.jobs import (AccountPipeline, Dispatcher, decision_id_for, refund_by_line, refund_of,
-                                  refunded_by_line)
+from daemon.pipeline.events import NewEvent, order_fields, refund_of
+from daemon.pipeline.jobs import AccountPipeline, Dispatcher, decision_id_for, refund_by_line, refunded_by_line
 from daemon.pipeline.operator import RefundLine, RefundLinesError, charged_for, request_cancellation, request_refund
 from daemon.rules.engine import RulesEngine
 from daemon.store import Store, open_store
