@@ -18,8 +18,18 @@ from adapters.amazon.feeds import (
     build_adjustment_feed,
     build_cancellation_feed,
 )
+from adapters.amazon.finances import FinancesApi
 from adapters.amazon.http import RetryPolicy, SpApiTransport
-from adapters.amazon.models import AmazonOrder, BuyerCancelRow, FeedOutcome, OrderCursor, OrderPage, Parsed, ReturnRow
+from adapters.amazon.models import (
+    AmazonOrder,
+    AmazonRefund,
+    BuyerCancelRow,
+    FeedOutcome,
+    OrderCursor,
+    OrderPage,
+    Parsed,
+    ReturnRow,
+)
 from adapters.amazon.notifications import OrderChange, parse_order_change
 from adapters.amazon.orders import OrdersApi
 from adapters.amazon.reports import ReportsApi
@@ -76,6 +86,7 @@ class AmazonClient:
         self.reports = ReportsApi(self.transport, marketplaces, poll_interval=account.poll_interval, sleep=sleep)
         self._validator: FeedValidator | None = None
         self.feeds = FeedsApi(self.transport, marketplaces, None, poll_interval=account.poll_interval, sleep=sleep)
+        self.finances = FinancesApi(self.transport)
 
     def __repr__(self) -> str:
         return f"AmazonClient(account={self.account.name!r}, endpoint={self.account.endpoint!r})"
@@ -106,6 +117,10 @@ class AmazonClient:
 
     def returns(self, since: str, fmt: str = "XML") -> Parsed[ReturnRow]:
         return self.reports.returns(since, fmt)
+
+    # -- finances -------------------------------------------------------------------------------------
+    def refunds(self, posted_after: str, posted_before: str) -> Parsed[AmazonRefund]:
+        return self.finances.refunds(posted_after, posted_before)
 
     # -- feeds ----------------------------------------------------------------------------------------
     @property

@@ -40,6 +40,7 @@ DOCUMENTED_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "getReports": (0.0222, 10),
     "cancelReport": (0.0222, 10),
     "getReportDocument": (0.0167, 15),
+    "listFinancialEvents": (0.5, 30),
 }
 
 # Our clock starts a request when it leaves; Amazon's when it arrives. Network jitter can make two of our

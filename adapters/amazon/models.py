@@ -209,3 +209,38 @@ class FeedOutcome:
     results: dict[int, MessageResult]
     messages_processed: int | None = None
     errors: list[RecordError] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AmazonRefundItem:
+    """One item of a refund event (a ShipmentItemAdjustmentList entry of the Finances API)."""
+
+    order_item_id: str  # OrderItemId
+    sku: str | None  # SellerSKU
+    adjustment_id: str | None  # OrderAdjustmentItemId
+    quantity: int  # QuantityShipped of the adjustment item (0 when absent)
+    # What the buyer got back for this item, positive: refund events carry charge adjustments negative, so
+    # this is minus their sum (charges and promotions). Fees are between Amazon and the seller, not the buyer's.
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class AmazonRefund:
+    """One RefundEvent of the Finances API: money Amazon gave back to the buyer of an order."""
+
+    amazon_order_id: str
+    posted: str  # PostedDate as ISO 8601 text in UTC ending in 'Z', whole seconds
+    currency: str | None  # CurrencyCode of the amounts
+    items: tuple[AmazonRefundItem, ...]
+
+    @property
+    def amount(self) -> Decimal:
+        return sum((item.amount for item in self.items), Decimal(0))
+
+    @property
+    def key(self) -> str:
+        """Identity for de-duplication: windows that overlap, or a poll repeated after a failure, read the
+        same event again. Adjustment ids are Amazon's own and unique; an item without one falls back to its
+        order item id, which the posting time keeps apart from other refunds of the same line."""
+        ids = sorted(item.adjustment_id or item.order_item_id for item in self.items)
+        return f"{self.posted}|" + "+".join(ids)

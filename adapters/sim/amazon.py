@@ -1,10 +1,12 @@
-"""Run a local stand-in for Amazon's Selling Partner API (LWA, Orders v2026/v0, Reports, Feeds).
+"""Run a local stand-in for Amazon's Selling Partner API (LWA, Orders v2026/v0, Reports, Feeds, Finances v0
+refund events).
 
 A real HTTP server on loopback that speaks SP-API's paths, parameters, bodies and error shapes. It holds
 orders in memory (seeded from a YAML/JSON scenario), enforces per-operation token buckets (429 past
-them), applies cancellation and adjustment feeds to its orders and writes processing reports, generates
-order and returns reports, produces ORDER_CHANGE notifications as JSON, injects faults on request, and
-journals every request it served. See docs/amazon.md."""
+them), applies cancellation and adjustment feeds to its orders and writes processing reports, posts a
+Finances refund event for each refund (by feed or in "Seller Central"), generates order and returns
+reports, produces ORDER_CHANGE notifications as JSON, injects faults on request, and journals every
+request it served. See docs/amazon.md."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +17,8 @@ import secrets
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs
@@ -42,6 +45,10 @@ REPORT_TYPES = {
     "GET_AFN_INVENTORY_DATA",
 }
 FEED_TYPES = {"POST_ORDER_ACKNOWLEDGEMENT_DATA", "POST_PAYMENT_ADJUSTMENT_DATA", "POST_PRODUCT_DATA"}
+# Finances v0 only answers for times more than two minutes before the request (PostedBefore's rule).
+FINANCES_SETTLING = timedelta(minutes=2)
+# "If PostedAfter and PostedBefore are more than 180 days apart, the response is empty."
+FINANCES_MAX_WINDOW = timedelta(days=180)
 SCHEDULE_PERIODS = {"PT5M", "PT15M", "PT30M", "PT1H", "PT2H", "PT4H", "PT8H", "PT12H", "P1D", "P2D", "P3D",
                     "PT84H", "P7D", "P14D", "P15D", "P18D", "P30D", "P1M"}
 
@@ -85,10 +92,18 @@ class AmazonSim(SimServer):
         self.refresh_tokens = set(account.get("refresh_tokens") or ["Atzr|sim-refresh-token"])
         self.revoked_refresh_tokens = set(account.get("revoked_refresh_tokens") or [])
         self.token_ttl = float(account.get("token_ttl", 3600))
+        # Scenario keys (besides account, currency, rate_limits, orders, returns; docs/amazon.md lists them):
+        # settle_seconds: how far in the past the echoed high-water mark is (Amazon's is about 120; default 0).
+        # max_page_size: the most orders or refund events per page, whatever the client asks (default 100).
+        # polls_to_finish: getFeed/getReport answer IN_PROGRESS this many times before they finish (default 1).
+        # order_report_buyer_columns: whether the order report has the buyer-cancel columns (default true).
+        # refund_posting_lag_seconds: refund events are stamped as posted this long before the refund was made
+        #   (default 0), so tests and the demo can read them at once despite Finances' two-minute rule.
         self.settle_seconds = float(scenario.get("settle_seconds", 0))
         self.max_page_size = int(scenario.get("max_page_size", 100))
         self.polls_to_finish = int(scenario.get("polls_to_finish", 1))
         self.order_report_buyer_columns = bool(scenario.get("order_report_buyer_columns", True))
+        self.refund_posting_lag = float(scenario.get("refund_posting_lag_seconds", 0))
         self.access_tokens: dict[str, float] = {}
         self._limits = dict(DOCUMENTED_RATE_LIMITS)
         for operation, value in (scenario.get("rate_limits") or {}).items():
@@ -103,6 +118,9 @@ class AmazonSim(SimServer):
             self.orders[order["id"]] = order
         self.returns: list[dict[str, Any]] = [self._normalise_return(r, i) for i, r in enumerate(scenario.get("returns") or [])]
         self.notifications: list[dict[str, Any]] = []
+        # Finances refund events: {order_id, posted (ISO text), currency, items: [{item_id, sku, adjustment_id,
+        # quantity, principal, charges: {ChargeType: amount}?}]}, amounts given back to the buyer, positive.
+        self.refund_events: list[dict[str, Any]] = []
         self.documents: dict[str, dict[str, Any]] = {}  # feed inputs, feed results and report documents
         self.feeds: dict[str, dict[str, Any]] = {}
         self.reports: dict[str, dict[str, Any]] = {}
@@ -141,12 +159,15 @@ class AmazonSim(SimServer):
         op("POST", "/reports/2021-06-30/schedules", "createReportSchedule", self._create_schedule)
         op("GET", "/reports/2021-06-30/schedules/{reportScheduleId}", "getReportSchedule", self._get_schedule)
         op("DELETE", "/reports/2021-06-30/schedules/{reportScheduleId}", "cancelReportSchedule", self._cancel_schedule)
+        op("GET", "/finances/v0/financialEvents", "listFinancialEvents", self._list_financial_events)
         # Presigned-URL stand-ins: no SP-API token, like S3.
         self.add_route("PUT", "/_docs/{documentId}", self._upload_document)
         self.add_route("GET", "/_docs/{documentId}", self._download_document)
         self.add_route("GET", "/_sim/orders", lambda r: Response(body=self.snapshot_orders()))
         self.add_route("POST", "/_sim/orders", self._sim_orders)
         self.add_route("POST", "/_sim/returns", self._sim_returns)
+        self.add_route("GET", "/_sim/refunds", lambda r: Response(body=self.snapshot_refund_events()))
+        self.add_route("POST", "/_sim/refunds", self._sim_refunds)
         self.add_route("GET", "/_sim/notifications", lambda r: Response(body=self.notifications_since(r)))
         self.add_route("POST", "/_sim/expire-tokens", self._expire_tokens)
         self.add_route("GET", "/_sim/rate-limits", lambda r: Response(body={k: {"rate": v[0], "burst": v[1]} for k, v in self._limits.items()}))
@@ -420,6 +441,104 @@ class AmazonSim(SimServer):
         if start + size < len(items):
             payload["NextToken"] = f"{order['id']}:{start + size}"
         return Response(200, {"payload": payload})
+
+    # -- finances --------------------------------------------------------------------------------------------
+    def _posted_window(self, request: Request) -> tuple[datetime | None, datetime]:
+        """PostedAfter and PostedBefore, checked by the model's rules; _Bad names the one that breaks them."""
+        latest = state.now_utc() - FINANCES_SETTLING
+        after = self._time_arg(request, "PostedAfter")
+        before = self._time_arg(request, "PostedBefore")
+        if before is not None and after is None:
+            raise _Bad("PostedAfter is required when PostedBefore is given")
+        if before is None:
+            before = latest
+        elif before >= latest:
+            raise _Bad(f"PostedBefore {request.arg('PostedBefore')} must be more than two minutes before the time "
+                       f"of the request ({state.iso(latest + FINANCES_SETTLING)})")
+        if after is not None and after >= before:
+            bound = "PostedBefore" if request.arg("PostedBefore") else "two minutes before the time of the request"
+            raise _Bad(f"PostedAfter {request.arg('PostedAfter')} must be earlier than {bound}")
+        return after, before
+
+    def _list_financial_events(self, request: Request) -> Response:
+        """listFinancialEvents with the refund events only (the other lists are empty here), oldest first."""
+        try:
+            size = self._page_size(request, "MaxResultsPerPage")
+            after, before = self._posted_window(request)
+            fixed = {k: v for k, v in request.query.items() if k != "NextToken"}
+
+            def select() -> tuple[list[Any], str, str]:
+                if after is not None and before - after > FINANCES_MAX_WINDOW:
+                    return [], "", ""
+                with self.lock:
+                    chosen = [e for e in self.refund_events
+                              if (after is None or after <= state.parse_time(e["posted"])) and state.parse_time(e["posted"]) < before]
+                chosen.sort(key=lambda e: (state.parse_time(e["posted"]), e["order_id"]))
+                return chosen, "", ""
+
+            events, token, _, _ = self._paginate(request, "NextToken", fixed, select, size)
+        except _Bad as exc:
+            return bad_request("Invalid Input", str(exc))
+        payload: dict[str, Any] = {"FinancialEvents": {"RefundEventList": [state.render_refund_event(e) for e in events]}}
+        if token:
+            payload["NextToken"] = token
+        return Response(200, {"payload": payload})
+
+    def post_refund_event(self, order: dict[str, Any], items: list[dict[str, Any]], posted: datetime | None = None) -> dict[str, Any]:
+        """Record the Finances refund event of one refund (items from `state.refund_item`). Stamped
+        `refund_posting_lag` seconds in the past unless `posted` says when."""
+        moment = posted or state.now_utc() - timedelta(seconds=self.refund_posting_lag)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)  # the stand-in's times are UTC, not the host's zone
+        event = {"order_id": order["id"], "posted": state.iso(moment), "currency": order["currency"], "items": items}
+        with self.lock:
+            self.refund_events.append(event)
+        return event
+
+    def refund_in_seller_central(self, order_id: str, amounts: dict[str, Any] | None = None, *,
+                                 posted: datetime | None = None) -> dict[str, Any]:
+        """Refund as a person in Seller Central would, with no feed: `amounts` of principal by order item id
+        (default: every line's full price still refundable). Like a feed adjustment it may not give an item
+        more than was paid less what was already refunded (ValueError), it counts against later feed
+        adjustments, and it is posted as a refund event (at `posted`, or now less the posting lag)."""
+        with self.lock:
+            order = self.orders.get(order_id)
+            if order is None:
+                raise ValueError(f"order {order_id} is not known")
+            lines = {line["item_id"]: line for line in order["lines"]}
+            if amounts is None:
+                wanted = {item_id: state.refundable(order, line) for item_id, line in lines.items()}
+                wanted = {item_id: amount for item_id, amount in wanted.items() if amount > 0}
+                if not wanted:
+                    raise ValueError(f"order {order_id}: nothing is left to refund")
+            else:
+                wanted = self._seller_central_amounts(order, lines, amounts)
+            items = []
+            for item_id, amount in wanted.items():
+                order["refunds"].append({"item_id": item_id, "principal": float(amount), "reason": "SellerCentral"})
+                items.append(state.refund_item(lines[item_id], self._next_id(), amount, state.units_paid_for(lines[item_id], amount)))
+            event = self.post_refund_event(order, items, posted)
+            return json.loads(json.dumps(event))
+
+    @staticmethod
+    def _seller_central_amounts(order: dict[str, Any], lines: dict[str, dict[str, Any]], amounts: Any) -> dict[str, Decimal]:
+        if not isinstance(amounts, dict) or not amounts:
+            raise ValueError(f"order {order['id']}: amounts must map order item ids to amounts")
+        wanted = {}
+        for item_id, value in amounts.items():
+            where = f"order {order['id']}, item {item_id}"
+            if item_id not in lines:
+                raise ValueError(f"{where}: the order has no such item (it has {', '.join(lines)})")
+            amount = state.amount_of(value, f"{where}: amount")
+            if amount <= 0:
+                raise ValueError(f"{where}: amount {value!r} must be more than zero")
+            left = state.refundable(order, lines[item_id])
+            if amount > left:
+                raise ValueError(f"{where}: a refund of {amount} exceeds the {left} still refundable "
+                                 f"(paid {Decimal(lines[item_id]['unit_price']) * lines[item_id]['quantity']:.2f}, "
+                                 f"refunded {state.refunded(order, item_id)})")
+            wanted[str(item_id)] = amount
+        return wanted
 
     # -- documents (presigned URLs) ------------------------------------------------------------------------
     def _document_url(self, document_id: str) -> str:
@@ -736,6 +855,28 @@ class AmazonSim(SimServer):
             return Response(400, {"error": str(exc)})
         return Response(200, {"returns": added})
 
+    def snapshot_refund_events(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return json.loads(json.dumps(self.refund_events))
+
+    def _sim_refunds(self, request: Request) -> Response:
+        """A refund made in Seller Central: {"order_id", "amounts": {order item id: amount}?, "posted": ISO?}."""
+        body = _json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("order_id"), str):
+            return Response(400, {"error": 'send {"order_id": "...", "amounts": {"order item id": amount} (optional), '
+                                           '"posted": "ISO 8601 time" (optional)}'})
+        posted = None
+        if body.get("posted") is not None:
+            try:
+                posted = state.parse_time(body["posted"])
+            except ValueError:
+                return Response(400, {"error": f"posted {body['posted']!r} is not an ISO 8601 time"})
+        try:
+            event = self.refund_in_seller_central(body["order_id"], body.get("amounts"), posted=posted)
+        except (ValueError, TypeError) as exc:
+            return Response(400, {"error": str(exc)})
+        return Response(200, {"refund": event})
+
 
 _XSD_LOCK = threading.Lock()
 
@@ -854,6 +995,13 @@ class _FeedProcessor:
                 return False
             principal = sum(float(c.findtext("Amount") or 0) for c in item.findall("ItemPriceAdjustments/Component")
                             if c.findtext("Type") == "Principal")
+            components: dict[str, Decimal] = {}
+            for component in item.findall("ItemPriceAdjustments/Component"):
+                kind = component.findtext("Type")
+                if not kind:
+                    continue  # the XSD requires a Type; without the XSD loaded such a component is not money we can name
+                components[kind] = components.get(kind, Decimal(0)) + state.amount_of(component.findtext("Amount") or 0,
+                                                                                      f"item {code} {kind}")
             already = sum(r["principal"] for r in order["refunds"] if r["item_id"] == code)
             paid = float(line["unit_price"]) * line["quantity"]
             if already + principal > paid + 0.005:
@@ -865,14 +1013,25 @@ class _FeedProcessor:
                 self.error(message_id, "18201", f"QuantityCancelled {cancelled} on item {code} is more than the unshipped "
                                                 f"quantity.", order["id"])
                 return False
-            planned.append((line, principal, cancelled, item.findtext("AdjustmentReason")))
-        for line, principal, cancelled, reason in planned:
+            counted = item.findtext("Quantity") or item.findtext("QuantityCancelled")
+            planned.append((line, principal, cancelled, item.findtext("AdjustmentReason"), components, counted))
+        refund_items, moved = [], False
+        for line, principal, cancelled, reason, components, counted in planned:
             order["refunds"].append({"item_id": line["item_id"], "principal": principal, "reason": reason})
             if cancelled:
                 line["cancelled"] += cancelled
                 line["cancelled_by"] = "MERCHANT"
                 line["cancel_reason"] = reason
+            # Every other component (Tax, Shipping, …) is posted as money given back too; the stand-in does not
+            # model the few (a restocking fee) that Amazon keeps from the buyer instead.
+            money = components.pop("Principal", Decimal(0))
+            moved = moved or bool(money) or any(components.values())
+            units = int(counted) if counted and counted.isdigit() else state.units_paid_for(line, money)
+            refund_items.append(state.refund_item(line, self.sim._next_id(), money, units, components))
         self._changed(order, "Seller adjusted the order")
+        if moved:
+            # One refund event per adjustment message, as Amazon posts it; a cancellation that moved no money posts none.
+            self.sim.post_refund_event(order, refund_items)
         return True
 
     def report(self, processed: int, successful: int, rejected: bool = False) -> bytes:

@@ -336,3 +336,79 @@ def returns_xml(returns: list[dict[str, Any]]) -> str:
         parts.append("  </return_details>")
     parts.append("</AmazonRmaReport>")
     return "\n".join(parts) + "\n"
+
+
+# -- Finances v0 ------------------------------------------------------------------------------------------
+# Amazon gives the seller back most of its commission when it refunds a buyer; 15 % is the common referral fee.
+COMMISSION_RATE = Decimal("0.15")
+CENT = Decimal("0.01")
+
+
+def amount_of(value: Any, where: str) -> Decimal:
+    """An amount given as a number or text (a scenario, a test, a feed), to the cent; ValueError names it."""
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: {value!r} is not an amount")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{where}: {value!r} is not an amount") from None
+    if not amount.is_finite():
+        raise ValueError(f"{where}: {value!r} is not an amount")
+    return amount.quantize(CENT)
+
+
+def refunded(order: dict[str, Any], item_id: str) -> Decimal:
+    """Principal already refunded on a line, by feed or in Seller Central."""
+    return sum((Decimal(str(r["principal"])) for r in order["refunds"] if r["item_id"] == item_id), Decimal(0)).quantize(CENT)
+
+
+def refundable(order: dict[str, Any], line: dict[str, Any]) -> Decimal:
+    """What the buyer paid for a line less what was already refunded on it."""
+    return (Decimal(line["unit_price"]) * line["quantity"] - refunded(order, line["item_id"])).quantize(CENT)
+
+
+def units_paid_for(line: dict[str, Any], principal: Decimal) -> int:
+    """Whole units a principal refund covers, for QuantityShipped when the refund did not name a count."""
+    unit = Decimal(line["unit_price"])
+    return min(line["quantity"], int(principal // unit)) if unit > 0 else 0
+
+
+def refund_item(line: dict[str, Any], adjustment_id: str, principal: Decimal, quantity: int,
+                charges: dict[str, Decimal] | None = None) -> dict[str, Any]:
+    """One item of a stand-in refund event: amounts given back to the buyer, positive, as text."""
+    item: dict[str, Any] = {"item_id": line["item_id"], "sku": line.get("sku"), "adjustment_id": adjustment_id,
+                            "quantity": quantity, "principal": f"{principal.quantize(CENT)}"}
+    if charges:
+        item["charges"] = {kind: f"{amount.quantize(CENT)}" for kind, amount in charges.items()}
+    return item
+
+
+def _currency(code: str, amount: Decimal) -> dict[str, Any]:
+    # Finances v0 sends amounts as JSON numbers, unlike the rest of the SP-API; -0.0 would look odd.
+    return {"CurrencyCode": code, "CurrencyAmount": float(amount) if amount else 0.0}
+
+
+def render_refund_event(event: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in refund event as a Finances v0 RefundEvent (the ShipmentEvent shape): what the buyer got
+    back is negative, the commission Amazon returns to the seller positive."""
+    code = event.get("currency") or "USD"
+    items = []
+    for index, item in enumerate(event["items"]):
+        where = f"refund event of order {event['order_id']} item {index + 1}"
+        principal = amount_of(item.get("principal", 0), f"{where} principal")
+        charges = [{"ChargeType": "Principal", "ChargeAmount": _currency(code, -principal)}]
+        for kind, value in (item.get("charges") or {}).items():
+            charges.append({"ChargeType": kind, "ChargeAmount": _currency(code, -amount_of(value, f"{where} charge {kind}"))})
+        rendered: dict[str, Any] = {
+            "OrderItemId": item["item_id"],
+            "OrderAdjustmentItemId": item["adjustment_id"],
+            "QuantityShipped": int(item.get("quantity") or 0),
+            "ItemChargeAdjustmentList": charges,
+            "ItemFeeAdjustmentList": [{"FeeType": "Commission",
+                                       "FeeAmount": _currency(code, (principal * COMMISSION_RATE).quantize(CENT))}],
+        }
+        if item.get("sku"):
+            rendered = {"SellerSKU": item["sku"], **rendered}
+        items.append(rendered)
+    return {"AmazonOrderId": event["order_id"], "MarketplaceName": "Amazon.com", "PostedDate": iso(parse_time(event["posted"])),
+            "ShipmentItemAdjustmentList": items}

@@ -26,7 +26,7 @@ FAST_LIMITS = {op: (200.0, 50.0) for op in (
     "searchOrders", "getOrder2026", "getOrders", "getOrder", "getOrderItems", "createFeedDocument", "createFeed",
     "getFeed", "getFeeds", "cancelFeed", "getFeedDocument", "createReport", "getReport", "getReports",
     "cancelReport", "getReportDocument", "getReportSchedules", "createReportSchedule", "getReportSchedule",
-    "cancelReportSchedule")}
+    "cancelReportSchedule", "listFinancialEvents")}
 
 
 @pytest.fixture
@@ -100,6 +100,7 @@ MODEL_FILES = {
     "orders-2026": "orders-api-model/orders_2026-01-01.json",
     "feeds": "feeds-api-model/feeds_2021-06-30.json",
     "reports": "reports-api-model/reports_2021-06-30.json",
+    "finances": "finances-api-model/financesV0.json",
 }
 
 
@@ -200,4 +201,6 @@ def model_for(models: dict[str, Model], path: str) -> Model | None:
         return models["feeds"]
     if path.startswith("/reports/"):
         return models["reports"]
+    if path.startswith("/finances/v0/"):
+        return models["finances"]
     return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import jsonschema
@@ -18,6 +19,7 @@ SANDBOX_OPERATIONS = {
     "orders-2026": {"searchOrders", "getOrder"},
     "feeds": None,  # every operation
     "reports": None,
+    "finances": {"listFinancialEvents"},  # the only Finances operation the stand-in serves
 }
 
 
@@ -114,11 +116,21 @@ def test_the_stand_ins_own_answers_fit_the_models(sim, models):
         checks.append(("GET", f"/reports/2021-06-30/documents/{document}", fetch(http, f"/reports/2021-06-30/documents/{document}")))
         feed_doc = http.post("/feeds/2021-06-30/documents", json={"contentType": "text/xml; charset=UTF-8"})
         checks.append(("POST", "/feeds/2021-06-30/documents", (feed_doc.status_code, feed_doc.json())))
+        ten_minutes_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
+        sim.refund_in_seller_central("113-0000004-0000004", {"10000000000041": "7.25"}, posted=ten_minutes_ago)
+        # Not from SINCE: Amazon answers nothing for a window longer than 180 days.
+        refunds = fetch(http, "/finances/v0/financialEvents", PostedAfter=(ten_minutes_ago - timedelta(days=1)).isoformat(),
+                        MaxResultsPerPage=100, PostedBefore=(ten_minutes_ago + timedelta(minutes=1)).isoformat())
+        assert refunds[1]["payload"]["FinancialEvents"]["RefundEventList"], "the refund event must be in the answer checked"
+        checks.append(("GET", "/finances/v0/financialEvents", refunds))
+        checks.append(("GET", "/finances/v0/financialEvents", fetch(http, "/finances/v0/financialEvents", PostedAfter=SINCE,
+                                                                    PostedBefore=datetime.now(timezone.utc).isoformat())))  # too late
     failures = []
     for method, path, (status, body) in checks:
         model = model_for(models, path)
         failures += [f"{method} {path} {status}: {p}" for p in model.response_errors(method, path, status, body)]
     assert [c[2][0] for c in checks][:8] == [200, 200, 400, 404, 200, 200, 200, 400]
+    assert [c[2][0] for c in checks][-2:] == [200, 400]
     assert failures == []
 
 
@@ -135,10 +147,16 @@ def test_every_request_the_adapter_sends_fits_the_models(sim, make_client, model
     client.feed_outcome(client.submit_feed(feed), feed)
     refund = client.build_adjustment_feed([AdjustmentRequest("113-0000004-0000004", (AdjustedItem("10000000000041", "CustomerReturn", (("Principal", 5),)),))])
     client.feed_outcome(client.submit_feed(refund), refund)
+    for minutes in range(6):  # more refund events than a page holds, so NextToken is sent too
+        sim.refund_in_seller_central("113-0000004-0000004", {"10000000000041": 1}, posted=datetime.now(timezone.utc) - timedelta(minutes=10 + minutes))
+    now = datetime.now(timezone.utc)
+    assert len(client.refunds((now - timedelta(days=1)).isoformat(), (now - timedelta(minutes=5)).isoformat()).records) == 6
     sent = [e for e in sim.journal.entries() if e["operation"]]
     assert {e["operation"] for e in sent} >= {"searchOrders", "getOrder2026", "getOrders", "getOrder", "getOrderItems", "createReport",
-                                              "getReport", "getReportDocument", "createFeedDocument", "createFeed", "getFeed", "getFeedDocument"}
+                                              "getReport", "getReportDocument", "createFeedDocument", "createFeed", "getFeed", "getFeedDocument",
+                                              "listFinancialEvents"}
     assert any("paginationToken" in e["query"] for e in sent) and any("NextToken" in e["query"] for e in sent)
+    assert any("NextToken" in e["query"] for e in sent if e["operation"] == "listFinancialEvents")
     failures = []
     for entry in sent:
         model = model_for(models, entry["path"])

@@ -1,0 +1,194 @@
+"""Finances v0: the refunds Amazon made, read from listFinancialEvents (`RefundEventList`), so a refund
+done in Seller Central, or by our own adjustment feed, can be seen as money that actually went back.
+
+Money here is `{CurrencyCode, CurrencyAmount}` with the amount a JSON number, not text as elsewhere in the
+SP-API; it is read exactly, through its decimal text. A bad refund event (no order id, a time or amount that
+cannot be read, …) becomes a RecordError naming the event and the field; the others are still returned."""
+from __future__ import annotations
+
+from datetime import timezone
+from decimal import Decimal
+from typing import Any
+
+from adapters.amazon.http import SpApiTransport
+from adapters.amazon.models import AmazonRefund, AmazonRefundItem, Parsed, RecordError
+from adapters.amazon.orders import _Fields
+from adapters.errors import InvalidInput
+
+OPERATION = "listFinancialEvents"
+PATH = "/finances/v0/financialEvents"
+PAGE_SIZE = "100"  # the documented maximum: fewer calls against a rate of one every two seconds
+
+
+class _EventFields(_Fields):
+    """`_Fields` whose errors name the field path from the event down; the RecordError names the event."""
+
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__("")
+        self.prefix = prefix
+
+    def fail(self, path: str, message: str) -> InvalidInput:
+        return InvalidInput(f"field {self.prefix}{path}: {message}")
+
+    def within(self, path: str) -> "_EventFields":
+        return _EventFields(f"{self.prefix}{path}.")
+
+    def objects(self, data: Any, path: str, required: bool = False) -> list[dict[str, Any]]:
+        """A list of objects; an absent optional list is empty."""
+        value = self.get(data, path, required=required)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(path, f"is a {type(value).__name__}, not a list")
+        for index, entry in enumerate(value):
+            if not isinstance(entry, dict):
+                raise self.fail(f"{path}[{index}]", f"is a {type(entry).__name__}, not an object")
+        return value
+
+
+def _identifier(f: _EventFields, raw: dict[str, Any], path: str) -> str:
+    value = f.get(raw, path)
+    if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value).strip() == "":
+        raise f.fail(path, "missing" if value in (None, "") else f"{value!r} is not an identifier")
+    return str(value)
+
+
+def _posted(f: _EventFields, raw: dict[str, Any]) -> str:
+    """PostedDate as UTC text to the second, one format whatever Amazon sent, so it sorts and keys alike."""
+    moment = f.time(raw, "PostedDate")
+    if moment is None:
+        raise f.fail("PostedDate", "missing")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)  # Finances dates are UTC; one without an offset is too
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _currency_amount(f: _EventFields, component: dict[str, Any], path: str) -> tuple[Decimal, str | None]:
+    """A `Currency` object's amount, exactly, and its code."""
+    value = f.get(component, f"{path}.CurrencyAmount", required=True)
+    # A bool is an int to Python, and text would mean Amazon changed the shape: neither is read as money.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise f.fail(f"{path}.CurrencyAmount", f"{value!r} is not a number")
+    amount = Decimal(str(value))  # str() gives the number's shortest text, so 0.1 stays 0.1, not its binary float
+    if not amount.is_finite():
+        raise f.fail(f"{path}.CurrencyAmount", f"{value!r} is not a number")
+    code = f.get(component, f"{path}.CurrencyCode")
+    return amount, (str(code) if code else None)
+
+
+def _refund_item(f: _EventFields, raw: dict[str, Any], currencies: dict[str, str]) -> AmazonRefundItem:
+    """One ShipmentItemAdjustmentList entry; `currencies` collects each amount's code by its field path."""
+    item_id = _identifier(f, raw, "OrderItemId")
+    total = Decimal(0)
+    for list_name, amount_name in (("ItemChargeAdjustmentList", "ChargeAmount"), ("PromotionAdjustmentList", "PromotionAmount")):
+        for index, component in enumerate(f.objects(raw, list_name)):
+            path = f"{list_name}[{index}]"
+            amount, code = _currency_amount(f.within(path), component, amount_name)
+            total += amount
+            if code:
+                currencies[f"{f.prefix}{path}.{amount_name}.CurrencyCode"] = code
+    sku = f.get(raw, "SellerSKU")
+    adjustment_id = f.get(raw, "OrderAdjustmentItemId")
+    return AmazonRefundItem(
+        order_item_id=item_id,
+        sku=str(sku) if sku else None,
+        adjustment_id=str(adjustment_id) if adjustment_id else None,
+        quantity=f.integer(raw, "QuantityShipped", default=0),
+        amount=-total,  # refund events carry what went back negative; the buyer's side of it is positive
+    )
+
+
+def _one_currency(currencies: dict[str, str]) -> str | None:
+    codes = sorted(set(currencies.values()))
+    if len(codes) > 1:
+        # Summing dollars and euros would be wrong; a person must look at such an event.
+        first = next(iter(currencies.values()))
+        odd_path, odd = next((path, code) for path, code in currencies.items() if code != first)
+        raise InvalidInput(f"field {odd_path}: {odd!r} differs from {first!r} elsewhere in the event")
+    return codes[0] if codes else None
+
+
+def parse_refund_event(raw: Any) -> AmazonRefund:
+    """One RefundEvent (the ShipmentEvent shape) → AmazonRefund; InvalidInput names the field path."""
+    f = _EventFields()
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"is a {type(raw).__name__}, not an object")
+    order_id = _identifier(f, raw, "AmazonOrderId")
+    posted = _posted(f, raw)
+    items_raw = f.objects(raw, "ShipmentItemAdjustmentList", required=True)
+    if not items_raw:
+        # Without items the money cannot be put against any order line, and the event has no identity.
+        raise f.fail("ShipmentItemAdjustmentList", "is empty")
+    currencies: dict[str, str] = {}
+    items = tuple(_refund_item(f.within(f"ShipmentItemAdjustmentList[{index}]"), item, currencies)
+                  for index, item in enumerate(items_raw))
+    return AmazonRefund(
+        amazon_order_id=order_id,
+        posted=posted,
+        currency=_one_currency(currencies),
+        items=items,
+    )
+
+
+def _event_ref(raw: Any, page: int, index: int) -> str:
+    order = f" (order {raw['AmazonOrderId']})" if isinstance(raw, dict) and raw.get("AmazonOrderId") else ""
+    return f"refund event #{index + 1} on page {page}{order}"
+
+
+def _read_page(body: Any, where: str) -> tuple[list[Any], str | None]:
+    """The refund events and the next token of one answer; InvalidInput names what is not as documented."""
+    payload = body.get("payload") if isinstance(body, dict) else None
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"{where}: the answer has no payload object")
+    events = payload.get("FinancialEvents")
+    if events is None:
+        events = {}  # optional in the model: a page without events
+    if not isinstance(events, dict):
+        raise InvalidInput(f"{where}: field payload.FinancialEvents is a {type(events).__name__}, not an object")
+    refunds = events.get("RefundEventList")
+    if refunds is None:
+        refunds = []  # Amazon may leave out an empty list
+    if not isinstance(refunds, list):
+        raise InvalidInput(f"{where}: field payload.FinancialEvents.RefundEventList is a {type(refunds).__name__}, not a list")
+    token = payload.get("NextToken")
+    if token is not None and not isinstance(token, str):
+        raise InvalidInput(f"{where}: field payload.NextToken is a {type(token).__name__}, not text")
+    return refunds, token or None  # "present and not empty" means another page
+
+
+class FinancesApi:
+    """Finances v0 for one seller account: refunds posted in a time window."""
+
+    MAX_PAGES = 1000  # a runaway pagination loop must end; 100 000 refunds in one window is far beyond a poll
+
+    def __init__(self, transport: SpApiTransport) -> None:
+        self._t = transport
+
+    def refunds(self, posted_after: str, posted_before: str) -> Parsed[AmazonRefund]:
+        """Every refund event posted in [posted_after, posted_before), sorted by (posted, order id).
+
+        Amazon refuses a posted_before less than two minutes before the request (InvalidInput naming
+        PostedBefore), and posts events late (up to 48 hours, it says): a caller polls windows that end in
+        the past and overlap, and de-duplicates by `AmazonRefund.key`. If a page fails the whole call
+        raises, so no window is half read."""
+        window = f"refunds posted from {posted_after} to before {posted_before}"
+        params = {"PostedAfter": posted_after, "PostedBefore": posted_before, "MaxResultsPerPage": PAGE_SIZE}
+        parsed: Parsed[AmazonRefund] = Parsed()
+        for page in range(1, self.MAX_PAGES + 1):
+            context = f"page {page} of {window}"
+            body = self._t.call(OPERATION, "GET", PATH, params=params, context=context).body
+            events, token = _read_page(body, f"Amazon {OPERATION} {context}")
+            for index, raw in enumerate(events):
+                try:
+                    parsed.records.append(parse_refund_event(raw))
+                except InvalidInput as exc:
+                    parsed.errors.append(RecordError(_event_ref(raw, page, index), exc.message))
+            if not token:
+                break
+            # The token is only valid with the same arguments, so they are repeated as they were.
+            params = {**params, "NextToken": token}
+        else:
+            # Returning what was read would look like a complete window and lose the rest for good.
+            raise InvalidInput(f"Amazon {OPERATION} for {window}: still a NextToken after {self.MAX_PAGES} pages")
+        parsed.records.sort(key=lambda refund: (refund.posted, refund.amazon_order_id))
+        return parsed
