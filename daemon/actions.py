@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.facts import ADJUSTMENT_REASONS, BOOL, CANCEL_REASONS, ENUM, REASON_CODES, TEXT
+from daemon.facts import ADJUSTMENT_REASONS, BOOL, CANCEL_REASONS, DECIMAL, ENUM, REASON_CODES, TEXT
 
 # Who carries an action out.
 STOREFRONT, AMAZON, INVENTORY, OPERATOR, LEDGER = "storefront", "amazon", "inventory", "operator", "ledger"
@@ -20,7 +20,7 @@ FAILED_ORDER, FAILED_CANCELLATION, FAILED_REFUND = "Failed Order", "Failed Cance
 
 @dataclass(frozen=True)
 class ParamSpec:
-    kind: str                       # TEXT, BOOL or ENUM (daemon.facts kinds)
+    kind: str                       # TEXT, BOOL, ENUM or DECIMAL (daemon.facts kinds)
     description: str
     required: bool = False
     default: Any = None
@@ -87,8 +87,11 @@ ACTIONS: dict[str, ActionSpec] = {spec.name: spec for spec in [
                {"all_bins": _flag("at every location, not only the order's")}),
     ActionSpec("create_rma", "Create an RMA for the return (kit parents become their components; resolution Refund; status Open).",
                LEDGER, FAILED_REFUND),
-    ActionSpec("refund", "Refund refund_amount on the storefront order.", STOREFRONT, FAILED_REFUND,
-               {"reason_code": _reason("the adjustment reason", ADJUSTMENT_REASONS)}),
+    ActionSpec("refund", "Refund `amount` (by default refund_amount) on the storefront order.", STOREFRONT, FAILED_REFUND, {
+        "reason_code": ParamSpec(ENUM, "the adjustment reason, written in the refund's note (Amazon's Finances API "
+                                       "does not say why it refunded)", values=ADJUSTMENT_REASONS),
+        "amount": ParamSpec(DECIMAL, "how much, when not the whole refund_amount"),
+    }),
     ActionSpec("refund_on_amazon", "Refund on Amazon (payment adjustment feed, sent in a batch).", AMAZON, FAILED_REFUND,
                {"reason_code": _reason("Amazon's adjustment reason", ADJUSTMENT_REASONS)}),
     ActionSpec("queue_for_approval", "Hold this decision's Amazon-bound actions in the queue until a person approves them.",

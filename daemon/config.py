@@ -123,6 +123,7 @@ class JobsConfig:
     order_report: float = 900
     returns: float = 3600
     storefront_cancellations: float = 300
+    amazon_refunds: float = 900
     dispatch: float = 10
     send_batches: float = 1800
     check_feeds: float = 300

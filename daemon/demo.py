@@ -34,8 +34,8 @@ FAST_LIMITS = {"rate": 50.0, "burst": 100}
 
 # Short intervals: the same jobs as production, just often. order_report and returns create a report each
 # run, so they run less often than the cheap jobs.
-JOBS = {"poll_orders": 0.5, "order_report": 1.0, "returns": 1.0, "storefront_cancellations": 1.0, "dispatch": 0.2,
-        "send_batches": 0.5, "check_feeds": 0.3}
+JOBS = {"poll_orders": 0.5, "order_report": 1.0, "returns": 1.0, "storefront_cancellations": 1.0, "amazon_refunds": 1.0,
+        "dispatch": 0.2, "send_batches": 0.5, "check_feeds": 0.3}
 
 # An Amazon-side change made by one of our feeds reaches the store only at the next poll; the scenario is
 # settled when nothing is left to do for longer than the slowest poll interval.
@@ -46,6 +46,8 @@ OPERATOR_CANCEL = {"order": "114-0000018-0000018", "reason_code": "NoInventory"}
 OPERATOR_REFUND = {"order": "114-0000016-0000016", "amount": "12.50", "reason_code": "CustomerReturn"}
 # An order a person cancels in the Shopify admin once the daemon watches the shop: the storefront poll tells Amazon.
 ADMIN_CANCEL = {"order": "114-0000020-0000020", "reason": "CUSTOMER", "words": "Customer changed/cancelled order"}
+# An order whose return a person refunds in Seller Central: the refunds poll records it in Shopify.
+SELLER_CENTRAL_REFUND = {"order": "114-0000019-0000019", "amount": "35.00"}
 
 OUTCOME = {"done": "done", "failed": "FAILED", "rejected": "rejected", "awaiting_approval": "approval",
            "pending": "pending", "claimed": "running", "queued_for_batch": "queued"}
@@ -119,6 +121,9 @@ def scenarios(orders: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, A
     # A report or feed is done at its first check: the client waits 30 s between checks (poll_interval),
     # which is right for Amazon and too long for a demo.
     amazon["polls_to_finish"] = 0
+    # Refunds are stamped as posted 5 minutes ago: Amazon lists none of the last two minutes, so the refunds poll
+    # would otherwise see the demo's refunds only after it ended.
+    amazon["refund_posting_lag_seconds"] = 300
     # Shopify Plus' bucket rather than the standard plan's, so a larger --orders file is not mostly throttle
     # waits; the client paces itself by the throttle status each answer reports, whatever the plan.
     shopify["throttle"] = {"maximum_available": 20000, "restore_rate": 1000}
@@ -215,6 +220,7 @@ def _run(orders: list[dict[str, Any]], workdir: Path, kept: bool, timeout: float
                 try:
                     for line in _operator_requests(service.repository, amazon, orders):
                         print(line, file=out)
+                    print(_refund_in_seller_central(az, orders), file=out)
                     print(_cancel_in_shopify_admin(service.repository, sh, orders, timeout), file=out)
                     settled = wait_until_settled(service.repository, timeout, started)
                 finally:
@@ -278,6 +284,20 @@ def _operator_requests(store: Any, amazon: Any, orders: list[dict[str, Any]]) ->
     return lines
 
 
+def _refund_in_seller_central(amazon: Any, orders: list[dict[str, Any]]) -> str:
+    """A person refunds SELLER_CENTRAL_REFUND's order in Seller Central, on its first line."""
+    order_id, amount = SELLER_CENTRAL_REFUND["order"], SELLER_CENTRAL_REFUND["amount"]
+    if order_id not in {o["id"] for o in orders}:
+        return f"Seller Central: no refund (the order {order_id} is not in this scenario)"
+    with amazon.lock:
+        item = amazon.orders[order_id]["lines"][0]["item_id"]
+    try:
+        amazon.refund_in_seller_central(order_id, {item: amount})
+    except ValueError as exc:
+        return f"Seller Central: no refund ({exc})"
+    return f"Seller Central: a person refunds {amount} on {order_id} there"
+
+
 def _cancel_in_shopify_admin(store: Any, shop: Any, orders: list[dict[str, Any]], timeout: float) -> str:
     """A person cancels ADMIN_CANCEL's order in the Shopify admin, once the storefront poll has started
     watching (a cancellation from before that is not ordersync's to send)."""
@@ -300,7 +320,7 @@ def _cancel_in_shopify_admin(store: Any, shop: Any, orders: list[dict[str, Any]]
 def pending_work(store: Any) -> list[str]:
     """What is left to do, from the store; empty when the scenario is settled."""
     waiting = []
-    missing = [kind for kind in ("orders", "order_report", "returns", "storefront_cancellations")
+    missing = [kind for kind in ("orders", "order_report", "returns", "storefront_cancellations", "amazon_refunds")
                if store.cursor(ACCOUNT, kind) is None]
     if missing:
         waiting.append(f"a first poll of {', '.join(missing)}")

@@ -100,6 +100,11 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
     FieldSpec("refund_amount", DECIMAL, "the refund being decided"),
     FieldSpec("refundable_amount", DECIMAL, "paid_total less refunded_total",
               derived_from=("paid_total", "refunded_total")),
+    FieldSpec("amazon_refunded_total", DECIMAL, "on a refund Amazon made: what Amazon has refunded on the order in all, "
+              "this refund included"),
+    FieldSpec("refund_missing_in_storefront", DECIMAL, "on a refund Amazon made: the part of it the storefront order "
+              "does not record yet (amazon_refunded_total less refunded_total, at most refund_amount, at least 0)",
+              derived_from=("refund_amount", "amazon_refunded_total", "refunded_total")),
     FieldSpec("rma_status", ENUM, "the return's status in Amazon's returns report",
               ("Approved", "Pending", "Rejected", "Closed", "Completed", "Cancelled", "Other")),
     FieldSpec("has_kit_items", BOOL, "a returned SKU is a kit (a fixed bundle in Shopify); set on returns"),
@@ -111,6 +116,7 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
     *_settings(
         ("sync_cancellations", True, "mirror Amazon cancellations in the storefront"),
         ("sync_storefront_cancellations", True, "tell Amazon of orders cancelled in the storefront"),
+        ("sync_amazon_refunds", True, "record in the storefront the refunds Amazon made (in Seller Central, or on its own)"),
         ("allow_zero_out_inventory", False, "a NoInventory cancellation may zero out the item's inventory"),
         ("zero_out_all_bins", False, "zero-out covers every location (bin), not only the order's"),
         ("allow_cancel_without_amazon", False, "'do not send to Amazon' is allowed"),
@@ -150,9 +156,20 @@ def _derive_refundable(fact: Mapping[str, Any]) -> Decimal | None:
     return paid - fact.get("refunded_total", Decimal(0))
 
 
+def _derive_refund_missing(fact: Mapping[str, Any]) -> Decimal | None:
+    """Amazon's refunds are compared with the storefront's as totals, not one by one: the echo of a refund sent
+    from here finds the storefront already showing it, and a refund made in Seller Central does not."""
+    amazon = fact.get("amazon_refunded_total")
+    amount = fact.get("refund_amount")
+    if amazon is None or amount is None:
+        return None
+    return max(Decimal(0), min(amount, amazon - fact.get("refunded_total", Decimal(0))))
+
+
 DERIVATIONS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "cancel_scope": _derive_cancel_scope,
     "refundable_amount": _derive_refundable,
+    "refund_missing_in_storefront": _derive_refund_missing,
 }
 
 

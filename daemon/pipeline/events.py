@@ -6,11 +6,12 @@ The payload carries the Amazon side of the fact (field names of daemon.facts) an
 need later (the order's lines, the return's items), as JSON."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
-from adapters.amazon.models import AmazonOrder, BuyerCancelRow, OrderStatus, ReturnRow
+from adapters.amazon.models import AmazonOrder, AmazonRefund, BuyerCancelRow, OrderStatus, ReturnRow
 from adapters.shopify.models import StorefrontCancellation
 from daemon.facts import FIELDS, REASON_CODES
 
@@ -19,6 +20,7 @@ CANCELLED = "order_cancelled"
 BUYER_REQUEST = "buyer_cancel_requested"
 RETURN = "return_reported"
 CANCEL_REQUEST = "cancel_requested"
+REFUND_REQUEST = "refund_requested"
 # The tag a person puts on a Shopify order so that cancelling it there is not sent to Amazon.
 DO_NOT_SEND_TAG = "do-not-send-to-amazon"
 # Shopify's cancel reasons that say what one of Amazon's says; the others (DECLINED, FRAUD, STAFF, OTHER)
@@ -120,6 +122,40 @@ def return_events(row: ReturnRow) -> list[NewEvent]:
     payload = {"origin": "amazon", "rma_status": status, "rma_id": row.rma_id, "items": items,
                "tracking_number": row.tracking_number, "report_status": row.status}
     return [NewEvent(RETURN, f"{RETURN}:{row.rma_id}:{status}", row.amazon_order_id, payload)]
+
+
+@dataclass(frozen=True)
+class AmazonRefundSeen:
+    """A refund Amazon made (read from its Finances API), before it is an event: the event carries what Amazon
+    has refunded on the order in all, which the store counts as it stores the refund
+    (daemon.store.inbox.Inbox.ingest_amazon_refunds)."""
+
+    refund: AmazonRefund
+
+    @property
+    def natural_key(self) -> str:
+        # Amazon's refund events have no id of their own: their posting time and adjustment items name them. A
+        # refund of many items would outgrow the column (300 characters), so a long name is kept as its hash.
+        key = self.refund.key
+        if len(key) > 150:
+            key = f"{self.refund.posted}|sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+        return f"{REFUND_REQUEST}:{self.refund.amazon_order_id}:amazon:{key}"
+
+    @property
+    def amazon_order_id(self) -> str:
+        return self.refund.amazon_order_id
+
+    @property
+    def amount(self) -> Decimal:
+        return self.refund.amount
+
+    def event(self, refunded_in_all: Decimal) -> NewEvent:
+        refund = self.refund
+        payload = {"origin": "amazon", "refund_amount": str(refund.amount), "amazon_refunded_total": str(refunded_in_all),
+                   "currency": refund.currency, "posted_at": refund.posted,
+                   "amazon_refund_items": [{"order_item_id": item.order_item_id, "sku": item.sku,
+                                            "quantity": item.quantity, "amount": str(item.amount)} for item in refund.items]}
+        return NewEvent(REFUND_REQUEST, self.natural_key, refund.amazon_order_id, payload)
 
 
 # A refund on Amazon: an amount for the whole order (shared by jobs.refund_by_line), or amounts per order item

@@ -164,7 +164,7 @@ def create_rma(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
 
 
 def refund(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
-    amount = Decimal(str(ctx.decision(action).get("fact", {}).get("refund_amount") or "0"))
+    amount = Decimal(str(action.params.get("amount") or ctx.decision(action).get("fact", {}).get("refund_amount") or "0"))
     payload = ctx.event_payload(action)
     # Units refunded because they could not be fulfilled are cancelled out of the order too (they must not
     # ship); other units are paid back only, their restock being the return's business.
@@ -173,7 +173,7 @@ def refund(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
                                 lines=[LineSelection(int(line["quantity"]), sku=line["sku"])
                                        for line in payload.get("refund_lines") or ()],
                                 restock_type=restock,
-                                note=f"Amazon {action.params.get('reason_code')} (ordersync decision {action.decision_id})")
+                                note=f"Amazon {action.params.get('reason_code') or 'refund'} (ordersync decision {action.decision_id})")
     refunded = refund_of(payload, amount)
     parts = refunded.items() if isinstance(refunded, Mapping) else [("order", amount)]
     ctx.store.record_refund(ctx.account, action.amazon_order_id or "", action.decision_id,

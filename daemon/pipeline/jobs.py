@@ -23,7 +23,7 @@ import structlog
 
 from adapters.amazon.client import AmazonClient, order_unknown
 from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, BuiltFeed, CancelItem, CancelRequest
-from adapters.amazon.models import AmazonOrder, OrderCursor, ReturnRow
+from adapters.amazon.models import AmazonOrder, AmazonRefund, OrderCursor, ReturnRow
 from adapters.errors import AdapterError, InvalidInput, PermanentError, TransientError
 from adapters.shopify.client import OrderNotFound, ShopifyClient, ShopifyRejected
 from adapters.shopify.models import StorefrontOrder
@@ -31,9 +31,9 @@ from daemon.actions import ACTIONS
 from daemon.audit.log import DecisionLog
 from daemon.audit.record import decision_record
 from daemon.facts import FactError
-from daemon.pipeline.events import (RETURN, NewEvent, Refund, buyer_request_events, grid_fields, order_events, refund_of,
-                                    return_events, storefront_cancellation_events, storefront_cancellation_key,
-                                    units_given_up)
+from daemon.pipeline.events import (REFUND_REQUEST, RETURN, AmazonRefundSeen, NewEvent, Refund, buyer_request_events,
+                                    grid_fields, order_events, refund_of, return_events, storefront_cancellation_events,
+                                    storefront_cancellation_key, units_given_up)
 from daemon.pipeline.executors import EXECUTORS, AccountContext
 from daemon.pipeline.fact_builder import build_fact
 from daemon.rules.engine import Decision, DecisionError, EngineDisagreement, RulesEngine
@@ -56,6 +56,16 @@ STOREFRONT_CANCELLATIONS = "storefront_cancellations"
 # Shopify's search lags its writes by a few seconds, so each storefront poll starts this much before the
 # last one did; what it meets again is stored once.
 STOREFRONT_OVERLAP = timedelta(minutes=10)
+AMAZON_REFUNDS = "amazon_refunds"
+# Amazon refuses a PostedBefore less than two minutes before the request; a minute more allows for our clock
+# being ahead of Amazon's.
+FINANCES_SETTLE = timedelta(minutes=3)
+# "Orders from the last 48 hours might not be included in financial events" (the Finances API's description),
+# so each poll reads the last 48 hours again; a refund already seen is stored and counted once.
+FINANCES_REREAD = timedelta(hours=48)
+# Amazon answers a window longer than 180 days with nothing at all (no error): after a longer stop, the poll
+# starts where Amazon still answers, and says what it skipped.
+FINANCES_WINDOW = timedelta(days=179)
 # Each new storefront cancellation costs two Amazon reads (the order and its items, at 0.5 a second):
 # more than this many in one poll are left for the next, so the job never runs for long.
 STOREFRONT_PER_POLL = 50
@@ -229,6 +239,31 @@ class AccountPipeline:
     def ingest_returns(self, rows: Sequence[ReturnRow], next_since: str) -> int:
         """The returns report's rows as events, with the report's cursor moved to `next_since`."""
         return self._ingest((event for row in rows for event in return_events(row)), ("returns", next_since))
+
+    def poll_amazon_refunds(self) -> int:
+        """Refunds Amazon made (its Finances API's refund events: a person in Seller Central, Amazon on its own,
+        and ordersync's own refunds coming back), as refund_requested events of origin amazon. Each reads the
+        last FINANCES_REREAD again."""
+        since, next_since = self._since(AMAZON_REFUNDS, reread=FINANCES_REREAD)
+        until = _stamp(self.clock() - FINANCES_SETTLE)
+        earliest = _stamp(self.clock() - FINANCES_WINDOW)
+        if since < earliest:
+            log.warning("amazon refunds not read: older than Amazon lists in one window", account=self.name,
+                        skipped_from=since, skipped_to=earliest)
+            since = earliest
+        parsed = self.amazon.refunds(since, until)
+        for error in parsed.errors:
+            log.warning("amazon refund skipped", account=self.name, error=str(error))
+        return self.ingest_amazon_refunds(parsed.records, min(next_since, until))
+
+    def ingest_amazon_refunds(self, refunds: Sequence[AmazonRefund], next_since: str) -> int:
+        seen = [AmazonRefundSeen(refund) for refund in refunds]
+        stored = 0
+        for refund, new in zip(seen, self.store.ingest_amazon_refunds(self.name, seen, (AMAZON_REFUNDS, next_since))):
+            if new:
+                stored += 1
+                self.observer.ingested(self.name, REFUND_REQUEST)
+        return stored
 
     def poll_storefront_cancellations(self) -> int:
         """Orders a person cancelled in the storefront (not ordersync: its cancellations carry its marker), as

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from adapters.amazon.client import AmazonClient
 from adapters.amazon.models import AmazonOrder, AmazonOrderLine
-from daemon.pipeline.events import CANCEL_REQUEST, order_fields
+from daemon.pipeline.events import CANCEL_REQUEST, REFUND_REQUEST, order_fields
 from daemon.store import Store
 
 
@@ -56,8 +56,8 @@ def request_refund(store: Store, amazon: AmazonClient, account: str, amazon_orde
     elif amount is None:
         raise RefundLinesError("a refund needs an amount or lines")
     payload["refund_amount"] = str(Decimal(str(amount)))
-    key = f"refund_requested:{amazon_order_id}:{request_id or uuid.uuid4()}"
-    return store.ingest(account, key, "refund_requested", payload, amazon_order_id=amazon_order_id)
+    key = f"{REFUND_REQUEST}:{amazon_order_id}:{request_id or uuid.uuid4()}"
+    return store.ingest(account, key, REFUND_REQUEST, payload, amazon_order_id=amazon_order_id)
 
 
 def _refund_lines(order: AmazonOrder, lines: Sequence[RefundLine], unfulfilled: bool) -> list[dict[str, Any]]:

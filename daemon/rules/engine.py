@@ -48,6 +48,8 @@ def render_params(call: ActionCall, fact: Mapping[str, Any], rule_id: str) -> di
     spec = ACTIONS[call.name]
     rendered: dict[str, Any] = {}
     for name, value in call.params.items():
+        if value is None:
+            continue  # an optional parameter the rule left out (refund's amount): the action's own default holds
         if isinstance(value, Template):
             value = value.render(fact)
         elif isinstance(value, FieldRef):

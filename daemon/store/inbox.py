@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from sqlalchemy import bindparam, insert, select, update
@@ -11,7 +12,7 @@ from daemon.store._sql import DriverStatement, ensure_account, insert_for, inser
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
 from daemon.store.models import CURSOR_KINDS, Account, Cursor, Event
-from daemon.store.orders import record_amazon_orders
+from daemon.store.orders import amazon_refunded_totals, record_amazon_orders, record_amazon_refunded
 from daemon.store.types import utcnow
 
 
@@ -31,6 +32,16 @@ def _cursor_upsert(insert: Any) -> Any:
 
 # Compiled once, as ensure_account's: built and compiled afresh, the two took a third of storing a page.
 _SET_CURSOR = DriverStatement.upsert(_cursor_upsert)
+
+
+class RefundSeen(Protocol):
+    """A refund Amazon made, before it is an event: the event it becomes depends on what Amazon had refunded
+    on the order before it (daemon.pipeline.events.AmazonRefundSeen)."""
+    natural_key: str
+    amazon_order_id: str
+    amount: Decimal
+
+    def event(self, refunded_in_all: Decimal) -> IncomingEvent: ...
 
 
 class StoredEvent(Protocol):
@@ -110,6 +121,39 @@ class Inbox(Database):
         for event in events:
             new.append(event.natural_key in stored)
             stored.discard(event.natural_key)  # a repeat later in the page was not stored
+        return new
+
+    def ingest_amazon_refunds(self, account: str, refunds: Sequence[RefundSeen], cursor: tuple[str, str]) -> list[bool]:
+        """Store the refunds Amazon made (oldest first) as events, each carrying what Amazon has refunded on its
+        order in all once it is counted, with the orders' totals on the grid and the cursor, in one
+        transaction: a refund seen again is neither stored nor counted again, and a crash loses both together.
+        Returns, per refund as given, whether it was stored."""
+        _check_cursor_kind(cursor[0])
+        with self.transaction() as s:
+            ensure_account(s, account)
+            # Locked on PostgreSQL, so two processes reading the same refunds count each once.
+            totals = amazon_refunded_totals(s, account, list({r.amazon_order_id for r in refunds}), for_update=True)
+            known = _stored_keys(s, account, [r.natural_key for r in refunds])
+            events, changed = [], {}
+            for refund in refunds:
+                if refund.natural_key in known:
+                    continue
+                known.add(refund.natural_key)
+                total = changed[refund.amazon_order_id] = totals.get(refund.amazon_order_id, Decimal(0)) + refund.amount
+                totals[refund.amazon_order_id] = total
+                events.append(refund.event(total))
+            stored: set[str] = set()
+            if events:
+                now = utcnow()
+                stored = insert_new_events(s, account, [
+                    {"account": account, "natural_key": e.natural_key, "kind": e.kind, "amazon_order_id": e.amazon_order_id,
+                     "payload": dict(e.payload), "received_at": now, "failures": 0} for e in events])
+                record_amazon_refunded(s, account, changed)
+            _set_cursor(s, account, cursor[0], cursor[1])
+        new: list[bool] = []
+        for refund in refunds:
+            new.append(refund.natural_key in stored)
+            stored.discard(refund.natural_key)  # a repeat later in the list was not stored
         return new
 
     def set_cursor(self, account: str, kind: str, value: str) -> None:

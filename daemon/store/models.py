@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from daemon.store.types import Money, UTCDateTime
 
 # -- vocabularies --------------------------------------------------------------------------------------
-CURSOR_KINDS = ("orders", "order_report", "returns", "storefront_cancellations")
+CURSOR_KINDS = ("orders", "order_report", "returns", "storefront_cancellations", "amazon_refunds")
 
 # Sync status of an order (DOMAIN.md "Sync status"); the Failed ones put it in the error view.
 ORDER_CREATED, SHIPPED = "Order Created", "Shipped"
@@ -75,6 +75,7 @@ class Order(SQLModel, table=True):
     sync_status: Optional[str] = Field(default=None, sa_type=String(40))   # Order Created, …, Failed Refund
     fulfillment: Optional[str] = Field(default=None, sa_type=String(3))    # FBA | FBM
     order_total: Optional[Decimal] = Field(default=None, sa_type=Money)
+    amazon_refunded: Optional[Decimal] = Field(default=None, sa_type=Money)  # Amazon's refunds in all (Finances API)
     currency: Optional[str] = Field(default=None, sa_type=String(3))
     item_count: Optional[int] = Field(default=None)
     created_on_amazon: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)

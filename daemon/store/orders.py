@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.orm import aliased
@@ -77,6 +77,25 @@ def record_amazon_orders(s: Session, account: str, orders: Mapping[str, Mapping[
     _RECORD_AMAZON_ORDERS.run(s, rows)
 
 
+def amazon_refunded_totals(s: Session, account: str, amazon_order_ids: list[str], *, for_update: bool = False) -> dict[str, Decimal]:
+    query = select(_grid.amazon_order_id, _grid.amazon_refunded).where(
+        _grid.account == account, _grid.amazon_order_id.in_(amazon_order_ids), _grid.amazon_refunded.is_not(None))
+    return {row.amazon_order_id: row.amazon_refunded for row in s.execute(query.with_for_update() if for_update else query)}
+
+
+def record_amazon_refunded(s: Session, account: str, totals: Mapping[str, Decimal]) -> None:
+    """Each order's total of Amazon's refunds on its grid row; an order not in the grid yet gets its row (a
+    refund of an order from before ordersync first polled), its other columns left for the order poll."""
+    if not totals:
+        return
+    now = utcnow()
+    for amazon_order_id, total in totals.items():
+        statement = insert_for(s, Order).values(account=account, amazon_order_id=amazon_order_id, archived=False,
+                                                amazon_refunded=total, updated_at=now)
+        s.execute(statement.on_conflict_do_update(index_elements=["account", "amazon_order_id"],
+                                                  set_={"amazon_refunded": total, "updated_at": now}))
+
+
 def mark_order_failed(s: Session, account: str, amazon_order_id: str, sync_status: str, error: str) -> None:
     _upsert(s, account, amazon_order_id, {"sync_status": sync_status, "last_error": error})
 
@@ -127,6 +146,12 @@ class Orders(Database):
                 now = now_for(s, _grid.updated_at)
                 _LINK_STOREFRONT.run(s, [{**change, "first_status": ORDER_CREATED, "now": now} for change in changes])
         return len(changes)
+
+    def amazon_refunded(self, account: str, amazon_order_ids: Iterable[str]) -> dict[str, Decimal]:
+        """What Amazon has refunded on each of these orders in all, as far as its refunds were read
+        (orders none of whose refunds were read are left out)."""
+        with self.transaction(write=False) as s:
+            return amazon_refunded_totals(s, account, list(amazon_order_ids))
 
     def mark_failed(self, account: str, amazon_order_id: str, sync_status: str, error: str) -> None:
         """Put the order into the error view with this sync status and message (a rule's reject)."""

@@ -178,12 +178,25 @@ def test_a_returned_kit_becomes_an_rma_of_its_components(demo: Run) -> None:
     assert re.search(r"\[done\]\s+create_rma\n\s+RMA of CUP x2 \(kit TEA-SET\), TEAPOT x1 \(kit TEA-SET\)\n", block), block
 
 
+def test_a_refund_made_in_seller_central_is_recorded_in_shopify_and_the_echo_of_ours_needs_nothing(demo: Run) -> None:
+    assert "Seller Central: a person refunds 35.00 on 114-0000019-0000019 there" in demo.out
+    block = demo.order("114-0000019-0000019")
+    assert "refund_requested from amazon -> rule mirror-amazon-refund" in block
+    assert re.search(r"\[done\]\s+refund\(amount=35\.0+\)", block), block
+    assert "refunded 35.00 USD" in block.splitlines()[0]
+    # The operator's refund on 114-0000016-0000016 comes back from Amazon's Finances API too: Shopify shows it
+    # already, so it is not refunded there a second time.
+    echo = demo.order("114-0000016-0000016")
+    assert "refund_requested from amazon -> rule amazon-refund-already-in-storefront" in echo
+    assert "refunded 12.50 USD" in echo.splitlines()[0]
+
+
 def test_summary_counts_and_the_decision_log_verifies(demo: Run) -> None:
     summary = demo.summary()
     decisions = int(re.search(r"decisions: (\d+), by rule:", summary).group(1))
-    # 20 orders' events, the operator refund, and Amazon's cancellations of the operator's order and of the one
-    # cancelled in the Shopify admin
-    assert decisions == 23
+    # 20 orders' events, the operator refund, Amazon's cancellations of the operator's order and of the one
+    # cancelled in the Shopify admin, and Amazon's refunds: the Seller Central one and the operator refund's echo
+    assert decisions == 25
     assert re.search(r"actions: \d+ done\n", summary), summary  # nothing failed, waiting or queued
     assert f"{decisions} record(s) verified, no record removed or changed" in demo.out
     assert demo.keep is not None

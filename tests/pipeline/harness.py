@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 from lxml import etree
 
 from adapters.amazon.client import AmazonAccount, AmazonClient
+from adapters.amazon.http import DOCUMENTED_RATE_LIMITS
 from adapters.shopify.client import ShopifyClient, ShopifyConfig
 from adapters.sim import amazon as amazon_sim
 from adapters.sim import shopify as shopify_sim
@@ -29,9 +30,7 @@ from daemon.store.models import ADJUSTMENT_FEED, BLOCKING_STATUSES, CANCEL_FEED,
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "sim-us"
 SHOP_ORDER = "gid://shopify/Order/{}"
-AMAZON_OPERATIONS = ("searchOrders", "getOrder2026", "getOrders", "getOrder", "getOrderItems", "createFeedDocument",
-                     "createFeed", "getFeed", "getFeeds", "cancelFeed", "getFeedDocument", "createReport", "getReport",
-                     "getReports", "cancelReport", "getReportDocument")
+AMAZON_OPERATIONS = tuple(DOCUMENTED_RATE_LIMITS)  # every operation the client knows a limit for
 FAST_AMAZON = {op: (200.0, 50.0) for op in AMAZON_OPERATIONS}
 ROOMY_SHOP = {"maximum_available": 50000, "restore_rate": 50000}
 SETTINGS = {"allow_zero_out_inventory": True}
@@ -59,6 +58,8 @@ class Standins:
               shop_throttle: dict[str, float] = ROOMY_SHOP) -> "Standins":
         amazon_scenario, shop_scenario = linked(orders)
         amazon_scenario["polls_to_finish"] = 0  # reports and feeds done at the first look: no 30 s waits
+        # Refunds stamped as posted 5 minutes ago: the refunds poll stops 3 minutes before now (Amazon's rule).
+        amazon_scenario["refund_posting_lag_seconds"] = 300
         amazon_scenario["rate_limits"] = {op: {"rate": r, "burst": b} for op, (r, b) in amazon_limits.items()}
         shop_scenario["throttle"] = dict(shop_throttle)
         amazon = amazon_sim.create_server(scenario=amazon_scenario).start()
@@ -144,6 +145,7 @@ def write_config(folder: Path, standins: Standins, store_url: str, *, amazon_lim
           order_report: {interval * 3}
           returns: {interval * 3}
           storefront_cancellations: {interval * 3}
+          amazon_refunds: {interval * 3}
           dispatch: {interval}
           send_batches: {interval}
           check_feeds: {interval}
@@ -330,6 +332,7 @@ def drive(pipeline: Any, dispatcher: Any, *, polls: bool = True, timeout: float 
         pipeline.poll_order_report()
         pipeline.poll_returns()
         pipeline.poll_storefront_cancellations()
+        pipeline.poll_amazon_refunds()
     while True:
         pipeline.decide()
         while dispatcher.run():
@@ -378,9 +381,16 @@ def cancelled_on_amazon(standins: Standins, operator: dict[str, tuple[str, str]]
         return [oid for oid, (kind, _) in operator.items() if kind == "cancel" and standins.amazon.orders[oid]["status"] == "Canceled"]
 
 
+def refunded_on_amazon(standins: Standins, operator: dict[str, tuple[str, str]]) -> list[str]:
+    """Orders the operator asked to refund whose adjustment feed Amazon has applied."""
+    with standins.amazon.lock:
+        return [oid for oid, (kind, _) in operator.items() if kind == "refund" and standins.amazon.orders[oid]["refunds"]]
+
+
 def expected_event_count(standins: Standins, operator: dict[str, tuple[str, str]]) -> int:
     expected = expected_effects(standins.orders, operator)
-    return sum(len(e.events) for e in expected.values()) + len(cancelled_on_amazon(standins, operator))
+    return (sum(len(e.events) for e in expected.values()) + len(cancelled_on_amazon(standins, operator))
+            + len(refunded_on_amazon(standins, operator)))
 
 
 @dataclass
@@ -414,6 +424,9 @@ def check_end_state(standins: Standins, store: Store, log_path: Path, operator: 
     want_events = Counter((kind, oid) for oid, e in expected.items() for kind in e.events)
     # an operator's cancellation that reached Amazon comes back as Amazon's own cancellation of the order
     want_events.update(("order_cancelled", oid) for oid in cancelled_on_amazon(standins, operator))
+    # and an operator's refund that reached Amazon comes back as Amazon's refund (which needs nothing: the
+    # storefront shows it, as refundCreate once below says)
+    want_events.update(("refund_requested", oid) for oid in refunded_on_amazon(standins, operator))
     assert seen_events == want_events, (f"{context}: events decided differ from the scenario: missing "
                                         f"{sorted(want_events - seen_events)[:5]}, extra {sorted(seen_events - want_events)[:5]}")
     assert len({d.event_id for d in decisions}) == len(decisions), f"{context}: an event has two decisions"

@@ -74,7 +74,7 @@ def test_version_1_actions_keep_their_rows_and_links_through_0002(db_url: str, m
         with store.engine.connect() as conn:
             before = conn.execute(text("SELECT * FROM actions ORDER BY id")).all()
         monkeypatch.undo()
-        assert upgrade(store) == [2]
+        assert upgrade(store) == [2, 3]
         with store.engine.connect() as conn:
             assert conn.execute(text("SELECT * FROM actions ORDER BY id")).all() == before
         assert [m.action_id for m in store.batch_messages(batch.batch.id)] == [before[0].id]
@@ -109,3 +109,23 @@ def test_cli_help_describes_upgrade(capsys: pytest.CaptureFixture[str]) -> None:
         main(["db", "upgrade", "--help"])
     out = capsys.readouterr().out
     assert "--db URL" in out and "newer ordersync" in out
+
+
+def test_version_2_grid_rows_keep_their_columns_and_start_with_no_amazon_refunds(db_url: str, monkeypatch) -> None:
+    """0003 adds orders.amazon_refunded to a grid that has rows: they stay as they were, with nothing refunded
+    by Amazon yet known, and the first refund read adds to nothing."""
+    from decimal import Decimal
+
+    from daemon.store import migrations
+    with open_store(db_url) as store:
+        monkeypatch.setattr(migrations, "STEPS", migrations.STEPS[:2])
+        assert upgrade(store) == [1, 2]
+        with store.engine.begin() as conn:
+            conn.execute(text("INSERT INTO accounts (id, created_at) VALUES ('acme', '2025-01-01 00:00:00')"))
+            conn.execute(text("INSERT INTO orders (account, amazon_order_id, status, order_total, archived, updated_at) "
+                              "VALUES ('acme', 'A-1', 'Shipped', '25.00', false, '2025-01-01 00:00:00')"))
+        monkeypatch.undo()
+        assert upgrade(store) == [3]
+        assert store.amazon_refunded("acme", ["A-1", "A-2"]) == {}
+        row = store.get_order("acme", "A-1")
+        assert (row.status, row.order_total, row.amazon_refunded) == ("Shipped", Decimal("25.00"), None)
