@@ -122,6 +122,9 @@ class AmazonClient:
     def refunds(self, posted_after: str, posted_before: str) -> Parsed[AmazonRefund]:
         return self.finances.refunds(posted_after, posted_before)
 
+    def refunds_of_order(self, order_id: str) -> Parsed[AmazonRefund]:
+        return self.finances.refunds_of_order(order_id)
+
     # -- feeds ----------------------------------------------------------------------------------------
     @property
     def validator(self) -> FeedValidator:

@@ -1,5 +1,7 @@
-"""Finances v0: the refunds Amazon made, read from listFinancialEvents (`RefundEventList`), so a refund
-done in Seller Central, or by our own adjustment feed, can be seen as money that actually went back.
+"""Finances v0: the refunds Amazon made, read from listFinancialEvents (`RefundEventList`) for a posting
+window, or from listFinancialEventsByOrderId for one order, so a refund done in Seller Central, or by our
+own adjustment feed, can be seen as money that actually went back. Each refund keeps the MarketplaceName
+Amazon wrote; `of_marketplaces` tells a caller whether it is one of the account's marketplaces.
 
 Money here is `{CurrencyCode, CurrencyAmount}` with the amount a JSON number, not text as elsewhere in the
 SP-API; it is read exactly, through its decimal text. A bad refund event (no order id, a time or amount that
@@ -8,7 +10,8 @@ from __future__ import annotations
 
 from datetime import timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
+from urllib.parse import quote
 
 from adapters.amazon.http import SpApiTransport
 from adapters.amazon.models import AmazonRefund, AmazonRefundItem, Parsed, RecordError
@@ -17,7 +20,58 @@ from adapters.errors import InvalidInput
 
 OPERATION = "listFinancialEvents"
 PATH = "/finances/v0/financialEvents"
+BY_ORDER_OPERATION = "listFinancialEventsByOrderId"
+BY_ORDER_PATH = "/finances/v0/orders/{orderId}/financialEvents"
 PAGE_SIZE = "100"  # the documented maximum: fewer calls against a rate of one every two seconds
+
+# SP-API marketplace id -> the MarketplaceName Finances events carry. The ids are Amazon's published table
+# (developer-docs.amazon.com/sp-api/docs/marketplace-ids); that table names countries, and Finances writes
+# the storefront's name ("Amazon.com", "Amazon.co.uk"), which is what is kept here.
+MARKETPLACE_NAMES: dict[str, str] = {
+    # North America
+    "ATVPDKIKX0DER": "Amazon.com",
+    "A2EUQ1WTGCTBG2": "Amazon.ca",
+    "A1AM78C64UM0Y8": "Amazon.com.mx",
+    "A2Q3Y263D00KWC": "Amazon.com.br",
+    # Europe
+    "A28R8C7NBKEWEA": "Amazon.ie",
+    "A1RKKUPIHCS9HS": "Amazon.es",
+    "A1F83G8C2ARO7P": "Amazon.co.uk",
+    "A13V1IB3VIYZZH": "Amazon.fr",
+    "AMEN7PMS3EDWL": "Amazon.com.be",
+    "A1805IZSGTT6HS": "Amazon.nl",
+    "A1PA6795UKMFR9": "Amazon.de",
+    "APJ6JRA9NG5V4": "Amazon.it",
+    "A2NODRKZP88ZB9": "Amazon.se",
+    "AE08WJ6YKNBMC": "Amazon.co.za",
+    "A1C3SOZRARQ6R3": "Amazon.pl",
+    "ARBP9OOSHTCHU": "Amazon.eg",
+    "A33AVAJ2PDY3EV": "Amazon.com.tr",
+    "A17E79C6D8DWNP": "Amazon.sa",
+    "A2VIGQ35RCS4UG": "Amazon.ae",
+    "A21TJRUUN4KGV": "Amazon.in",
+    # Far East
+    "A19VAU5U5O7RUS": "Amazon.sg",
+    "A39IBJ37TRP1C6": "Amazon.com.au",
+    "A1VC38T7YXB528": "Amazon.co.jp",
+}
+_KNOWN_NAMES = {name.casefold() for name in MARKETPLACE_NAMES.values()}
+
+
+def of_marketplaces(refund: AmazonRefund, marketplace_ids: Iterable[str]) -> bool:
+    """Whether a refund may belong to one of `marketplace_ids` (the account's): False only when its
+    MarketplaceName is a known marketplace's name and that marketplace is not one of them.
+
+    Finances events of a seller account come from every marketplace it sells in, and cannot be asked for
+    one marketplace only, so a caller drops the other marketplaces' refunds with this. An event without a
+    name, or with a name we do not know (a non-Amazon marketplace of multi-channel fulfilment, a storefront
+    opened after this table was written, a spelling Amazon changed), is kept: we cannot tell whose it is,
+    and dropping it would lose a refund that was really made, which is worse than looking at one too many."""
+    name = (refund.marketplace or "").strip().casefold()
+    if not name or name not in _KNOWN_NAMES:
+        return True
+    wanted = {MARKETPLACE_NAMES[i].casefold() for i in marketplace_ids if i in MARKETPLACE_NAMES}
+    return name in wanted
 
 
 class _EventFields(_Fields):
@@ -122,16 +176,29 @@ def parse_refund_event(raw: Any) -> AmazonRefund:
     currencies: dict[str, str] = {}
     items = tuple(_refund_item(f.within(f"ShipmentItemAdjustmentList[{index}]"), item, currencies)
                   for index, item in enumerate(items_raw))
+    marketplace = f.get(raw, "MarketplaceName")
+    if not isinstance(marketplace, str) or not marketplace.strip():
+        marketplace = None  # absent, empty or not text: the refund names no marketplace (of_marketplaces keeps it)
     return AmazonRefund(
         amazon_order_id=order_id,
         posted=posted,
         currency=_one_currency(currencies),
         items=items,
+        marketplace=marketplace,
     )
 
 
+def _raw_order_id(raw: Any) -> str | None:
+    """The AmazonOrderId of an event that could not be read, when it has one that is an identifier."""
+    value = raw.get("AmazonOrderId") if isinstance(raw, dict) else None
+    if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value).strip() == "":
+        return None
+    return str(value)
+
+
 def _event_ref(raw: Any, page: int, index: int) -> str:
-    order = f" (order {raw['AmazonOrderId']})" if isinstance(raw, dict) and raw.get("AmazonOrderId") else ""
+    order_id = _raw_order_id(raw)
+    order = f" (order {order_id})" if order_id else ""
     return f"refund event #{index + 1} on page {page}{order}"
 
 
@@ -157,7 +224,7 @@ def _read_page(body: Any, where: str) -> tuple[list[Any], str | None]:
 
 
 class FinancesApi:
-    """Finances v0 for one seller account: refunds posted in a time window."""
+    """Finances v0 for one seller account: refunds posted in a time window, or every refund of one order."""
 
     MAX_PAGES = 1000  # a runaway pagination loop must end; 100 000 refunds in one window is far beyond a poll
 
@@ -173,22 +240,35 @@ class FinancesApi:
         raises, so no window is half read."""
         window = f"refunds posted from {posted_after} to before {posted_before}"
         params = {"PostedAfter": posted_after, "PostedBefore": posted_before, "MaxResultsPerPage": PAGE_SIZE}
+        return self._read_refunds(OPERATION, PATH, params, window)
+
+    def refunds_of_order(self, order_id: str) -> Parsed[AmazonRefund]:
+        """Every refund event of one order, whenever it was posted, sorted by (posted, order id):
+        listFinancialEventsByOrderId. Amazon says events of the last 48 hours might not be in it yet. Like
+        `refunds`, a bad event is a RecordError and a failed page makes the whole call raise."""
+        if not isinstance(order_id, str) or not order_id.strip():
+            raise InvalidInput(f"Amazon {BY_ORDER_OPERATION}: {order_id!r} is not an order id")
+        path = BY_ORDER_PATH.replace("{orderId}", quote(order_id, safe=""))
+        return self._read_refunds(BY_ORDER_OPERATION, path, {"MaxResultsPerPage": PAGE_SIZE}, f"refunds of order {order_id}")
+
+    def _read_refunds(self, operation: str, path: str, params: dict[str, str], what: str) -> Parsed[AmazonRefund]:
+        """Every page of one Finances listing (NextToken followed), its refund events parsed and sorted."""
         parsed: Parsed[AmazonRefund] = Parsed()
         for page in range(1, self.MAX_PAGES + 1):
-            context = f"page {page} of {window}"
-            body = self._t.call(OPERATION, "GET", PATH, params=params, context=context).body
-            events, token = _read_page(body, f"Amazon {OPERATION} {context}")
+            context = f"page {page} of {what}"
+            body = self._t.call(operation, "GET", path, params=params, context=context).body
+            events, token = _read_page(body, f"Amazon {operation} {context}")
             for index, raw in enumerate(events):
                 try:
                     parsed.records.append(parse_refund_event(raw))
                 except InvalidInput as exc:
-                    parsed.errors.append(RecordError(_event_ref(raw, page, index), exc.message))
+                    parsed.errors.append(RecordError(_event_ref(raw, page, index), exc.message, _raw_order_id(raw)))
             if not token:
                 break
             # The token is only valid with the same arguments, so they are repeated as they were.
             params = {**params, "NextToken": token}
         else:
-            # Returning what was read would look like a complete window and lose the rest for good.
-            raise InvalidInput(f"Amazon {OPERATION} for {window}: still a NextToken after {self.MAX_PAGES} pages")
+            # Returning what was read would look like a complete listing and lose the rest for good.
+            raise InvalidInput(f"Amazon {operation} for {what}: still a NextToken after {self.MAX_PAGES} pages")
         parsed.records.sort(key=lambda refund: (refund.posted, refund.amazon_order_id))
         return parsed

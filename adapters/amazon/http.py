@@ -41,6 +41,7 @@ DOCUMENTED_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "cancelReport": (0.0222, 10),
     "getReportDocument": (0.0167, 15),
     "listFinancialEvents": (0.5, 30),
+    "listFinancialEventsByOrderId": (0.5, 30),
 }
 
 # Our clock starts a request when it leaves; Amazon's when it arrives. Network jitter can make two of our

@@ -97,6 +97,7 @@ class RecordError:
 
     where: str
     message: str
+    order_id: str | None = None  # the Amazon order the bad record is about, when it names one that can be read
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
@@ -232,6 +233,9 @@ class AmazonRefund:
     posted: str  # PostedDate as ISO 8601 text in UTC ending in 'Z', whole seconds
     currency: str | None  # CurrencyCode of the amounts
     items: tuple[AmazonRefundItem, ...]
+    # MarketplaceName as Amazon wrote it (e.g. "Amazon.com"), None when the event has none: a name, not a
+    # marketplace id; `finances.of_marketplaces` tells whether it is one of the account's marketplaces.
+    marketplace: str | None = None
 
     @property
     def amount(self) -> Decimal:

@@ -13,6 +13,7 @@ import argparse
 import gzip
 import itertools
 import json
+import re
 import secrets
 import threading
 import time
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 import yaml
 from lxml import etree
@@ -49,6 +50,9 @@ FEED_TYPES = {"POST_ORDER_ACKNOWLEDGEMENT_DATA", "POST_PAYMENT_ADJUSTMENT_DATA",
 FINANCES_SETTLING = timedelta(minutes=2)
 # "If PostedAfter and PostedBefore are more than 180 days apart, the response is empty."
 FINANCES_MAX_WINDOW = timedelta(days=180)
+# listFinancialEventsByOrderId's model answers "Bad order ID provided." (400) for an id like "BAD-ORDER"; the
+# stand-in does so for an unknown id not in Amazon's 3-7-7 form, and an empty list for an unknown 3-7-7 one.
+ORDER_ID_FORM = re.compile(r"\d{3}-\d{7}-\d{7}")
 SCHEDULE_PERIODS = {"PT5M", "PT15M", "PT30M", "PT1H", "PT2H", "PT4H", "PT8H", "PT12H", "P1D", "P2D", "P3D",
                     "PT84H", "P7D", "P14D", "P15D", "P18D", "P30D", "P1M"}
 
@@ -118,8 +122,9 @@ class AmazonSim(SimServer):
             self.orders[order["id"]] = order
         self.returns: list[dict[str, Any]] = [self._normalise_return(r, i) for i, r in enumerate(scenario.get("returns") or [])]
         self.notifications: list[dict[str, Any]] = []
-        # Finances refund events: {order_id, posted (ISO text), currency, items: [{item_id, sku, adjustment_id,
-        # quantity, principal, charges: {ChargeType: amount}?}]}, amounts given back to the buyer, positive.
+        # Finances refund events: {order_id, marketplace (the order's marketplace id), posted (ISO text), currency,
+        # items: [{item_id, sku, adjustment_id, quantity, principal, charges: {ChargeType: amount}?}]}, amounts
+        # given back to the buyer, positive.
         self.refund_events: list[dict[str, Any]] = []
         self.documents: dict[str, dict[str, Any]] = {}  # feed inputs, feed results and report documents
         self.feeds: dict[str, dict[str, Any]] = {}
@@ -160,6 +165,8 @@ class AmazonSim(SimServer):
         op("GET", "/reports/2021-06-30/schedules/{reportScheduleId}", "getReportSchedule", self._get_schedule)
         op("DELETE", "/reports/2021-06-30/schedules/{reportScheduleId}", "cancelReportSchedule", self._cancel_schedule)
         op("GET", "/finances/v0/financialEvents", "listFinancialEvents", self._list_financial_events)
+        op("GET", "/finances/v0/orders/{orderId}/financialEvents", "listFinancialEventsByOrderId",
+           self._list_financial_events_by_order)
         # Presigned-URL stand-ins: no SP-API token, like S3.
         self.add_route("PUT", "/_docs/{documentId}", self._upload_document)
         self.add_route("GET", "/_docs/{documentId}", self._download_document)
@@ -479,6 +486,34 @@ class AmazonSim(SimServer):
             events, token, _, _ = self._paginate(request, "NextToken", fixed, select, size)
         except _Bad as exc:
             return bad_request("Invalid Input", str(exc))
+        return self._refund_events_page(events, token)
+
+    def _list_financial_events_by_order(self, request: Request) -> Response:
+        """listFinancialEventsByOrderId with the refund events only: every one of the order, whenever it was
+        posted, oldest first; an unknown order has none (a malformed id is a 400, as the model's example)."""
+        order_id = unquote(request.params["orderId"])
+        try:
+            size = self._page_size(request, "MaxResultsPerPage")
+            with self.lock:
+                known = order_id in self.orders
+            if not known and not ORDER_ID_FORM.fullmatch(order_id):
+                return bad_request("Bad order ID provided.", f"{order_id!r} is not an Amazon order id (3-7-7 digits)")
+            # The order is part of the arguments a NextToken must be repeated with.
+            fixed = {"orderId": order_id, **{k: v for k, v in request.query.items() if k != "NextToken"}}
+
+            def select() -> tuple[list[Any], str, str]:
+                with self.lock:
+                    chosen = [e for e in self.refund_events if e["order_id"] == order_id]
+                chosen.sort(key=lambda e: state.parse_time(e["posted"]))
+                return chosen, "", ""
+
+            events, token, _, _ = self._paginate(request, "NextToken", fixed, select, size)
+        except _Bad as exc:
+            return bad_request("Invalid Input", str(exc))
+        return self._refund_events_page(events, token)
+
+    @staticmethod
+    def _refund_events_page(events: list[dict[str, Any]], token: str | None) -> Response:
         payload: dict[str, Any] = {"FinancialEvents": {"RefundEventList": [state.render_refund_event(e) for e in events]}}
         if token:
             payload["NextToken"] = token
@@ -490,7 +525,8 @@ class AmazonSim(SimServer):
         moment = posted or state.now_utc() - timedelta(seconds=self.refund_posting_lag)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)  # the stand-in's times are UTC, not the host's zone
-        event = {"order_id": order["id"], "posted": state.iso(moment), "currency": order["currency"], "items": items}
+        event = {"order_id": order["id"], "marketplace": order["marketplace"], "posted": state.iso(moment),
+                 "currency": order["currency"], "items": items}
         with self.lock:
             self.refund_events.append(event)
         return event

@@ -8,6 +8,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.sax.saxutils import escape
 
+from adapters.amazon.finances import MARKETPLACE_NAMES
+
 STATUSES = ("Pending", "Unshipped", "PartiallyShipped", "Shipped", "Canceled", "Unfulfillable",
             "InvoiceUnconfirmed", "PendingAvailability")
 TO_V2026 = {"PendingAvailability": "PENDING_AVAILABILITY", "Pending": "PENDING", "Unshipped": "UNSHIPPED",
@@ -54,6 +56,8 @@ def normalise_order(raw: dict[str, Any], defaults: dict[str, Any], where: str, e
         raise ValueError(f"{where}: field id is missing")
     order["id"] = str(order_id)
     where = f"{where} (order {order_id})"
+    if "marketplace_id" in raw:
+        order["marketplace"] = raw["marketplace_id"]  # the name the account section uses; `marketplace` wins
     for key in ("status", "fulfillment", "marketplace", "currency", "cancelled_by", "cancel_reason"):
         if key in raw:
             order[key] = raw[key]
@@ -390,7 +394,9 @@ def _currency(code: str, amount: Decimal) -> dict[str, Any]:
 
 def render_refund_event(event: dict[str, Any]) -> dict[str, Any]:
     """A stand-in refund event as a Finances v0 RefundEvent (the ShipmentEvent shape): what the buyer got
-    back is negative, the commission Amazon returns to the seller positive."""
+    back is negative, the commission Amazon returns to the seller positive. MarketplaceName is the name of
+    the order's marketplace (an event recorded without one is of the US marketplace); a marketplace id with
+    no known name (e.g. a non-Amazon one) leaves it out, as the field is optional."""
     code = event.get("currency") or "USD"
     items = []
     for index, item in enumerate(event["items"]):
@@ -410,5 +416,9 @@ def render_refund_event(event: dict[str, Any]) -> dict[str, Any]:
         if item.get("sku"):
             rendered = {"SellerSKU": item["sku"], **rendered}
         items.append(rendered)
-    return {"AmazonOrderId": event["order_id"], "MarketplaceName": "Amazon.com", "PostedDate": iso(parse_time(event["posted"])),
-            "ShipmentItemAdjustmentList": items}
+    rendered_event: dict[str, Any] = {"AmazonOrderId": event["order_id"]}
+    name = MARKETPLACE_NAMES.get(event.get("marketplace") or "ATVPDKIKX0DER")
+    if name:
+        rendered_event["MarketplaceName"] = name
+    rendered_event.update({"PostedDate": iso(parse_time(event["posted"])), "ShipmentItemAdjustmentList": items})
+    return rendered_event

@@ -26,7 +26,7 @@ FAST_LIMITS = {op: (200.0, 50.0) for op in (
     "searchOrders", "getOrder2026", "getOrders", "getOrder", "getOrderItems", "createFeedDocument", "createFeed",
     "getFeed", "getFeeds", "cancelFeed", "getFeedDocument", "createReport", "getReport", "getReports",
     "cancelReport", "getReportDocument", "getReportSchedules", "createReportSchedule", "getReportSchedule",
-    "cancelReportSchedule", "listFinancialEvents")}
+    "cancelReportSchedule", "listFinancialEvents", "listFinancialEventsByOrderId")}
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ SANDBOX_OPERATIONS = {
     "orders-2026": {"searchOrders", "getOrder"},
     "feeds": None,  # every operation
     "reports": None,
-    "finances": {"listFinancialEvents"},  # the only Finances operation the stand-in serves
+    "finances": {"listFinancialEvents", "listFinancialEventsByOrderId"},  # the Finances operations the stand-in serves
 }
 
 
@@ -125,12 +125,20 @@ def test_the_stand_ins_own_answers_fit_the_models(sim, models):
         checks.append(("GET", "/finances/v0/financialEvents", refunds))
         checks.append(("GET", "/finances/v0/financialEvents", fetch(http, "/finances/v0/financialEvents", PostedAfter=SINCE,
                                                                     PostedBefore=datetime.now(timezone.utc).isoformat())))  # too late
+        by_order = "/finances/v0/orders/113-0000004-0000004/financialEvents"
+        of_order = fetch(http, by_order, MaxResultsPerPage=100)
+        assert of_order[1]["payload"]["FinancialEvents"]["RefundEventList"], "the refund event must be in the answer checked"
+        checks.append(("GET", by_order, of_order))
+        checks.append(("GET", "/finances/v0/orders/113-9999999-9999999/financialEvents",
+                       fetch(http, "/finances/v0/orders/113-9999999-9999999/financialEvents")))  # unknown: no events
+        checks.append(("GET", "/finances/v0/orders/BAD-ORDER/financialEvents", fetch(http, "/finances/v0/orders/BAD-ORDER/financialEvents")))
+        checks.append(("GET", by_order, fetch(http, by_order, MaxResultsPerPage=0)))
     failures = []
     for method, path, (status, body) in checks:
         model = model_for(models, path)
         failures += [f"{method} {path} {status}: {p}" for p in model.response_errors(method, path, status, body)]
     assert [c[2][0] for c in checks][:8] == [200, 200, 400, 404, 200, 200, 200, 400]
-    assert [c[2][0] for c in checks][-2:] == [200, 400]
+    assert [c[2][0] for c in checks][-6:] == [200, 400, 200, 200, 400, 400]
     assert failures == []
 
 
@@ -151,12 +159,16 @@ def test_every_request_the_adapter_sends_fits_the_models(sim, make_client, model
         sim.refund_in_seller_central("113-0000004-0000004", {"10000000000041": 1}, posted=datetime.now(timezone.utc) - timedelta(minutes=10 + minutes))
     now = datetime.now(timezone.utc)
     assert len(client.refunds((now - timedelta(days=1)).isoformat(), (now - timedelta(minutes=5)).isoformat()).records) == 6
+    assert len(client.refunds_of_order("113-0000004-0000004").records) == 7  # the feed's refund too
     sent = [e for e in sim.journal.entries() if e["operation"]]
     assert {e["operation"] for e in sent} >= {"searchOrders", "getOrder2026", "getOrders", "getOrder", "getOrderItems", "createReport",
                                               "getReport", "getReportDocument", "createFeedDocument", "createFeed", "getFeed", "getFeedDocument",
-                                              "listFinancialEvents"}
+                                              "listFinancialEvents", "listFinancialEventsByOrderId"}
     assert any("paginationToken" in e["query"] for e in sent) and any("NextToken" in e["query"] for e in sent)
     assert any("NextToken" in e["query"] for e in sent if e["operation"] == "listFinancialEvents")
+    assert any("NextToken" in e["query"] for e in sent if e["operation"] == "listFinancialEventsByOrderId")
+    # Every operation sent has its documented bucket (an unlisted one would get a made-up 0.5/s, burst 5).
+    assert {e["operation"] for e in sent} - DOCUMENTED_RATE_LIMITS.keys() == set()
     failures = []
     for entry in sent:
         model = model_for(models, entry["path"])

@@ -1,8 +1,10 @@
-"""Refunds Amazon made, read from Finances v0 listFinancialEvents: through the stand-in (refunds by feed and
-in Seller Central, paging, the posted window, the two-minute rule) and from answers with bad events."""
+"""Refunds Amazon made, read from Finances v0 listFinancialEvents and listFinancialEventsByOrderId: through
+the stand-in (refunds by feed and in Seller Central, paging, the posted window, the two-minute rule, one
+order's refunds, marketplaces) and from answers with bad events."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -10,6 +12,7 @@ import httpx
 import pytest
 
 from adapters.amazon import AdjustedItem, AdjustmentRequest, AmazonRefund
+from adapters.amazon.finances import MARKETPLACE_NAMES, of_marketplaces, parse_refund_event
 from adapters.errors import InvalidInput
 from adapters.sim.server import Response, SimServer
 
@@ -17,6 +20,7 @@ from .conftest import access_token
 
 LAG = 600  # refund_posting_lag_seconds: events are posted ten minutes back, so they can be read at once
 FINANCES = "/finances/v0/financialEvents"
+BY_ORDER = "/finances/v0/orders/{orderId}/financialEvents"
 
 
 def utc_now() -> datetime:
@@ -39,8 +43,8 @@ def lagged_sim(make_sim, scenario):
     return make_sim(scenario)
 
 
-def finance_calls(sim):
-    return [e for e in sim.journal.entries() if e["operation"] == "listFinancialEvents"]
+def finance_calls(sim, operation="listFinancialEvents"):
+    return [e for e in sim.journal.entries() if e["operation"] == operation]
 
 
 def test_a_seller_central_refund_and_a_feed_refund_are_both_read_with_items_amounts_and_times(lagged_sim, make_client, xsd_dir):
@@ -152,17 +156,18 @@ def event(order_id, posted="2026-03-02T10:00:00.123Z", **item_changes):
     return {"AmazonOrderId": order_id, "MarketplaceName": "Amazon.com", "PostedDate": posted, "ShipmentItemAdjustmentList": [item]}
 
 
-def fake_amazon(pages):
-    """A server whose listFinancialEvents answers the pages in turn: pages[0] first, then pages[n] for NextToken 'n'."""
+def fake_amazon(pages, path=FINANCES):
+    """A server whose listFinancialEvents (or the operation at `path`) answers the pages in turn: pages[0]
+    first, then pages[n] for NextToken 'n'. `seen` gets each request's query, and its orderId if any."""
     server = SimServer()
     seen = []
 
     def answer(request):
-        seen.append({k: v[0] for k, v in request.query.items()})
+        seen.append({**request.params, **{k: v[0] for k, v in request.query.items()}})
         return Response(200, pages[int(request.arg("NextToken") or 0)])
 
     server.add_route("POST", "/auth/o2/token", lambda r: Response(200, {"access_token": "Atza|x", "expires_in": 3600}))
-    server.add_route("GET", FINANCES, answer)
+    server.add_route("GET", path, answer)
     return server, seen
 
 
@@ -174,10 +179,12 @@ def test_a_malformed_event_is_a_record_error_naming_the_field_and_the_good_ones_
     bad_time = event("333-0000003-0000003", posted="yesterday")
     no_item_id = event("444-0000004-0000004", OrderItemId=None)
     two_currencies = event("555-0000005-0000005", PromotionAdjustmentList=[{"PromotionAmount": money(5, "EUR")}])
+    blank_order = {**event("x"), "AmazonOrderId": "  "}
     pages = [
         {"payload": {"FinancialEvents": {}, "NextToken": "1"}},  # Amazon's pages may be empty
         {"payload": {"FinancialEvents": {
-            "RefundEventList": [good, text_amount, no_order, "junk", bad_time, no_item_id, two_currencies, earlier_id],
+            "RefundEventList": [good, text_amount, no_order, "junk", bad_time, no_item_id, two_currencies, earlier_id,
+                                blank_order],
             "ShipmentEventList": ["not read: only refunds are"]}}},
     ]
     server, seen = fake_amazon(pages)
@@ -200,7 +207,15 @@ def test_a_malformed_event_is_a_record_error_naming_the_field_and_the_good_ones_
         "refund event #7 on page 2 (order 555-0000005-0000005)":
             "field ShipmentItemAdjustmentList[0].PromotionAdjustmentList[0].PromotionAmount.CurrencyCode: 'EUR' differs from 'USD' "
             "elsewhere in the event",
+        "refund event #9 on page 2": "field AmazonOrderId: '  ' is not an identifier",
     }
+    # The order each bad event is about, for a caller that must look at that order; none when it names none usable.
+    assert {e.where.split(" on ")[0]: e.order_id for e in parsed.errors} == {
+        "refund event #2": "222-0000002-0000002", "refund event #3": None, "refund event #4": None,
+        "refund event #5": "333-0000003-0000003", "refund event #6": "444-0000004-0000004",
+        "refund event #7": "555-0000005-0000005", "refund event #9": None}
+    assert str(parsed.errors[1]) == "refund event #3 on page 2: field AmazonOrderId: missing"
+    assert refund.marketplace == "Amazon.com"
     assert seen[1] == {**seen[0], "NextToken": "1"}
 
 
@@ -241,3 +256,129 @@ def test_refund_in_seller_central_refuses_more_than_is_refundable_and_feeds_coun
     assert rest.json()["refund"]["posted"] == "2026-03-02T10:00:00.000Z" and rest.json()["refund"]["items"][0]["principal"] == "5.00"
     with pytest.raises(ValueError, match="nothing is left to refund"):
         sim.refund_in_seller_central(order_id)
+
+
+# -- one order's refunds: listFinancialEventsByOrderId ------------------------------------------------------
+def test_refunds_of_order_reads_every_refund_of_the_order_over_pages_however_old_and_no_other_orders(make_sim, make_client, scenario):
+    scenario["max_page_size"] = 2  # the client asks for 100; the stand-in gives fewer, as Amazon may
+    sim = make_sim(scenario)
+    order_id, item = "113-0000004-0000004", "10000000000041"
+    long_ago = utc_now() - timedelta(days=40)
+    sim.refund_in_seller_central("113-0000005-0000005", {"10000000000051": "3.00"}, posted=utc_now() - timedelta(minutes=30))
+    for minutes in (10, 20, 5):
+        sim.refund_in_seller_central(order_id, {item: "2.00"}, posted=utc_now() - timedelta(minutes=minutes))
+    sim.refund_in_seller_central(order_id, {item: "1.00"}, posted=long_ago)  # told last, posted first
+    client = make_client(sim)
+
+    parsed = client.refunds_of_order(order_id)
+
+    assert parsed.errors == []
+    assert [(r.amazon_order_id, r.amount) for r in parsed.records] == [
+        (order_id, Decimal("1.00")), (order_id, Decimal("2.00")), (order_id, Decimal("2.00")), (order_id, Decimal("2.00"))]
+    assert parsed.records[0].posted == iso(long_ago)  # far outside any recent window, still there
+    assert [r.posted for r in parsed.records] == sorted(r.posted for r in parsed.records)
+    assert all(r.marketplace == "Amazon.com" and r.currency == "USD" for r in parsed.records)
+    assert len({r.key for r in parsed.records}) == 4
+    calls = finance_calls(sim, "listFinancialEventsByOrderId")
+    assert len(calls) == 2 and all(c["status"] == 200 for c in calls)
+    assert all(c["path"] == f"/finances/v0/orders/{order_id}/financialEvents" for c in calls)
+    assert calls[0]["query"] == {"MaxResultsPerPage": ["100"]}
+    assert calls[1]["query"]["MaxResultsPerPage"] == ["100"] and calls[1]["query"]["NextToken"]
+    # The stand-in answers oldest first, as the listing does.
+    first_page = httpx.get(sim.base_url + BY_ORDER.format(orderId=order_id), headers={"x-amz-access-token": access_token(sim)})
+    assert [e["PostedDate"][:19] for e in first_page.json()["payload"]["FinancialEvents"]["RefundEventList"]] == \
+        [r.posted[:19] for r in parsed.records[:2]]
+    # The window listing does not reach 40 days back; the by-order one is how an old refund is found.
+    assert [r.posted for r in client.refunds(*recent_window()).records if r.amazon_order_id == order_id] == \
+        [r.posted for r in parsed.records[1:]]
+
+
+def test_refunds_of_an_unknown_order_are_none_and_a_malformed_id_is_invalid_input(sim, client):
+    sim.refund_in_seller_central("113-0000004-0000004", {"10000000000041": 1}, posted=utc_now() - timedelta(minutes=10))
+
+    nothing = client.refunds_of_order("113-9999999-9999999")
+
+    assert (nothing.records, nothing.errors) == ([], [])
+    with pytest.raises(InvalidInput, match=r"listFinancialEventsByOrderId.*refunds of order BAD-ORDER.*Bad order ID provided"):
+        client.refunds_of_order("BAD-ORDER")
+    with pytest.raises(InvalidInput, match="is not an order id"):
+        client.refunds_of_order(" ")
+    assert [c["status"] for c in finance_calls(sim, "listFinancialEventsByOrderId")] == [200, 400]  # the blank id sent nothing
+
+
+def test_refunds_of_order_reads_pages_and_bad_events_as_refunds_does(make_client):
+    order_id = "111-0000001-0000001"
+    later = event(order_id, posted="2026-03-03T10:00:00Z")
+    earlier = {**event(order_id, posted="2026-03-01T10:00:00Z"), "MarketplaceName": "Amazon.co.uk"}
+    bad = event(order_id, posted="soon")
+    pages = [{"payload": {"FinancialEvents": {"RefundEventList": [later]}, "NextToken": "1"}},
+             {"payload": {"FinancialEvents": {"RefundEventList": [bad, earlier]}}}]
+    server, seen = fake_amazon(pages, BY_ORDER)
+    with server:
+        parsed = make_client(server).refunds_of_order(order_id)
+
+    assert [(r.posted, r.marketplace) for r in parsed.records] == [
+        ("2026-03-01T10:00:00Z", "Amazon.co.uk"), ("2026-03-03T10:00:00Z", "Amazon.com")]
+    (error,) = parsed.errors
+    assert (error.where, error.message, error.order_id) == (
+        f"refund event #1 on page 2 (order {order_id})", "field PostedDate: 'soon' is not an ISO 8601 time", order_id)
+    assert seen == [{"orderId": order_id, "MaxResultsPerPage": "100"},
+                    {"orderId": order_id, "MaxResultsPerPage": "100", "NextToken": "1"}]
+
+    server, _ = fake_amazon([{"payload": {"FinancialEvents": []}}], BY_ORDER)
+    with server, pytest.raises(InvalidInput, match=rf"listFinancialEventsByOrderId page 1 of refunds of order {order_id}: "
+                                                   r"field payload.FinancialEvents is a list"):
+        make_client(server).refunds_of_order(order_id)
+
+
+# -- marketplaces -----------------------------------------------------------------------------------------
+def test_marketplace_name_is_read_as_amazon_wrote_it_and_absent_or_empty_is_none():
+    assert parse_refund_event(event("1")).marketplace == "Amazon.com"
+    assert parse_refund_event({**event("1"), "MarketplaceName": "amazon.DE"}).marketplace == "amazon.DE"
+    assert parse_refund_event({k: v for k, v in event("1").items() if k != "MarketplaceName"}).marketplace is None
+    assert parse_refund_event({**event("1"), "MarketplaceName": ""}).marketplace is None
+    assert parse_refund_event({**event("1"), "MarketplaceName": "  "}).marketplace is None
+    assert parse_refund_event({**event("1"), "MarketplaceName": 5}).marketplace is None  # not text: no name, not an error
+
+
+def test_of_marketplaces_drops_only_a_known_other_marketplace():
+    refund = parse_refund_event(event("1"))  # Amazon.com
+    us, uk, de = "ATVPDKIKX0DER", "A1F83G8C2ARO7P", "A1PA6795UKMFR9"
+
+    assert of_marketplaces(refund, [us])
+    assert of_marketplaces(refund, (uk, us))
+    assert of_marketplaces(replace(refund, marketplace="AMAZON.COM"), [us])  # names compared without case
+    assert of_marketplaces(replace(refund, marketplace="Amazon.co.uk"), iter([de, uk]))  # any iterable
+    assert not of_marketplaces(refund, [uk])
+    assert not of_marketplaces(replace(refund, marketplace="Amazon.de"), [us, uk])
+    assert not of_marketplaces(refund, [])
+    # Whose it is cannot be told: kept, so no refund that was made is lost.
+    assert of_marketplaces(replace(refund, marketplace="Non-Amazon US"), [uk])
+    assert of_marketplaces(replace(refund, marketplace=None), [uk])
+    assert len(MARKETPLACE_NAMES) == 23 and len(set(MARKETPLACE_NAMES.values())) == 23
+    assert (MARKETPLACE_NAMES[us], MARKETPLACE_NAMES[uk], MARKETPLACE_NAMES[de]) == ("Amazon.com", "Amazon.co.uk", "Amazon.de")
+
+
+def test_a_refund_of_an_order_in_another_marketplace_carries_that_marketplaces_name(make_sim, make_client, scenario):
+    scenario["refund_posting_lag_seconds"] = LAG
+    line = {"item_id": "20000000000011", "sku": "MUG-UK", "quantity": 1, "shipped": 1, "unit_price": "9.00"}
+    scenario["orders"] += [
+        {"id": "202-0000001-0000001", "status": "Shipped", "marketplace_id": "A1F83G8C2ARO7P", "currency": "GBP", "lines": [line]},
+        {"id": "302-0000001-0000001", "status": "Shipped", "marketplace": "A1PA6795UKMFR9", "currency": "EUR",
+         "lines": [{**line, "item_id": "30000000000011"}]},
+    ]
+    sim = make_sim(scenario)
+    for order_id, minutes in (("202-0000001-0000001", 30), ("302-0000001-0000001", 20), ("113-0000004-0000004", 10)):
+        sim.refund_in_seller_central(order_id, posted=utc_now() - timedelta(minutes=minutes))
+    client = make_client(sim)
+
+    parsed = client.refunds(*recent_window())
+
+    assert [(r.amazon_order_id, r.marketplace, r.currency) for r in parsed.records] == [
+        ("202-0000001-0000001", "Amazon.co.uk", "GBP"), ("302-0000001-0000001", "Amazon.de", "EUR"),
+        ("113-0000004-0000004", "Amazon.com", "USD")]
+    ours = client.account.marketplace_ids
+    assert [r.amazon_order_id for r in parsed.records if of_marketplaces(r, ours)] == ["113-0000004-0000004"]
+    (uk,) = client.refunds_of_order("202-0000001-0000001").records
+    assert uk.marketplace == "Amazon.co.uk"
+    assert sim.snapshot_refund_events()[0]["marketplace"] == "A1F83G8C2ARO7P"
