@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 
 import structlog
 
+from adapters.errors import PermanentError
 from adapters.shopify.client import LineSelection, OrderNotFound, ShopifyClient
 from adapters.shopify.models import StorefrontOrder
 from daemon.actions import ACTIONS, AMAZON_BOUND, FAILED_CANCELLATION, FAILED_ORDER, FAILED_REFUND
@@ -164,12 +165,19 @@ def create_rma(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
 
 
 def refund(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
-    amount = Decimal(str(action.params.get("amount") or ctx.decision(action).get("fact", {}).get("refund_amount") or "0"))
+    given = action.params.get("amount")
+    amount = Decimal(str(given if given is not None else ctx.decision(action).get("fact", {}).get("refund_amount") or "0"))
     payload = ctx.event_payload(action)
     # Units refunded because they could not be fulfilled are cancelled out of the order too (they must not
     # ship); other units are paid back only, their restock being the return's business.
     restock = "CANCEL" if units_given_up(payload) else "NO_RESTOCK"
-    result = ctx.shopify.refund(ctx.storefront_order(action), idempotency_key=action.idempotency_key, amount=amount,
+    order = ctx.storefront_order(action)
+    currency = payload.get("currency")
+    if currency and order.currency and currency != order.currency:
+        # 30.00 CAD recorded as 30.00 USD would be wrong money; a person converts it.
+        raise PermanentError(f"the refund is in {currency} and storefront order {order.name or order.id} is in "
+                             f"{order.currency}; record it there by hand", code="CURRENCY_MISMATCH")
+    result = ctx.shopify.refund(order, idempotency_key=action.idempotency_key, amount=amount,
                                 lines=[LineSelection(int(line["quantity"]), sku=line["sku"])
                                        for line in payload.get("refund_lines") or ()],
                                 restock_type=restock,

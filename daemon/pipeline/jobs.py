@@ -23,11 +23,12 @@ import structlog
 
 from adapters.amazon.client import AmazonClient, order_unknown
 from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, BuiltFeed, CancelItem, CancelRequest
-from adapters.amazon.models import AmazonOrder, AmazonRefund, OrderCursor, ReturnRow
+from adapters.amazon.finances import of_marketplaces
+from adapters.amazon.models import AmazonOrder, AmazonRefund, OrderCursor, Parsed, ReturnRow
 from adapters.errors import AdapterError, InvalidInput, PermanentError, TransientError
 from adapters.shopify.client import OrderNotFound, ShopifyClient, ShopifyRejected
 from adapters.shopify.models import StorefrontOrder
-from daemon.actions import ACTIONS
+from daemon.actions import ACTIONS, FAILED_REFUND
 from daemon.audit.log import DecisionLog
 from daemon.audit.record import decision_record
 from daemon.facts import FactError
@@ -66,6 +67,7 @@ FINANCES_REREAD = timedelta(hours=48)
 # Amazon answers a window longer than 180 days with nothing at all (no error): after a longer stop, the poll
 # starts where Amazon still answers, and says what it skipped.
 FINANCES_WINDOW = timedelta(days=179)
+FINANCES_SLICE = timedelta(hours=12)
 # Each new storefront cancellation costs two Amazon reads (the order and its items, at 0.5 a second):
 # more than this many in one poll are left for the next, so the job never runs for long.
 STOREFRONT_PER_POLL = 50
@@ -242,21 +244,48 @@ class AccountPipeline:
 
     def poll_amazon_refunds(self) -> int:
         """Refunds Amazon made (its Finances API's refund events: a person in Seller Central, Amazon on its own,
-        and ordersync's own refunds coming back), as refund_requested events of origin amazon. Each reads the
-        last FINANCES_REREAD again."""
+        and ordersync's own refunds coming back), as refund_requested events of origin amazon. Each run reads
+        the last FINANCES_REREAD again, in slices of FINANCES_SLICE, each stored with the cursor at its end:
+        the listing holds every financial event (shipments and fees too), so a first run, or a large seller's
+        48 hours, is many pages, and a slice that fails leaves the ones before it read."""
         since, next_since = self._since(AMAZON_REFUNDS, reread=FINANCES_REREAD)
-        until = _stamp(self.clock() - FINANCES_SETTLE)
-        earliest = _stamp(self.clock() - FINANCES_WINDOW)
+        now = self.clock()
+        earliest = _stamp(now - FINANCES_WINDOW)
         if since < earliest:
             log.warning("amazon refunds not read: older than Amazon lists in one window", account=self.name,
                         skipped_from=since, skipped_to=earliest)
             since = earliest
-        parsed = self.amazon.refunds(since, until)
-        for error in parsed.errors:
-            log.warning("amazon refund skipped", account=self.name, error=str(error))
-        return self.ingest_amazon_refunds(parsed.records, min(next_since, until))
+        start, until = _parse_stamp(since), now - FINANCES_SETTLE
+        stored = 0
+        while start < until:
+            end = min(start + FINANCES_SLICE, until)
+            cursor = _stamp(end) if end < until else min(next_since, _stamp(until))
+            stored += self.ingest_amazon_refunds(self.amazon.refunds(_stamp(start), _stamp(end)), cursor)
+            start = end
+        return stored
 
-    def ingest_amazon_refunds(self, refunds: Sequence[AmazonRefund], next_since: str) -> int:
+    def ingest_amazon_refunds(self, parsed: Parsed[AmazonRefund], next_since: str) -> int:
+        """A slice's refunds as events. Those of another marketplace (the listing is the seller's, across the
+        region) are not this account's. An order none of whose refunds were counted yet has all its refunds
+        read first (listFinancialEventsByOrderId), so its Amazon total includes what was refunded before
+        ordersync watched, which the storefront may show. A refund event Amazon sent that cannot be read puts
+        its order in the error view: its money would otherwise be missing from the order's total."""
+        marketplaces = self.amazon.account.marketplace_ids
+        refunds = [r for r in parsed.records if of_marketplaces(r, marketplaces)]
+        errors = list(parsed.errors)
+        counted = self.store.amazon_refunded(self.name, {r.amazon_order_id for r in refunds})
+        for order_id in dict.fromkeys(r.amazon_order_id for r in refunds if r.amazon_order_id not in counted):
+            history = self.amazon.refunds_of_order(order_id)
+            refunds.extend(r for r in history.records if of_marketplaces(r, marketplaces))
+            errors.extend(history.errors)
+        for error in errors:
+            log.warning("amazon refund not read", account=self.name, amazon_order_id=error.order_id, error=str(error))
+            if error.order_id:
+                self.store.mark_failed(self.name, error.order_id, FAILED_REFUND,
+                                       f"amazon_refund_unreadable: Amazon's refund event could not be read ({error}). "
+                                       f"Check the order's refunds in Seller Central and record any the storefront "
+                                       f"does not show by hand, then resolve this.")
+        refunds.sort(key=lambda r: (r.posted, r.amazon_order_id))  # each order's total grows in posting order
         seen = [AmazonRefundSeen(refund) for refund in refunds]
         stored = 0
         for refund, new in zip(seen, self.store.ingest_amazon_refunds(self.name, seen, (AMAZON_REFUNDS, next_since))):

@@ -54,6 +54,11 @@ def render_params(call: ActionCall, fact: Mapping[str, Any], rule_id: str) -> di
             value = value.render(fact)
         elif isinstance(value, FieldRef):
             value = fact.get(value.field)
+            if value is None:
+                # Left out, the parameter would fall back to the action's default (refund's whole refund_amount):
+                # a different effect from the one the rule names.
+                raise DecisionError(f"rule {rule_id!r} gives {call.name}.{name} the value of {call.params[name].field}, "
+                                    f"which this fact does not have; add a condition on it to the rule")
             allowed = spec.params[name].values
             if allowed and value not in allowed:
                 raise DecisionError(

@@ -131,8 +131,11 @@ class Inbox(Database):
         _check_cursor_kind(cursor[0])
         with self.transaction() as s:
             ensure_account(s, account)
-            # Locked on PostgreSQL, so two processes reading the same refunds count each once.
-            totals = amazon_refunded_totals(s, account, list({r.amazon_order_id for r in refunds}), for_update=True)
+            # Two processes reading the same refunds must count each once: on PostgreSQL the account's row is
+            # locked until this commits (an order's own row may not exist yet, so it cannot be what is locked);
+            # SQLite's write lock, held since BEGIN IMMEDIATE, does the same there.
+            s.execute(select(Account.id).where(col(Account.id) == account).with_for_update())
+            totals = amazon_refunded_totals(s, account, list({r.amazon_order_id for r in refunds}))
             known = _stored_keys(s, account, [r.natural_key for r in refunds])
             events, changed = [], {}
             for refund in refunds:

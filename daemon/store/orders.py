@@ -77,10 +77,18 @@ def record_amazon_orders(s: Session, account: str, orders: Mapping[str, Mapping[
     _RECORD_AMAZON_ORDERS.run(s, rows)
 
 
-def amazon_refunded_totals(s: Session, account: str, amazon_order_ids: list[str], *, for_update: bool = False) -> dict[str, Decimal]:
-    query = select(_grid.amazon_order_id, _grid.amazon_refunded).where(
-        _grid.account == account, _grid.amazon_order_id.in_(amazon_order_ids), _grid.amazon_refunded.is_not(None))
-    return {row.amazon_order_id: row.amazon_refunded for row in s.execute(query.with_for_update() if for_update else query)}
+_AMAZON_REFUNDED = select(_grid.amazon_order_id, _grid.amazon_refunded).where(
+    _grid.account == bindparam("account"), _grid.amazon_order_id.in_(bindparam("ids", expanding=True)),
+    _grid.amazon_refunded.is_not(None))
+IDS_PER_LOOKUP = 1000  # well under SQLite's bound on a statement's parameters
+
+
+def amazon_refunded_totals(s: Session, account: str, amazon_order_ids: list[str]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for start in range(0, len(amazon_order_ids), IDS_PER_LOOKUP):
+        rows = s.execute(_AMAZON_REFUNDED, {"account": account, "ids": amazon_order_ids[start:start + IDS_PER_LOOKUP]})
+        totals.update({row.amazon_order_id: row.amazon_refunded for row in rows})
+    return totals
 
 
 def record_amazon_refunded(s: Session, account: str, totals: Mapping[str, Decimal]) -> None:

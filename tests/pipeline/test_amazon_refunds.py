@@ -4,11 +4,12 @@ show yet. ordersync's own refunds come back the same way and need nothing: Amazo
 refunds are compared as totals."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from adapters.amazon.models import AmazonRefund, AmazonRefundItem
+from adapters.amazon.models import AmazonRefund, AmazonRefundItem, Parsed, RecordError
 from daemon.pipeline.events import AmazonRefundSeen
 from daemon.store import open_store
 
@@ -132,3 +133,88 @@ def test_a_refund_of_many_items_has_a_natural_key_that_fits_its_column() -> None
     key = AmazonRefundSeen(many).natural_key
     assert len(key) <= 300 and key == AmazonRefundSeen(many).natural_key  # the same refund read again: same key
     assert key != AmazonRefundSeen(amazon_refund("114-0000030-0000030", "2026-12-01T10:00:00Z", *["1.00"] * 39)).natural_key
+
+
+def test_an_orders_earlier_refunds_on_amazon_count_so_a_new_one_is_recorded_in_full(db_url: str, tmp_path: Path) -> None:
+    """40 days ago, before ordersync watched, Amazon refunded 20.00 and a person recorded it in Shopify by hand.
+    A new 15.00 refund in Seller Central must be recorded in full: the first refund ordersync meets of an order
+    brings the order's whole history on Amazon with it, so the totals compare like with like."""
+    with running([RUG], db_url, tmp_path) as harness:
+        harness.drive()
+        item = harness.standins.amazon.orders[RUG["id"]]["lines"][0]["item_id"]
+        harness.standins.amazon.refund_in_seller_central(RUG["id"], {item: "20.00"},
+                                                         posted=datetime.now(timezone.utc) - timedelta(days=40))
+        harness.shopify.refund(harness.shopify.find_order(RUG["id"]), idempotency_key="by-hand", amount=Decimal("20.00"))
+        refund_in_seller_central(harness, RUG, "15.00")
+        harness.drive()
+
+        decided = {Decimal(d.record["fact"]["refund_amount"]): d for d in amazon_refund_decisions(harness, RUG)}
+        assert decided[Decimal("20")].record["rule"] == "amazon-refund-already-in-storefront"
+        assert decided[Decimal("15")].record["rule"] == "mirror-amazon-refund"
+        assert Decimal(decided[Decimal("15")].record["fact"]["amazon_refunded_total"]) == Decimal("35.00")
+        assert storefront_refunds(harness, RUG) == [Decimal("20.00"), Decimal("15.00")]
+
+
+def test_refunds_of_another_marketplace_are_not_this_accounts(db_url: str, tmp_path: Path) -> None:
+    """Finances lists the seller's refunds across the region: an Amazon.ca refund is not the US account's."""
+    with running([KETTLE, TOASTER], db_url, tmp_path) as harness:
+        harness.drive()
+        with harness.standins.amazon.lock:
+            harness.standins.amazon.orders[TOASTER["id"]]["marketplace"] = "A2EUQ1WTGCTBG2"  # Amazon.ca
+        refund_in_seller_central(harness, TOASTER, "5.00")
+        refund_in_seller_central(harness, KETTLE, "5.00")
+        harness.drive()
+        assert amazon_refund_decisions(harness, TOASTER) == [] and len(amazon_refund_decisions(harness, KETTLE)) == 1
+        assert storefront_refunds(harness, TOASTER) == []
+
+
+def test_a_refund_in_another_currency_than_the_storefront_order_goes_to_the_error_view(db_url: str, tmp_path: Path) -> None:
+    with running([KETTLE], db_url, tmp_path) as harness:
+        harness.drive()
+        with harness.standins.amazon.lock:
+            harness.standins.amazon.orders[KETTLE["id"]]["currency"] = "CAD"
+        refund_in_seller_central(harness, KETTLE, "15.00")
+        harness.drive()
+        [decision] = amazon_refund_decisions(harness, KETTLE)
+        assert decision.record["rule"] == "mirror-amazon-refund"
+        [failed] = harness.store.failed_orders(ACCOUNT)
+        assert failed.sync_status == "Failed Refund" and "the refund is in CAD" in failed.last_error
+        assert storefront_refunds(harness, KETTLE) == []  # 15.00 CAD is not 15.00 USD
+
+
+def test_a_refund_event_amazon_sent_that_cannot_be_read_puts_its_order_in_the_error_view(db_url: str, tmp_path: Path) -> None:
+    with running([KETTLE], db_url, tmp_path) as harness:
+        harness.drive()
+        unreadable = RecordError("refund event #1 on page 1", "field ShipmentItemAdjustmentList[0].OrderItemId: missing",
+                                 order_id=KETTLE["id"])
+        assert harness.pipeline.ingest_amazon_refunds(Parsed(errors=[unreadable]), "2026-12-01T00:00:00Z") == 0
+        [failed] = harness.store.failed_orders(ACCOUNT)
+        assert (failed.amazon_order_id, failed.sync_status) == (KETTLE["id"], "Failed Refund")
+        assert "OrderItemId: missing" in failed.last_error and "record any the storefront does not show" in failed.last_error
+
+
+def test_the_first_refunds_poll_reads_its_30_days_in_slices_that_leave_no_gap(db_url: str, tmp_path: Path) -> None:
+    with running([KETTLE], db_url, tmp_path) as harness:
+        harness.drive()
+        windows = listing_windows(harness)
+        assert len(windows) >= 60  # 30 days and more, 12 hours at a time
+        assert all(after < before for after, before in windows)
+        assert all(windows[i][1] == windows[i + 1][0] for i in range(len(windows) - 1))  # each starts where the last ended
+        now = datetime.now(timezone.utc)
+        assert timedelta(days=30) <= now - windows[0][0] < timedelta(days=31)
+        assert timedelta(minutes=2) < now - windows[-1][1] < timedelta(minutes=4)
+        # the next run starts from the cursor: the last 48 hours again
+        harness.pipeline.poll_amazon_refunds()
+        again = listing_windows(harness)[len(windows)][0]
+        assert timedelta(hours=47) < datetime.now(timezone.utc) - again <= timedelta(hours=48, minutes=1)
+
+
+def listing_windows(harness: Harness) -> list[tuple[datetime, datetime]]:
+    """The windows the refunds poll asked Amazon for, in order (first pages only)."""
+    def arg(entry: dict[str, Any], name: str) -> datetime:
+        value = entry["query"][name]
+        text = value[0] if isinstance(value, list) else value
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    return [(arg(e, "PostedAfter"), arg(e, "PostedBefore")) for e in harness.standins.amazon.journal.entries()
+            if e["operation"] == "listFinancialEvents" and "NextToken" not in e["query"]]

@@ -24,7 +24,7 @@ FAULTS = {"error_rate": 0.2, "error_statuses": [500, 503]}
 # 0.9 s, feeds checked every 0.3 s.
 TIGHT_AMAZON = {**FAST_AMAZON, "searchOrders": (2.0, 2.0), "createReport": (1.0, 2.0), "getReport": (2.0, 2.0),
                 "getReportDocument": (2.0, 2.0), "createFeedDocument": (1.0, 1.0), "createFeed": (1.0, 1.0),
-                "getFeed": (2.0, 2.0), "getFeedDocument": (2.0, 2.0), "listFinancialEvents": (1.0, 2.0)}
+                "getFeed": (2.0, 2.0), "getFeedDocument": (2.0, 2.0), "listFinancialEvents": (2.0, 3.0)}
 SMALL_SHOP = {"maximum_available": 1000, "restore_rate": 300}
 
 

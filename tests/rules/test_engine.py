@@ -112,6 +112,21 @@ def test_a_field_value_an_action_does_not_take_leaves_the_fact_undecided(tmp_pat
         engine.decide({"event": "cancel_requested", "reason_code": "CustomerCancel"})
 
 
+def test_an_amount_from_a_field_the_fact_lacks_leaves_the_fact_undecided_rather_than_refunding_it_all(tmp_path):
+    (tmp_path / "r.yaml").write_text(
+        "ruleset: r\nevents: [refund_requested]\nrules:\n"
+        "  - id: mirror\n    description: no guard on the amount\n    when: {event: refund_requested}\n"
+        "    then: [{refund: {amount: {field: refund_missing_in_storefront}}}]\n")
+    engine = RulesEngine(tmp_path)
+    fact = {"event": "refund_requested", "origin": "amazon", "refund_amount": "30.00", "refunded_total": "20.00",
+            "amazon_refunded_total": "30.00"}
+    assert engine.decide(fact).actions == [{"type": "refund", "amount": "10.00"}]  # the part the storefront lacks
+    # Without amazon_refunded_total nothing says how much is missing: an action refunding the whole 30.00
+    # (refund's default) would be another effect than the rule's, so the fact is not decided.
+    with pytest.raises(DecisionError, match="refund.amount the value of refund_missing_in_storefront, which this fact does not have"):
+        engine.decide({key: value for key, value in fact.items() if key != "amazon_refunded_total"})
+
+
 def test_reload_swaps_in_new_rules_and_a_broken_file_leaves_the_old_ones_deciding(rules_dir, tmp_path):
     folder = tmp_path / "rules"
     shutil.copytree(rules_dir, folder)

@@ -129,3 +129,9 @@ def test_version_2_grid_rows_keep_their_columns_and_start_with_no_amazon_refunds
         assert store.amazon_refunded("acme", ["A-1", "A-2"]) == {}
         row = store.get_order("acme", "A-1")
         assert (row.status, row.order_total, row.amazon_refunded) == ("Shipped", Decimal("25.00"), None)
+        from adapters.amazon.models import AmazonRefund, AmazonRefundItem
+        from daemon.pipeline.events import AmazonRefundSeen
+        refund = AmazonRefund("A-1", "2026-12-01T10:00:00Z", "USD", (AmazonRefundItem("1", "SKU", "adj-1", 1, Decimal("4.00")),))
+        assert store.ingest_amazon_refunds("acme", [AmazonRefundSeen(refund)], ("amazon_refunds", "c")) == [True]
+        row = store.get_order("acme", "A-1")
+        assert (row.status, row.order_total, row.amazon_refunded) == ("Shipped", Decimal("25.00"), Decimal("4.00"))
