@@ -107,8 +107,7 @@ class Inbox(Database):
         if cursor is not None:
             _check_cursor_kind(cursor[0])
         now = received_at or utcnow()
-        rows = [{"account": account, "natural_key": e.natural_key, "kind": e.kind, "amazon_order_id": e.amazon_order_id,
-                 "payload": dict(e.payload), "received_at": now, "failures": 0} for e in events]
+        rows = [_event_row(account, e, now) for e in events]
         stored: set[str] = set()
         with self.transaction() as s:
             ensure_account(s, account)
@@ -117,11 +116,7 @@ class Inbox(Database):
                 stored.update(insert_new_events(s, account, rows))
             if cursor is not None:
                 _set_cursor(s, account, cursor[0], cursor[1])
-        new: list[bool] = []
-        for event in events:
-            new.append(event.natural_key in stored)
-            stored.discard(event.natural_key)  # a repeat later in the page was not stored
-        return new
+        return _stored_flags(events, stored)
 
     def ingest_amazon_refunds(self, account: str, refunds: Sequence[RefundSeen], cursor: tuple[str, str]) -> list[bool]:
         """Store the refunds Amazon made (oldest first) as events, each carrying what Amazon has refunded on its
@@ -148,16 +143,10 @@ class Inbox(Database):
             stored: set[str] = set()
             if events:
                 now = utcnow()
-                stored = insert_new_events(s, account, [
-                    {"account": account, "natural_key": e.natural_key, "kind": e.kind, "amazon_order_id": e.amazon_order_id,
-                     "payload": dict(e.payload), "received_at": now, "failures": 0} for e in events])
+                stored = insert_new_events(s, account, [_event_row(account, e, now) for e in events])
                 record_amazon_refunded(s, account, changed)
             _set_cursor(s, account, cursor[0], cursor[1])
-        new: list[bool] = []
-        for refund in refunds:
-            new.append(refund.natural_key in stored)
-            stored.discard(refund.natural_key)  # a repeat later in the list was not stored
-        return new
+        return _stored_flags(refunds, stored)
 
     def set_cursor(self, account: str, kind: str, value: str) -> None:
         """Advance a cursor with no event (an empty page)."""
@@ -214,6 +203,21 @@ class Inbox(Database):
                 .values(error=error, failures=col(Event.failures) + 1)).rowcount
             if not changed and s.get(Event, event_id) is None:
                 raise NotFound(f"no event {event_id}")
+
+
+def _event_row(account: str, event: IncomingEvent, received_at: datetime) -> dict[str, Any]:
+    return {"account": account, "natural_key": event.natural_key, "kind": event.kind,
+            "amazon_order_id": event.amazon_order_id, "payload": dict(event.payload), "received_at": received_at,
+            "failures": 0}
+
+
+def _stored_flags(items: Sequence[Any], stored: set[str]) -> list[bool]:
+    """Per item as given (each with a natural_key), whether it was stored: a repeat later in the list was not."""
+    flags = []
+    for item in items:
+        flags.append(item.natural_key in stored)
+        stored.discard(item.natural_key)
+    return flags
 
 
 def insert_new_events(s: Session, account: str, rows: list[dict[str, Any]]) -> set[str]:

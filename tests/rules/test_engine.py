@@ -100,12 +100,16 @@ def test_the_records_trace_keeps_only_why_each_earlier_rule_failed_and_every_con
                                "actual": "order_cancelled", "result": False}]
 
 
+def engine_of_one_rule(folder, event: str, then: str) -> RulesEngine:
+    """An engine whose only rule takes every `event` fact and does `then` (a YAML flow list), with no guard."""
+    (folder / "one.yaml").write_text(
+        f"ruleset: one\nevents: [{event}]\nrules:\n"
+        f"  - id: unguarded\n    description: no guard\n    when: {{event: {event}}}\n    then: {then}\n")
+    return RulesEngine(folder)
+
+
 def test_a_field_value_an_action_does_not_take_leaves_the_fact_undecided(tmp_path):
-    (tmp_path / "c.yaml").write_text(
-        "ruleset: c\nevents: [cancel_requested]\nrules:\n"
-        "  - id: send\n    description: no guard on the reason\n    when: {event: cancel_requested}\n"
-        "    then: [{cancel_on_amazon: {reason_code: {field: reason_code}}}]\n")
-    engine = RulesEngine(tmp_path)
+    engine = engine_of_one_rule(tmp_path, "cancel_requested", "[{cancel_on_amazon: {reason_code: {field: reason_code}}}]")
     assert engine.decide({"event": "cancel_requested", "reason_code": "BuyerCanceled"}).actions == [
         {"type": "cancel_on_amazon", "reason_code": "BuyerCanceled"}]
     with pytest.raises(DecisionError, match="cancel_on_amazon.reason_code the value 'CustomerCancel'"):
@@ -113,11 +117,7 @@ def test_a_field_value_an_action_does_not_take_leaves_the_fact_undecided(tmp_pat
 
 
 def test_an_amount_from_a_field_the_fact_lacks_leaves_the_fact_undecided_rather_than_refunding_it_all(tmp_path):
-    (tmp_path / "r.yaml").write_text(
-        "ruleset: r\nevents: [refund_requested]\nrules:\n"
-        "  - id: mirror\n    description: no guard on the amount\n    when: {event: refund_requested}\n"
-        "    then: [{refund: {amount: {field: refund_missing_in_storefront}}}]\n")
-    engine = RulesEngine(tmp_path)
+    engine = engine_of_one_rule(tmp_path, "refund_requested", "[{refund: {amount: {field: refund_missing_in_storefront}}}]")
     fact = {"event": "refund_requested", "origin": "amazon", "refund_amount": "30.00", "refunded_total": "20.00",
             "amazon_refunded_total": "30.00"}
     assert engine.decide(fact).actions == [{"type": "refund", "amount": "10.00"}]  # the part the storefront lacks
