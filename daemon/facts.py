@@ -22,6 +22,7 @@ MAX_AMOUNT = 10**11
 EVENTS = (
     "order_cancelled",         # Amazon says the order is cancelled (seller in Seller Central, buyer, or Amazon)
     "buyer_cancel_requested",  # the buyer asked to cancel; the seller must answer within 2 days
+    "buyer_request_due",       # a buyer's request is 36 hours old: Amazon's and the storefront's state read again
     "cancel_requested",        # the seller cancelled in the storefront or in ordersync; Amazon must be told
     "return_reported",         # a row of Amazon's returns report (or a file a person handed over)
     "refund_requested",        # money is to go back (from Amazon, the storefront or an operator)

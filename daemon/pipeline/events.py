@@ -18,6 +18,7 @@ from daemon.facts import FIELDS, REASON_CODES
 RMA_STATUSES = set(FIELDS["rma_status"].values)
 CANCELLED = "order_cancelled"
 BUYER_REQUEST = "buyer_cancel_requested"
+BUYER_REQUEST_DUE = "buyer_request_due"
 RETURN = "return_reported"
 CANCEL_REQUEST = "cancel_requested"
 REFUND_REQUEST = "refund_requested"
@@ -99,6 +100,14 @@ def order_events(order: AmazonOrder) -> list[NewEvent]:
                    "requested_at": order.last_updated.isoformat() if order.last_updated else None}
         events.append(NewEvent(BUYER_REQUEST, f"{BUYER_REQUEST}:{order.amazon_order_id}", order.amazon_order_id, payload))
     return events
+
+
+def buyer_request_due_events(order: AmazonOrder, request_payload: Mapping[str, Any], requested_at: str) -> list[NewEvent]:
+    """A buyer's request that is nearly out of Amazon's window, with the order as Amazon shows it now: one
+    event per order, however often the buyer asked."""
+    payload = {**order_fields(order), "buyer_cancel_reason": request_payload.get("buyer_cancel_reason") or "",
+               "requested_at": requested_at}
+    return [NewEvent(BUYER_REQUEST_DUE, f"{BUYER_REQUEST_DUE}:{order.amazon_order_id}", order.amazon_order_id, payload)]
 
 
 def buyer_request_events(row: BuyerCancelRow) -> list[NewEvent]:

@@ -24,7 +24,8 @@ log = structlog.get_logger("ordersync.actions")
 SHOPIFY_CANCEL_REASONS = {"BuyerCanceled": "CUSTOMER", "NoInventory": "INVENTORY", "CustomerExchange": "CUSTOMER",
                           "RiskAssessmentInformationNotValid": "FRAUD"}
 REJECT_STATUS = {"order_cancelled": FAILED_CANCELLATION, "cancel_requested": FAILED_CANCELLATION,
-                 "buyer_cancel_requested": FAILED_CANCELLATION, "refund_requested": FAILED_REFUND,
+                 "buyer_cancel_requested": FAILED_CANCELLATION, "buyer_request_due": FAILED_CANCELLATION,
+                 "refund_requested": FAILED_REFUND,
                  "return_reported": FAILED_REFUND}
 
 

@@ -24,7 +24,7 @@ import structlog
 from adapters.amazon.client import AmazonClient, order_unknown
 from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, BuiltFeed, CancelItem, CancelRequest
 from adapters.amazon.finances import of_marketplaces
-from adapters.amazon.models import AmazonOrder, AmazonRefund, OrderCursor, Parsed, ReturnRow
+from adapters.amazon.models import AmazonOrder, AmazonRefund, OrderCursor, OrderStatus, Parsed, ReturnRow
 from adapters.errors import AdapterError, InvalidInput, PermanentError, TransientError
 from adapters.shopify.client import OrderNotFound, ShopifyClient, ShopifyRejected
 from adapters.shopify.models import StorefrontOrder
@@ -32,7 +32,8 @@ from daemon.actions import ACTIONS, FAILED_REFUND
 from daemon.audit.log import DecisionLog
 from daemon.audit.record import decision_record
 from daemon.facts import FactError
-from daemon.pipeline.events import (REFUND_REQUEST, RETURN, AmazonRefundSeen, NewEvent, Refund, buyer_request_events,
+from daemon.pipeline.events import (BUYER_REQUEST, REFUND_REQUEST, RETURN, AmazonRefundSeen, NewEvent, Refund,
+                                    buyer_request_due_events, buyer_request_events,
                                     grid_fields, order_events, refund_of, return_events, storefront_cancellation_events,
                                     storefront_cancellation_key, units_given_up)
 from daemon.pipeline.executors import EXECUTORS, AccountContext
@@ -68,6 +69,12 @@ FINANCES_REREAD = timedelta(hours=48)
 # starts where Amazon still answers, and says what it skipped.
 FINANCES_WINDOW = timedelta(days=179)
 FINANCES_SLICE = timedelta(hours=12)
+BUYER_REQUEST_REMINDERS = "buyer_request_reminders"
+# Amazon gives the seller 2 days to answer a buyer's request, then the buyer may go to Amazon: a request still
+# open this long after it was made is decided again, with 12 hours left to act on what the rules say.
+BUYER_REQUEST_REMINDER_AFTER = timedelta(hours=36)
+# Each due request costs an Amazon read (the order now, at 0.5 a second): more are left for the next run.
+REMINDERS_PER_RUN = 50
 # Each new storefront cancellation costs two Amazon reads (the order and its items, at 0.5 a second):
 # more than this many in one poll are left for the next, so the job never runs for long.
 STOREFRONT_PER_POLL = 50
@@ -135,6 +142,18 @@ def _stamp(moment: datetime) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _requested_at(text: Any, received: datetime) -> datetime:
+    """When the buyer asked: the time Amazon gave, when it is readable and not after the request reached us."""
+    try:
+        return min(_parse_stamp(str(text)), received) if text else received
+    except ValueError:
+        return received
 
 
 def _parse_stamp(text: str) -> datetime:
@@ -293,6 +312,36 @@ class AccountPipeline:
                 stored += 1
                 self.observer.ingested(self.name, REFUND_REQUEST)
         return stored
+
+    def remind_buyer_requests(self) -> int:
+        """Buyer requests BUYER_REQUEST_REMINDER_AFTER old, as buyer_request_due events carrying the order as
+        Amazon shows it now (the storefront's is read when deciding), for the rules to say what is still to do.
+        One cancelled on Amazon since (the grid says so) is answered and makes no event. The cursor is the last
+        request looked at, moved with the events; a request Amazon does not give now is looked at again next run."""
+        saved = self.store.cursor(self.name, BUYER_REQUEST_REMINDERS)
+        last = int(saved) if saved else 0
+        due_before = self.clock() - BUYER_REQUEST_REMINDER_AFTER
+        events: list[NewEvent] = []
+        for request in self.store.events_of_kind(self.name, BUYER_REQUEST, last, limit=REMINDERS_PER_RUN):
+            requested = _requested_at(request.payload.get("requested_at"), _aware(request.received_at))
+            if requested > due_before:
+                break  # stored in order: the later requests are not due either
+            order_id = request.amazon_order_id
+            row = self.store.get_order(self.name, order_id) if order_id else None
+            if order_id and not (row is not None and row.status == OrderStatus.CANCELED.value):
+                try:
+                    order = self.amazon.get_order(order_id)
+                except AdapterError as exc:
+                    if not order_unknown(exc):
+                        log.warning("buyer request reminders paused: Amazon did not give the order", account=self.name,
+                                    amazon_order_id=order_id, error=str(exc))
+                        break
+                    log.warning("buyer request not reminded: Amazon does not know the order", account=self.name,
+                                amazon_order_id=order_id, error=str(exc))
+                else:
+                    events.extend(buyer_request_due_events(order, request.payload, requested.isoformat()))
+            last = request.id
+        return self._ingest(events, (BUYER_REQUEST_REMINDERS, str(last)))
 
     def poll_storefront_cancellations(self) -> int:
         """Orders a person cancelled in the storefront (not ordersync: its cancellations carry its marker), as

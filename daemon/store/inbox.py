@@ -182,6 +182,11 @@ class Inbox(Database):
             query = query.where(_event.error.is_(None))
         return self._events(query, account, limit)
 
+    def events_of_kind(self, account: str, kind: str, after_id: int, limit: int = 100) -> Sequence[StoredEvent]:
+        """The account's events of one kind stored after the event `after_id`, oldest first, decided or not:
+        for a job that looks at past events again (the buyer request reminders)."""
+        return self._events(_EVENTS.where(_event.kind == kind, _event.id > after_id), account, limit)
+
     def failed_events(self, account: str | None = None, limit: int = 100) -> Sequence[StoredEvent]:
         """Events that could not be decided (record_failure) and still have no decision."""
         return self._events(_EVENTS.where(_event.decided_at.is_(None), _event.error.is_not(None)), account, limit)
