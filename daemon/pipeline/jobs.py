@@ -25,14 +25,14 @@ from adapters.amazon.client import AmazonClient, order_unknown
 from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, BuiltFeed, CancelItem, CancelRequest
 from adapters.amazon.finances import of_marketplaces
 from adapters.amazon.models import AmazonOrder, AmazonRefund, OrderCursor, OrderStatus, Parsed, ReturnRow
-from adapters.errors import AdapterError, InvalidInput, PermanentError, TransientError
+from adapters.errors import AdapterError, AuthError, InvalidInput, PermanentError, TransientError
 from adapters.shopify.client import OrderNotFound, ShopifyClient, ShopifyRejected
 from adapters.shopify.models import StorefrontOrder
-from daemon.actions import ACTIONS, FAILED_REFUND
+from daemon.actions import ACTIONS, FAILED_CANCELLATION, FAILED_REFUND
 from daemon.audit.log import DecisionLog
 from daemon.audit.record import decision_record
 from daemon.facts import FactError
-from daemon.pipeline.events import (BUYER_REQUEST, REFUND_REQUEST, RETURN, AmazonRefundSeen, NewEvent, Refund,
+from daemon.pipeline.events import (BUYER_REQUEST, BUYER_REQUEST_DUE, REFUND_REQUEST, RETURN, AmazonRefundSeen, NewEvent, Refund,
                                     buyer_request_due_events, buyer_request_events,
                                     grid_fields, order_events, refund_of, return_events, storefront_cancellation_events,
                                     storefront_cancellation_key, units_given_up)
@@ -75,6 +75,7 @@ BUYER_REQUEST_REMINDERS = "buyer_request_reminders"
 BUYER_REQUEST_REMINDER_AFTER = timedelta(hours=36)
 # Each due request costs an Amazon read (the order now, at 0.5 a second): more are left for the next run.
 REMINDERS_PER_RUN = 50
+REMINDERS_SCANNED = 1000  # requests looked at per run from the low-water mark
 # Each new storefront cancellation costs two Amazon reads (the order and its items, at 0.5 a second):
 # more than this many in one poll are left for the next, so the job never runs for long.
 STOREFRONT_PER_POLL = 50
@@ -192,6 +193,8 @@ class AccountPipeline:
     clock: Callable[[], datetime] = utcnow
     # Batches this process created and knows Amazon refused or never got: safe to send again.
     _retry_here: set[int] = field(default_factory=set)
+    # Orders Amazon said it does not have, asked for by the reminders job: not asked again by this process.
+    _not_amazons: set[str] = field(default_factory=set)
 
     # -- ingest ---------------------------------------------------------------------------------
     def _ingest(self, events: Iterable[NewEvent], cursor: tuple[str, str] | None,
@@ -315,33 +318,57 @@ class AccountPipeline:
 
     def remind_buyer_requests(self) -> int:
         """Buyer requests BUYER_REQUEST_REMINDER_AFTER old, as buyer_request_due events carrying the order as
-        Amazon shows it now (the storefront's is read when deciding), for the rules to say what is still to do.
-        One cancelled on Amazon since (the grid says so) is answered and makes no event. The cursor is the last
-        request looked at, moved with the events; a request Amazon does not give now is looked at again next run."""
+        Amazon shows it now (the storefront's is read when deciding), for the rules to say what is still to do;
+        one event per order. One the grid shows cancelled on Amazon is answered and makes no event.
+
+        The cursor is a low-water mark: every request up to it is done. Requests are not stored in the order
+        they were made (the order report's rows come late, a backlog after a stop), so one not due yet is
+        passed over, not waited for, and the mark stays before it. Amazon not answering, or refusing the app,
+        stops the run there; a refusal of one order (its answer unreadable, a bad id) puts that order in the
+        error view and the run goes on, so no order stops the others' reminders."""
         saved = self.store.cursor(self.name, BUYER_REQUEST_REMINDERS)
-        last = int(saved) if saved else 0
+        mark = int(saved) if saved else 0
         due_before = self.clock() - BUYER_REQUEST_REMINDER_AFTER
+        requests = self.store.events_of_kind(self.name, BUYER_REQUEST, mark, limit=REMINDERS_SCANNED)
+        reminded = self.store.stored_keys(self.name, (f"{BUYER_REQUEST_DUE}:{r.amazon_order_id}" for r in requests))
         events: list[NewEvent] = []
-        for request in self.store.events_of_kind(self.name, BUYER_REQUEST, last, limit=REMINDERS_PER_RUN):
+        waiting = False  # a request before this one is not due yet: the mark stays before it
+        asked = 0
+        for request in requests:
+            order_id = request.amazon_order_id
             requested = _requested_at(request.payload.get("requested_at"), _aware(request.received_at))
             if requested > due_before:
-                break  # stored in order: the later requests are not due either
-            order_id = request.amazon_order_id
+                waiting = True
+                continue
+            key = f"{BUYER_REQUEST_DUE}:{order_id}"
             row = self.store.get_order(self.name, order_id) if order_id else None
-            if order_id and not (row is not None and row.status == OrderStatus.CANCELED.value):
+            answered = row is not None and row.status == OrderStatus.CANCELED.value
+            if order_id and key not in reminded and not answered and order_id not in self._not_amazons:
+                if asked == REMINDERS_PER_RUN:
+                    break
+                asked += 1
                 try:
                     order = self.amazon.get_order(order_id)
-                except AdapterError as exc:
-                    if not order_unknown(exc):
-                        log.warning("buyer request reminders paused: Amazon did not give the order", account=self.name,
-                                    amazon_order_id=order_id, error=str(exc))
-                        break
-                    log.warning("buyer request not reminded: Amazon does not know the order", account=self.name,
+                except (TransientError, AuthError) as exc:
+                    log.warning("buyer request reminders paused: Amazon did not answer", account=self.name,
                                 amazon_order_id=order_id, error=str(exc))
+                    break
+                except AdapterError as exc:
+                    log.warning("buyer request not reminded: Amazon refused the order", account=self.name,
+                                amazon_order_id=order_id, error=str(exc))
+                    if order_unknown(exc):
+                        self._not_amazons.add(order_id)
+                    else:
+                        self.store.mark_failed(self.name, order_id, FAILED_CANCELLATION,
+                                               f"buyer_request_not_reminded: the buyer asked to cancel and Amazon's 2-day "
+                                               f"window is closing, but Amazon did not give the order ({exc}). Answer the "
+                                               f"buyer in Seller Central.")
                 else:
                     events.extend(buyer_request_due_events(order, request.payload, requested.isoformat()))
-            last = request.id
-        return self._ingest(events, (BUYER_REQUEST_REMINDERS, str(last)))
+                    reminded.add(key)
+            if not waiting:
+                mark = request.id
+        return self._ingest(events, (BUYER_REQUEST_REMINDERS, str(mark)))
 
     def poll_storefront_cancellations(self) -> int:
         """Orders a person cancelled in the storefront (not ordersync: its cancellations carry its marker), as

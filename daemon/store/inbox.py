@@ -184,8 +184,19 @@ class Inbox(Database):
 
     def events_of_kind(self, account: str, kind: str, after_id: int, limit: int = 100) -> Sequence[StoredEvent]:
         """The account's events of one kind stored after the event `after_id`, oldest first, decided or not:
-        for a job that looks at past events again (the buyer request reminders)."""
-        return self._events(_EVENTS.where(_event.kind == kind, _event.id > after_id), account, limit)
+        for a job that looks at past events again (the buyer request reminders). Read along the primary key
+        from `after_id` (the account is checked on the rows found): filtered by account in SQL, SQLite walked
+        the account's natural-key index instead, every event of the account, whatever `after_id` was."""
+        found: list[StoredEvent] = []
+        with self.transaction(write=False) as s:
+            while len(found) < limit:
+                rows = s.connection().execute(_EVENTS.where(_event.kind == kind, _event.id > after_id)
+                                              .order_by(_event.id).limit(limit)).all()
+                found.extend(row for row in rows if row.account == account)
+                if len(rows) < limit:
+                    break
+                after_id = rows[-1].id
+        return found[:limit]
 
     def failed_events(self, account: str | None = None, limit: int = 100) -> Sequence[StoredEvent]:
         """Events that could not be decided (record_failure) and still have no decision."""

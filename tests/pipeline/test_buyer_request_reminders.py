@@ -41,6 +41,8 @@ def test_an_unanswered_buyer_request_is_reminded_once_as_the_window_closes(db_ur
 
         later(harness, 37)
         assert harness.pipeline.remind_buyer_requests() == 2  # the answered one needs no event
+        last_id = max(e.id for e in harness.store.events_of_kind(ACCOUNT, "buyer_cancel_requested", 0))
+        assert harness.store.cursor(ACCOUNT, "buyer_request_reminders") == str(last_id)  # all three done
         harness.drive(polls=False)
         due = due_decisions(harness)
         assert set(due) == {BUYER_REQUEST["id"], SHIPPED_MEANWHILE["id"]}
@@ -55,3 +57,43 @@ def test_an_unanswered_buyer_request_is_reminded_once_as_the_window_closes(db_ur
         assert harness.pipeline.remind_buyer_requests() == 0
         harness.drive(polls=False)
         assert len(due_decisions(harness)) == 2
+
+
+LATE = {"id": "114-0000033-0000033", "lines": [{"sku": "CUP-33", "quantity": 1, "price": "6.00"}]}
+FRESH = {"id": "114-0000034-0000034", "lines": [{"sku": "CUP-34", "quantity": 1, "price": "6.00"}]}
+
+
+def file_buyer_request(harness: Harness, order_id: str, hours_ago: float) -> None:
+    """A buyer request as the order report stores it: it may reach ordersync long after the buyer asked."""
+    asked = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
+    assert harness.store.ingest(ACCOUNT, f"buyer_cancel_requested:{order_id}", "buyer_cancel_requested",
+                                {"origin": "amazon", "buyer_cancel_reason": "Changed my mind", "requested_at": asked.isoformat()},
+                                amazon_order_id=order_id)
+
+
+def test_a_request_stored_late_is_reminded_on_time_past_one_not_due_and_one_amazon_does_not_know(
+        db_url: str, tmp_path: Path) -> None:
+    """Requests are not stored in the order they were made: one not due yet is passed over, not waited for, and
+    an order Amazon does not give stops nobody else's reminder. The cursor stays before what is not done."""
+    with running([FRESH, LATE], db_url, tmp_path) as harness:
+        harness.drive()
+        file_buyer_request(harness, FRESH["id"], hours_ago=1)
+        file_buyer_request(harness, "114-9999999-9999999", hours_ago=40)  # not this seller's: Amazon answers 404
+        file_buyer_request(harness, LATE["id"], hours_ago=40)  # from a late report: 40 hours old when stored
+        harness.drive(polls=False)  # both held
+        first_id = min(e.id for e in harness.store.events_of_kind(ACCOUNT, "buyer_cancel_requested", 0))
+
+        assert harness.pipeline.remind_buyer_requests() == 1
+        harness.drive(polls=False)
+        assert set(due_decisions(harness)) == {LATE["id"]}
+        assert due_decisions(harness)[LATE["id"]].record["rule"] == "remind-buyer-request-due"
+        assert int(harness.store.cursor(ACCOUNT, "buyer_request_reminders")) < first_id + 1  # FRESH is not done
+
+        later(harness, 37)  # now FRESH is due; LATE is not asked of Amazon again
+        asked_before = sum(1 for e in harness.standins.amazon.journal.entries() if e["operation"] == "getOrder2026")
+        assert harness.pipeline.remind_buyer_requests() == 1
+        assert sum(1 for e in harness.standins.amazon.journal.entries() if e["operation"] == "getOrder2026") == asked_before + 1
+        harness.drive(polls=False)
+        assert set(due_decisions(harness)) == {LATE["id"], FRESH["id"]}
+        last_id = max(e.id for e in harness.store.events_of_kind(ACCOUNT, "buyer_cancel_requested", 0))
+        assert harness.store.cursor(ACCOUNT, "buyer_request_reminders") == str(last_id)  # every request done
