@@ -107,7 +107,11 @@ def buyer_request_due_events(order: AmazonOrder, request_payload: Mapping[str, A
     event per order, however often the buyer asked."""
     payload = {**order_fields(order), "buyer_cancel_reason": request_payload.get("buyer_cancel_reason") or "",
                "requested_at": requested_at}
-    return [NewEvent(BUYER_REQUEST_DUE, f"{BUYER_REQUEST_DUE}:{order.amazon_order_id}", order.amazon_order_id, payload)]
+    return [NewEvent(BUYER_REQUEST_DUE, buyer_request_due_key(order.amazon_order_id), order.amazon_order_id, payload)]
+
+
+def buyer_request_due_key(amazon_order_id: str | None) -> str:
+    return f"{BUYER_REQUEST_DUE}:{amazon_order_id}"
 
 
 def buyer_request_events(row: BuyerCancelRow) -> list[NewEvent]:

@@ -32,8 +32,8 @@ from daemon.actions import ACTIONS, FAILED_CANCELLATION, FAILED_REFUND
 from daemon.audit.log import DecisionLog
 from daemon.audit.record import decision_record
 from daemon.facts import FactError
-from daemon.pipeline.events import (BUYER_REQUEST, BUYER_REQUEST_DUE, REFUND_REQUEST, RETURN, AmazonRefundSeen, NewEvent, Refund,
-                                    buyer_request_due_events, buyer_request_events,
+from daemon.pipeline.events import (BUYER_REQUEST, REFUND_REQUEST, RETURN, AmazonRefundSeen, NewEvent, Refund,
+                                    buyer_request_due_events, buyer_request_due_key, buyer_request_events,
                                     grid_fields, order_events, refund_of, return_events, storefront_cancellation_events,
                                     storefront_cancellation_key, units_given_up)
 from daemon.pipeline.executors import EXECUTORS, AccountContext
@@ -158,8 +158,7 @@ def _requested_at(text: Any, received: datetime) -> datetime:
 
 
 def _parse_stamp(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -206,12 +205,17 @@ class AccountPipeline:
         events = list(events)
         if not events and cursor is None:
             return 0
-        stored = 0
-        for event, new in zip(events, self.store.ingest_many(self.name, events, cursor, orders=grid)):
+        return self._count_stored((event.kind for event in events),
+                                  self.store.ingest_many(self.name, events, cursor, orders=grid))
+
+    def _count_stored(self, kinds: Iterable[str], stored: Iterable[bool]) -> int:
+        """How many of the events (each of its kind) were stored, each one told to the observer."""
+        count = 0
+        for kind, new in zip(kinds, stored):
             if new:
-                stored += 1
-                self.observer.ingested(self.name, event.kind)
-        return stored
+                count += 1
+                self.observer.ingested(self.name, kind)
+        return count
 
     def poll_orders(self) -> int:
         saved = self.store.cursor(self.name, "orders")
@@ -309,12 +313,8 @@ class AccountPipeline:
                                        f"does not show by hand, then resolve this.")
         refunds.sort(key=lambda r: (r.posted, r.amazon_order_id))  # each order's total grows in posting order
         seen = [AmazonRefundSeen(refund) for refund in refunds]
-        stored = 0
-        for refund, new in zip(seen, self.store.ingest_amazon_refunds(self.name, seen, (AMAZON_REFUNDS, next_since))):
-            if new:
-                stored += 1
-                self.observer.ingested(self.name, REFUND_REQUEST)
-        return stored
+        return self._count_stored((REFUND_REQUEST for _ in seen),
+                                  self.store.ingest_amazon_refunds(self.name, seen, (AMAZON_REFUNDS, next_since)))
 
     def remind_buyer_requests(self) -> int:
         """Buyer requests BUYER_REQUEST_REMINDER_AFTER old, as buyer_request_due events carrying the order as
@@ -330,7 +330,7 @@ class AccountPipeline:
         mark = int(saved) if saved else 0
         due_before = self.clock() - BUYER_REQUEST_REMINDER_AFTER
         requests = self.store.events_of_kind(self.name, BUYER_REQUEST, mark, limit=REMINDERS_SCANNED)
-        reminded = self.store.stored_keys(self.name, (f"{BUYER_REQUEST_DUE}:{r.amazon_order_id}" for r in requests))
+        reminded = self.store.stored_keys(self.name, (buyer_request_due_key(r.amazon_order_id) for r in requests))
         events: list[NewEvent] = []
         waiting = False  # a request before this one is not due yet: the mark stays before it
         asked = 0
@@ -340,10 +340,9 @@ class AccountPipeline:
             if requested > due_before:
                 waiting = True
                 continue
-            key = f"{BUYER_REQUEST_DUE}:{order_id}"
-            row = self.store.get_order(self.name, order_id) if order_id else None
-            answered = row is not None and row.status == OrderStatus.CANCELED.value
-            if order_id and key not in reminded and not answered and order_id not in self._not_amazons:
+            key = buyer_request_due_key(order_id)
+            if order_id and key not in reminded and order_id not in self._not_amazons \
+                    and not self._cancelled_on_amazon(order_id):
                 if asked == REMINDERS_PER_RUN:
                     break
                 asked += 1
@@ -369,6 +368,11 @@ class AccountPipeline:
             if not waiting:
                 mark = request.id
         return self._ingest(events, (BUYER_REQUEST_REMINDERS, str(mark)))
+
+    def _cancelled_on_amazon(self, amazon_order_id: str) -> bool:
+        """What the grid last saw of the order on Amazon says it is cancelled."""
+        row = self.store.get_order(self.name, amazon_order_id)
+        return row is not None and row.status == OrderStatus.CANCELED.value
 
     def poll_storefront_cancellations(self) -> int:
         """Orders a person cancelled in the storefront (not ordersync: its cancellations carry its marker), as
