@@ -165,6 +165,10 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(600, 2 ** max(0, attempts)))
 
 
+class AmazonPaused(Exception):
+    """Amazon did not answer, or refused the app: a job asking order by order stops where it is."""
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -347,22 +351,15 @@ class AccountPipeline:
                     break
                 asked += 1
                 try:
-                    order = self.amazon.get_order(order_id)
-                except (TransientError, AuthError) as exc:
+                    order = self._amazon_order(order_id, FAILED_CANCELLATION,
+                                               "buyer_request_not_reminded: the buyer asked to cancel and Amazon's 2-day "
+                                               "window is closing, but Amazon did not give the order ({error}). Answer the "
+                                               "buyer in Seller Central.")
+                except AmazonPaused as exc:
                     log.warning("buyer request reminders paused: Amazon did not answer", account=self.name,
                                 amazon_order_id=order_id, error=str(exc))
                     break
-                except AdapterError as exc:
-                    log.warning("buyer request not reminded: Amazon refused the order", account=self.name,
-                                amazon_order_id=order_id, error=str(exc))
-                    if order_unknown(exc):
-                        self._not_amazons.add(order_id)
-                    else:
-                        self.store.mark_failed(self.name, order_id, FAILED_CANCELLATION,
-                                               f"buyer_request_not_reminded: the buyer asked to cancel and Amazon's 2-day "
-                                               f"window is closing, but Amazon did not give the order ({exc}). Answer the "
-                                               f"buyer in Seller Central.")
-                else:
+                if order is not None:
                     events.extend(buyer_request_due_events(order, request.payload, requested.isoformat()))
                     reminded.add(key)
             if not waiting:
@@ -374,12 +371,34 @@ class AccountPipeline:
         row = self.store.get_order(self.name, amazon_order_id)
         return row is not None and row.status == OrderStatus.CANCELED.value
 
+    def _amazon_order(self, amazon_order_id: str, failed_status: str, failure: str) -> AmazonOrder | None:
+        """Amazon's order as it is now, for a job that asks order by order; None for an order to skip. One Amazon
+        does not have (another account's order sharing the shop, a mistyped id) is skipped and not asked again
+        by this process. One Amazon refuses (its answer unreadable, an id it rejects) goes to the error view
+        with `failure` ({error} is Amazon's message), so one order never stops the others. Amazon not answering,
+        or refusing the app (a revoked authorisation), says nothing about the order: AmazonPaused, for the job
+        to stop there and start from it next time."""
+        try:
+            return self.amazon.get_order(amazon_order_id)
+        except (TransientError, AuthError) as exc:
+            raise AmazonPaused(str(exc)) from exc
+        except AdapterError as exc:
+            if order_unknown(exc):
+                log.warning("order skipped: Amazon does not know it", account=self.name,
+                            amazon_order_id=amazon_order_id, error=str(exc))
+                self._not_amazons.add(amazon_order_id)
+            else:
+                log.warning("order in the error view: Amazon refused it", account=self.name,
+                            amazon_order_id=amazon_order_id, error=str(exc))
+                self.store.mark_failed(self.name, amazon_order_id, failed_status, failure.replace("{error}", str(exc)))
+            return None
+
     def poll_storefront_cancellations(self) -> int:
         """Orders a person cancelled in the storefront (not ordersync: its cancellations carry its marker), as
         cancel_requested events of origin storefront, each with Amazon's view of the order asked for then,
         for the rules to tell Amazon. The first poll only starts watching: a cancellation made before
-        ordersync ran is not sent to Amazon. A failure to reach Amazon stores what was read before it and
-        starts the next poll there."""
+        ordersync ran is not sent to Amazon. Amazon not answering stores what was read before it and starts the
+        next poll there; an order Amazon refuses goes to the error view (_amazon_order)."""
         saved = self.store.cursor(self.name, STOREFRONT_CANCELLATIONS)
         now = self.clock()
         if saved is None:
@@ -399,20 +418,17 @@ class AccountPipeline:
                 next_since = _stamp(_parse_stamp(cancellation.updated_at))
                 break
             try:
-                order = self.amazon.get_order(cancellation.amazon_order_id)
-            except AdapterError as exc:
-                if order_unknown(exc):
-                    # Not an order of this seller account (another account's sharing the shop, or a mistyped id
-                    # on the import): there is no Amazon order to tell.
-                    log.warning("storefront cancellation not sent: Amazon does not know the order", account=self.name,
-                                amazon_order_id=cancellation.amazon_order_id, storefront_order=cancellation.name,
-                                error=str(exc))
-                    continue
-                # Amazon not answering, or refusing the app (a revoked authorisation): the next poll starts here.
-                log.warning("storefront poll paused: Amazon did not give the order", account=self.name,
+                order = self._amazon_order(cancellation.amazon_order_id, FAILED_CANCELLATION,
+                                           f"storefront_cancellation_not_sent: {cancellation.name} was cancelled in the "
+                                           "storefront, but Amazon did not give the order ({error}), so Amazon was not "
+                                           "told. Cancel it in Seller Central.")
+            except AmazonPaused as exc:
+                log.warning("storefront poll paused: Amazon did not answer", account=self.name,
                             amazon_order_id=cancellation.amazon_order_id, error=str(exc))
                 next_since = _stamp(_parse_stamp(cancellation.updated_at))
                 break
+            if order is None:
+                continue
             events.extend(storefront_cancellation_events(cancellation, order))
         next_since = max(min(next_since, _stamp(now)), cursor["since"])  # never before where this poll began
         return self._ingest(events, (STOREFRONT_CANCELLATIONS, json.dumps({**cursor, "since": next_since})))

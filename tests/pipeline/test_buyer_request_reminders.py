@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from adapters.sim.server import Faults
 from daemon.pipeline.operator import request_cancellation
 
 from .harness import ACCOUNT, all_decisions
@@ -97,3 +98,26 @@ def test_a_request_stored_late_is_reminded_on_time_past_one_not_due_and_one_amaz
         assert set(due_decisions(harness)) == {LATE["id"], FRESH["id"]}
         last_id = max(e.id for e in harness.store.events_of_kind(ACCOUNT, "buyer_cancel_requested", 0))
         assert harness.store.cursor(ACCOUNT, "buyer_request_reminders") == str(last_id)  # every request done
+
+
+REFUSED = {"id": "114-0000035-0000035", "lines": [{"sku": "CUP-35", "quantity": 1, "price": "6.00"}]}
+
+
+def test_an_order_amazon_refuses_goes_to_the_error_view_and_the_others_are_reminded(db_url: str, tmp_path: Path) -> None:
+    with running([REFUSED, LATE], db_url, tmp_path) as harness:
+        harness.drive()
+        file_buyer_request(harness, REFUSED["id"], hours_ago=40)
+        file_buyer_request(harness, LATE["id"], hours_ago=40)
+        harness.drive(polls=False)
+        harness.standins.amazon.faults = Faults(error_rate=1.0, error_statuses=[400],
+                                                path_prefix=f"/orders/2026-01-01/orders/{REFUSED['id']}")
+
+        assert harness.pipeline.remind_buyer_requests() == 1
+        last_id = max(e.id for e in harness.store.events_of_kind(ACCOUNT, "buyer_cancel_requested", 0))
+        assert harness.store.cursor(ACCOUNT, "buyer_request_reminders") == str(last_id)
+        harness.drive(polls=False)
+        assert set(due_decisions(harness)) == {LATE["id"]}
+        failed = {o.amazon_order_id: o for o in harness.store.failed_orders(ACCOUNT)}
+        assert set(failed) == {REFUSED["id"]}
+        assert failed[REFUSED["id"]].sync_status == "Failed Cancellation"
+        assert "Answer the buyer in Seller Central" in failed[REFUSED["id"]].last_error

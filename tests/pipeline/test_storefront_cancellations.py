@@ -135,3 +135,28 @@ def test_an_order_amazon_does_not_know_is_skipped_and_an_amazon_refusal_pauses_t
         assert [e.amazon_order_id for e in harness.store.undecided_events(ACCOUNT)] == [KEEPS["id"]]
         assert json.loads(harness.store.cursor(ACCOUNT, "storefront_cancellations"))["since"] == \
             (later - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_order_amazon_refuses_goes_to_the_error_view_and_the_poll_goes_on(db_url: str, tmp_path: Path) -> None:
+    """One order whose answer Amazon refuses (HTTP 400) says nothing about the others: before, the poll paused
+    at it for good and no later storefront cancellation ever reached Amazon."""
+    with running([KEEPS, STAFF_ERROR, OUT_OF_STOCK], db_url, tmp_path) as harness:
+        pipeline = harness.pipeline
+        assert pipeline.poll_storefront_cancellations() == 0
+        next_second()
+        for order in (STAFF_ERROR, KEEPS, OUT_OF_STOCK):
+            cancel_in_shopify_admin(harness, order, "CUSTOMER")
+        harness.standins.amazon.faults = Faults(error_rate=1.0, error_statuses=[400],
+                                                path_prefix=f"/orders/2026-01-01/orders/{STAFF_ERROR['id']}")
+        later = datetime.now(timezone.utc) + timedelta(hours=1)
+        pipeline.clock = lambda: later
+
+        assert pipeline.poll_storefront_cancellations() == 2
+        assert {e.amazon_order_id for e in harness.store.undecided_events(ACCOUNT)} == {KEEPS["id"], OUT_OF_STOCK["id"]}
+        assert json.loads(harness.store.cursor(ACCOUNT, "storefront_cancellations"))["since"] == \
+            (later - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        failed = {o.amazon_order_id: o for o in harness.store.failed_orders(ACCOUNT)}
+        assert set(failed) == {STAFF_ERROR["id"]}
+        assert failed[STAFF_ERROR["id"]].sync_status == "Failed Cancellation"
+        assert "storefront_cancellation_not_sent" in failed[STAFF_ERROR["id"]].last_error
+        assert "Cancel it in Seller Central" in failed[STAFF_ERROR["id"]].last_error
