@@ -10,7 +10,7 @@ tests use it, so the two stand-ins always agree on what exists.
         lines: [{sku: MUG-RED, quantity: 2, price: "12.50", shipped: 0, cancelled: 0}]
         # a line may be a kit (a fixed bundle in Shopify): its SKU's variant gets these components
         #   lines: [{sku: TEA-SET, quantity: 1, kit: [{sku: CUP, quantity: 2}, {sku: POT, quantity: 1}]}]
-        cancel_reason: BuyerCanceled # with cancelled_by: SELLER | BUYER | AMAZON, for cancelled lines
+        cancel_reason: BuyerCanceled # with cancelled_by: MERCHANT | BUYER | AMAZON (Orders API 2026-01-01), for cancelled lines
         buyer_cancel: Ordered by mistake
         storefront: {fulfilled: true, cancelled: false, dropship: None | Pending | Requested, on_hold: false, missing: false}
         return: {rma_id: R1, status: Approved}
@@ -54,7 +54,7 @@ def linked(orders: list[dict[str, Any]], now: datetime | None = None) -> tuple[d
                      "quantity": line["quantity"], "unit_price": str(line.get("price", "10.00")),
                      "shipped": line.get("shipped", 0), "cancelled": line.get("cancelled", 0)}
             if entry["cancelled"]:
-                entry["cancelled_by"] = order.get("cancelled_by", "SELLER")
+                entry["cancelled_by"] = order.get("cancelled_by", "MERCHANT")
                 entry["cancel_reason"] = order.get("cancel_reason", "")
             if order.get("buyer_cancel") is not None:
                 entry["buyer_cancel"] = {"reason": order["buyer_cancel"]}
@@ -130,7 +130,7 @@ def generated(count: int, seed: int = 1) -> list[dict[str, Any]]:
         elif kind in ("cancel", "shipped_cancel"):
             order["status"] = "Canceled"
             order["cancel_reason"] = rng.choice(REASONS)
-            order["cancelled_by"] = "SELLER"
+            order["cancelled_by"] = "MERCHANT"
             for line in lines:
                 line["cancelled"] = line["quantity"]
             store["fulfilled"] = kind == "shipped_cancel"

@@ -107,6 +107,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     refund.add_argument("--request-id", metavar="ID", default=None,
                         help="names this request, so that asking again is a no-op (default: the amount and reason)")
 
+    rate = subcommand(
+        sub, "cancellation-rate", run_cancellation_rate, "each account's 7-day cancellation rate, as ordersync counts it",
+        "Amazon's cancellation rate as ordersync counts it from the grid (Amazon wants it under 2.5%): "
+        "of the FBM orders created on Amazon in the last 7 days, those the seller cancelled without the buyer "
+        "asking (Amazon shows them cancelled by the seller, or ordersync is cancelling them on Amazon now), per "
+        "100. A cancellation the buyer asked for on Amazon does not count, nor one the buyer or Amazon made. It "
+        "is an estimate; Amazon's own figure is in Seller Central's Account Health. The shipped policy holds a "
+        "cancellation for approval when it would take the rate over 2% in a week of 100 orders or more "
+        "(rules/cancellation.yaml). Exit 2 when the configuration or the store cannot be used.")
+    rate.add_argument("--account", metavar="NAME", default=argparse.SUPPRESS, help="only this account (default: every account)")
+    rate.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                      help="print a JSON array, one object per account, instead of the table")
 
 def _order_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("account", metavar="ACCOUNT", help="the account's name, as in the configuration")
@@ -242,6 +254,33 @@ def run_list(args: argparse.Namespace, config: Config, store: Store) -> int:
     note = f" (the newest {args.limit}; --limit N shows more)" if len(rows) > args.limit else ""
     rows = rows[:args.limit]
     return (ARCHIVE_VIEW if args.archived else ORDERS_GRID).print(args, config, rows, note)
+
+
+@with_store("ordersync orders cancellation-rate")
+def run_cancellation_rate(args: argparse.Namespace, config: Config, store: Store) -> int:
+    import json
+
+    from daemon.pipeline.cancellation_rate import AMAZON_TARGET_PERCENT, measure, summary
+
+    account = getattr(args, "account", None)
+    names = [a.name for a in config.accounts if account in (None, a.name)]
+    if not names:
+        print(f"ordersync orders cancellation-rate: no account {account!r}{account_hint(config, account)}", file=sys.stderr)
+        return 2
+    now = datetime.now(timezone.utc)
+    rates = {name: measure(store, name, now) for name in names}
+    if getattr(args, "json", False):
+        print(json.dumps([{"account": name, **summary(rate)} for name, rate in rates.items()], indent=2))
+        return 0
+    print(f"{'account':<20} {'FBM orders, 7 days':>18} {'cancelled by the seller':>23} {'rate':>8}")
+    for name, rate in rates.items():
+        flag = "  over Amazon's target" if rate.percent >= AMAZON_TARGET_PERCENT else ""
+        print(f"{name:<20} {rate.orders:>18} {len(rate.counted):>23} {rate.percent:>7.2f}%{flag}")
+        for order_id in sorted(rate.counted):
+            print(f"  {order_id}")
+    print(f"Orders created on Amazon since {min(r.since for r in rates.values()):%Y-%m-%d %H:%M} UTC; Amazon wants "
+          f"the rate under {AMAZON_TARGET_PERCENT}%, and its own figure (Seller Central, Account Health) is the one that counts.")
+    return 0
 
 
 def _bounds_problem(args: argparse.Namespace) -> str:

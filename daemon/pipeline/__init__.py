@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from adapters.amazon.client import AmazonAccount, AmazonClient
 from adapters.errors import PermanentError
 from adapters.shopify.client import OrderMatch, ShopifyClient, ShopifyConfig
 from daemon.config import AccountConfig
+from daemon.pipeline.cancellation_rate import measure as measure_cancellation_rate
 from daemon.pipeline.catchup import catch_up_decision_log
 from daemon.pipeline.jobs import AccountPipeline, Dispatcher, Observer
 from daemon.service.lifecycle import StartupError
@@ -96,6 +98,9 @@ def install(service: "Service") -> None:
         service.add_shutdown_hook(f"close {pipeline.name} clients", _closer(pipeline))
 
 
+CANCELLATION_RATE_EVERY = 60.0  # seconds between two counts of each account's cancellation rate
+
+
 def _closer(pipeline: AccountPipeline) -> Any:
     def close() -> None:
         pipeline.amazon.close()
@@ -110,11 +115,18 @@ class _MetricsExport:
     def __init__(self, service: "Service", pipelines: list[AccountPipeline]) -> None:
         self.service, self.pipelines = service, pipelines
         self.reported: dict[tuple[str, str], float] = {}
+        self.rate_measured: float | None = None
 
     def __call__(self) -> None:
         metrics = self.service.metrics
         for state, depth in self.service.repository.counts().actions_by_status.items():
             metrics.queue_depth.set(depth, account="all", state=state)
+        # Counting a week of orders per account is cheap but not free: once a minute is fresh enough for a rate.
+        if self.rate_measured is None or time.monotonic() - self.rate_measured >= CANCELLATION_RATE_EVERY:
+            self.rate_measured = time.monotonic()
+            for pipeline in self.pipelines:
+                rate = measure_cancellation_rate(pipeline.store, pipeline.name, pipeline.clock())
+                metrics.cancellation_rate.set(rate.percent, account=pipeline.name)
         for pipeline in self.pipelines:
             waited = {"amazon": pipeline.amazon.transport.stats.waited_for_rate,
                       "shopify": pipeline.shopify.transport.stats.paced_seconds + pipeline.shopify.transport.stats.throttle_wait_seconds}

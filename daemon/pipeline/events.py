@@ -79,7 +79,25 @@ def order_fields(order: AmazonOrder) -> dict[str, Any]:
 def grid_fields(order: AmazonOrder) -> dict[str, Any]:
     """The orders grid's columns for an order as Amazon shows it (daemon.store.orders.AMAZON_FIELDS)."""
     return {"status": order.status.value, "fulfillment": order.fulfillment, "order_total": order.order_total,
-            "currency": order.currency, "item_count": order.units_ordered, "created_on_amazon": order.purchase_date}
+            "currency": order.currency, "item_count": order.units_ordered, "created_on_amazon": order.purchase_date,
+            "cancelled_by_seller": cancelled_by_seller(order)}
+
+
+def cancelled_by_seller(order: AmazonOrder) -> bool:
+    """Whether Amazon's cancellation rate counts the order against the seller: some of it is cancelled, the buyer
+    did not ask for it, and neither the buyer nor Amazon cancelled it themselves. Orders API v0 does not say who
+    cancelled, so there (and for a canceller Amazon's description does not name) every cancellation without a
+    buyer's request counts: the estimate errs towards the seller's, never away from it."""
+    if order.status != OrderStatus.CANCELED and order.units_cancelled == 0:
+        return False
+    if order.buyer_cancel_requested or (order.cancellation_requester or "").upper() == "BUYER":
+        return False
+    return (order.cancelled_by or "").upper() not in ("BUYER", "AMAZON")
+
+
+def buyer_request_key(amazon_order_id: str) -> str:
+    """A buyer's request is one per order, however often it is seen."""
+    return f"{BUYER_REQUEST}:{amazon_order_id}"
 
 
 def order_events(order: AmazonOrder) -> list[NewEvent]:
@@ -98,7 +116,7 @@ def order_events(order: AmazonOrder) -> list[NewEvent]:
     if order.buyer_cancel_requested and order.status != OrderStatus.CANCELED:
         payload = {**fields, "buyer_cancel_reason": order.buyer_cancel_reason or "",
                    "requested_at": order.last_updated.isoformat() if order.last_updated else None}
-        events.append(NewEvent(BUYER_REQUEST, f"{BUYER_REQUEST}:{order.amazon_order_id}", order.amazon_order_id, payload))
+        events.append(NewEvent(BUYER_REQUEST, buyer_request_key(order.amazon_order_id), order.amazon_order_id, payload))
     return events
 
 
@@ -124,7 +142,7 @@ def buyer_request_events(row: BuyerCancelRow) -> list[NewEvent]:
         payload["fulfillment"] = "FBA"
     elif row.fulfillment_channel in ("Merchant", "MFN"):
         payload["fulfillment"] = "FBM"
-    return [NewEvent(BUYER_REQUEST, f"{BUYER_REQUEST}:{row.amazon_order_id}", row.amazon_order_id, payload)]
+    return [NewEvent(BUYER_REQUEST, buyer_request_key(row.amazon_order_id), row.amazon_order_id, payload)]
 
 
 def return_events(row: ReturnRow) -> list[NewEvent]:

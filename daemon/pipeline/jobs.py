@@ -32,8 +32,10 @@ from daemon.actions import ACTIONS, FAILED_CANCELLATION, FAILED_REFUND
 from daemon.audit.log import DecisionLog
 from daemon.audit.record import decision_record
 from daemon.facts import FactError
-from daemon.pipeline.events import (BUYER_REQUEST, REFUND_REQUEST, RETURN, AmazonRefundSeen, NewEvent, Refund,
-                                    buyer_request_due_events, buyer_request_due_key, buyer_request_events,
+from daemon.pipeline.cancellation_rate import CancellationRate
+from daemon.pipeline.cancellation_rate import measure as measure_cancellation_rate
+from daemon.pipeline.events import (BUYER_REQUEST, CANCEL_REQUEST, REFUND_REQUEST, RETURN, AmazonRefundSeen, NewEvent, Refund,
+                                    buyer_request_due_events, buyer_request_due_key, buyer_request_events, buyer_request_key,
                                     grid_fields, order_events, refund_of, return_events, storefront_cancellation_events,
                                     storefront_cancellation_key, units_given_up)
 from daemon.pipeline.executors import EXECUTORS, AccountContext
@@ -452,6 +454,7 @@ class AccountPipeline:
         # storefront copy is the one read for the first.
         read: dict[str | None, StorefrontOrder | None] = {}
         kits: dict[str, bool | None] = {}
+        rate: CancellationRate | None = None  # measured once a run, for the cancellations to be sent to Amazon
         for event in events:
             if event.amazon_order_id in waiting:
                 continue
@@ -460,6 +463,9 @@ class AccountPipeline:
                     read[event.amazon_order_id] = self._storefront_of(event.amazon_order_id)
                 storefront = read[event.amazon_order_id]
                 payload = self._with_kit_flag(event.kind, event.payload, kits)
+                if event.kind == CANCEL_REQUEST and event.amazon_order_id:
+                    rate = rate or measure_cancellation_rate(self.store, self.name, self.clock())
+                    payload = self._with_cancellation_rate(event.amazon_order_id, payload, rate)
             except TransientError as exc:
                 log.info("decide paused: storefront unavailable", account=self.name, error=str(exc))
                 break  # this event and the rest stay undecided; the next run tries again
@@ -472,6 +478,8 @@ class AccountPipeline:
                           amazon_order_id=event.amazon_order_id, error=str(exc))
                 continue
             decided.append((DecisionToRecord(event.id, decision_record(decision), decision.actions), decision))
+            if rate is not None and event.kind == CANCEL_REQUEST:
+                rate.decided(event.amazon_order_id, (a["type"] for a in decision.actions))
             if decision.actions and event.amazon_order_id:
                 waiting.add(event.amazon_order_id)
         # The grid shows each order's storefront copy.
@@ -492,6 +500,13 @@ class AccountPipeline:
                          rule=item.record["rule"], actions=[a["type"] for a in decision.actions],
                          decision_id=decision.decision_id)
         return len(decided)
+
+    def _with_cancellation_rate(self, amazon_order_id: str, payload: dict, rate: CancellationRate) -> dict:
+        """A cancellation's payload with Amazon's cancellation rate as it is and as it would be with this order
+        cancelled, and whether the buyer asked for it (then it does not count): daemon.pipeline.cancellation_rate."""
+        buyer_requested = bool(self.store.stored_keys(self.name, [buyer_request_key(amazon_order_id)]))
+        return {**payload, **rate.fields_for(amazon_order_id, self.store.get_order(self.name, amazon_order_id),
+                                             payload.get("fulfillment"), buyer_requested)}
 
     def _storefront_of(self, amazon_order_id: str | None) -> StorefrontOrder | None:
         try:

@@ -180,6 +180,7 @@ class ServiceMetrics:
     | ordersync_rules_reloads_total | result | the service (ok, error) |
     | ordersync_rules_loaded_timestamp_seconds | | the service: when the running rules were loaded |
     | ordersync_last_poll_timestamp_seconds | account | `Service.mark_polled` |
+    | ordersync_cancellation_rate_percent | account | the metrics job, once a minute (daemon.pipeline.cancellation_rate) |
     """
 
     def __init__(self, registry: Registry | None = None) -> None:
@@ -195,6 +196,8 @@ class ServiceMetrics:
         self.rules_reloads = r.counter("ordersync_rules_reloads_total", "Rule reloads, by result.", ("result",))
         self.rules_loaded_at = r.gauge("ordersync_rules_loaded_timestamp_seconds", "When the running rules were loaded (Unix time).")
         self.last_poll = r.gauge("ordersync_last_poll_timestamp_seconds", "Last successful order poll per account (Unix time).", ("account",))
+        self.cancellation_rate = r.gauge("ordersync_cancellation_rate_percent", "Amazon's 7-day cancellation rate as ordersync "
+                                         "counts it: FBM orders the seller cancelled without a buyer's request, per 100.", ("account",))
 
     def render(self) -> str:
         return self.registry.render()

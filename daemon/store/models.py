@@ -66,6 +66,7 @@ class Order(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("account", "amazon_order_id", name="uq_orders_account_amazon_order_id"),
         Index("ix_orders_account_sync_status", "account", "sync_status"),
+        Index("ix_orders_account_created", "account", "created_on_amazon"),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     account: str = Field(sa_type=String(100), foreign_key="accounts.id")
@@ -76,6 +77,8 @@ class Order(SQLModel, table=True):
     fulfillment: Optional[str] = Field(default=None, sa_type=String(3))    # FBA | FBM
     order_total: Optional[Decimal] = Field(default=None, sa_type=Money)
     amazon_refunded: Optional[Decimal] = Field(default=None, sa_type=Money)  # Amazon's refunds in all (Finances API)
+    # Some of it cancelled by the seller, not at the buyer's request: Amazon's cancellation rate counts it.
+    cancelled_by_seller: Optional[bool] = Field(default=None)
     currency: Optional[str] = Field(default=None, sa_type=String(3))
     item_count: Optional[int] = Field(default=None)
     created_on_amazon: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)

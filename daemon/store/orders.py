@@ -1,6 +1,7 @@
 """Orders as the seller sees them: the grid's rows, the error view, resolve and archive."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
@@ -15,15 +16,24 @@ from daemon.store._sql import DriverStatement, ensure_account, insert_for, now_f
 from daemon.store.db import Database
 from daemon.store.decisions import APPROVAL
 from daemon.store.errors import NotFound, StoreError
-from daemon.store.models import (AWAITING_APPROVAL, FAILED, FAILED_SYNC_STATUSES, ORDER_CREATED, PENDING, QUEUED_FOR_BATCH,
-                                 Action, Order, OrderLine)
+from daemon.store.models import (AWAITING_APPROVAL, CLAIMED, DONE, FAILED, FAILED_SYNC_STATUSES, ORDER_CREATED, PENDING,
+                                 QUEUED_FOR_BATCH, Action, Order, OrderLine)
 from daemon.store.types import to_money, utcnow
 
 ORDER_FIELDS = frozenset({"storefront_order_id", "status", "sync_status", "fulfillment", "order_total", "currency",
-                          "item_count", "created_on_amazon"})
+                          "item_count", "created_on_amazon", "cancelled_by_seller"})
 # The columns Amazon's side of an order fills (daemon.pipeline.events.grid_fields); the others are ordersync's.
-AMAZON_FIELDS = ("status", "fulfillment", "order_total", "currency", "item_count", "created_on_amazon")
+AMAZON_FIELDS = ("status", "fulfillment", "order_total", "currency", "item_count", "created_on_amazon", "cancelled_by_seller")
 LINE_FIELDS = frozenset({"sku", "quantity_ordered", "quantity_shipped", "quantity_cancelled", "item_price"})
+
+
+@dataclass(frozen=True)
+class CancellationWindow:
+    """What Amazon's cancellation rate is made of, as the grid knows it (Orders.cancellation_window)."""
+    since: datetime
+    orders: int                   # FBM orders created on Amazon since `since`
+    cancelled: frozenset[str]     # of them, the ones Amazon shows cancelled by the seller
+    being_cancelled: frozenset[str]  # of them, the ones ordersync is cancelling on Amazon
 
 
 def _upsert(s: Session, account: str, amazon_order_id: str, values: Mapping[str, Any]) -> Order:
@@ -60,9 +70,9 @@ def record_amazon_orders(s: Session, account: str, orders: Mapping[str, Mapping[
     archived) are left as they are. The caller has ensured the account."""
     if not orders:
         return
-    total, created, archived = (DriverStatement.converter(s, column) for column in
-                                (_grid.order_total, _grid.created_on_amazon, _grid.archived))
-    now, not_archived = now_for(s, _grid.updated_at), archived(False)
+    total, created, flag = (DriverStatement.converter(s, column) for column in
+                            (_grid.order_total, _grid.created_on_amazon, _grid.archived))
+    now, not_archived = now_for(s, _grid.updated_at), flag(False)
     rows = []
     for amazon_order_id, fields in orders.items():
         unknown = set(fields) - set(AMAZON_FIELDS)
@@ -72,6 +82,8 @@ def record_amazon_orders(s: Session, account: str, orders: Mapping[str, Mapping[
         values = {name: fields.get(name) for name in AMAZON_FIELDS}
         values["order_total"] = total(_amount(f"order {amazon_order_id}: order_total", values["order_total"]))
         values["created_on_amazon"] = created(values["created_on_amazon"])
+        if values["cancelled_by_seller"] is not None:
+            values["cancelled_by_seller"] = flag(values["cancelled_by_seller"])
         rows.append({"account": account, "amazon_order_id": amazon_order_id, **values, "archived": not_archived,
                      "updated_at": now})
     _RECORD_AMAZON_ORDERS.run(s, rows)
@@ -176,6 +188,22 @@ class Orders(Database):
             return s.scalars(select(OrderLine).join(Order, col(Order.id) == col(OrderLine.order_id))
                              .where(col(Order.account) == account, col(Order.amazon_order_id) == amazon_order_id)
                              .order_by(col(OrderLine.id))).all()
+
+    def cancellation_window(self, account: str, since: datetime) -> CancellationWindow:
+        """The account's FBM orders created on Amazon since `since`: how many, which of them Amazon shows cancelled
+        by the seller, and which ordersync is cancelling on Amazon (a cancel_on_amazon going out or done, Amazon
+        not showing the order cancelled yet). Whether those were asked for by the buyer is the caller's to say."""
+        in_window = and_(_grid.account == account, _grid.fulfillment == "FBM", _grid.created_on_amazon >= since)
+        with self.transaction(write=False) as s:
+            orders = s.execute(select(func.count()).select_from(Order.__table__).where(in_window)).scalar_one()
+            cancelled = s.execute(select(_grid.amazon_order_id).where(in_window, _grid.cancelled_by_seller.is_(True))).scalars()
+            cancelled_ids = frozenset(cancelled)
+            sending = s.execute(
+                select(_grid.amazon_order_id).distinct().join(
+                    Action, and_(col(Action.account) == _grid.account, col(Action.amazon_order_id) == _grid.amazon_order_id))
+                .where(in_window, func.coalesce(_grid.status, "") != "Canceled", col(Action.type) == "cancel_on_amazon",
+                       col(Action.status).in_((PENDING, CLAIMED, QUEUED_FOR_BATCH, DONE)))).scalars()
+            return CancellationWindow(since, orders, cancelled_ids, frozenset(sending) - cancelled_ids)
 
     def failed_orders(self, account: str | None = None) -> Sequence[Order]:
         """The error view: orders whose sync failed, not archived, most recently failed first."""

@@ -411,3 +411,21 @@ def test_import_returns_of_a_file_that_cannot_be_read_or_for_an_unknown_account(
     unknown = ordersync("orders", "import-returns", "--config", config, "main-uk", garbage)
     assert unknown.code == 2 and "no account 'main-uk'" in unknown.err
     assert store.undecided_events(ACCOUNT_NAME) == []
+
+
+def test_cancellation_rate_shows_the_weeks_seller_cancellations_per_hundred_fbm_orders(store: Store, config: Path, ordersync) -> None:
+    yesterday = datetime.now(timezone.utc) - timedelta(days=1)
+    for n in range(40):
+        store.upsert_order(ACCOUNT_NAME, f"111-9{n:06d}-0000000", fulfillment="FBM", created_on_amazon=yesterday,
+                           status="Canceled" if n < 1 else "Shipped", cancelled_by_seller=n < 1)
+    store.upsert_order(ACCOUNT_NAME, "111-8000000-0000000", fulfillment="FBA", created_on_amazon=yesterday,
+                       status="Canceled", cancelled_by_seller=True)  # Amazon ships it: not in the rate
+    ran = ordersync("orders", "cancellation-rate", "--config", config)
+    assert ran.code == 0 and ran.err == "", ran
+    assert re.fullmatch(r"main-us +40 +1 +2\.50%  over Amazon's target", ran.lines[1])
+    assert ran.lines[2].strip() == "111-9000000-0000000"
+    assert "Amazon wants the rate under 2.5%" in ran.lines[-1]
+    as_json = json.loads(ordersync("orders", "cancellation-rate", "--config", config, "--json", "--account", ACCOUNT_NAME).out)
+    assert [(a["account"], a["orders"], a["cancelled"], a["percent"]) for a in as_json] == [(ACCOUNT_NAME, 40, 1, 2.5)]
+    wrong = ordersync("orders", "cancellation-rate", "--config", config, "--account", "nobody")
+    assert wrong.code == 2 and "no account 'nobody'" in wrong.err

@@ -157,7 +157,7 @@ def test_a_rejected_partial_cancellation_shows_in_the_error_view_and_the_order_i
 def test_a_seller_central_cancellation_seen_through_orders_api_v0_is_held_not_left_to_ship(db_url: str, tmp_path: Path) -> None:
     # v0 reports that an order was cancelled, never why: the cancellation cannot sync (no valid reason), and
     # the storefront order is held so that an order Amazon cancelled is never handed to shipping.
-    order = {"id": "114-0000006-0000006", "status": "Canceled", "cancel_reason": "NoInventory", "cancelled_by": "SELLER",
+    order = {"id": "114-0000006-0000006", "status": "Canceled", "cancel_reason": "NoInventory", "cancelled_by": "MERCHANT",
              "lines": [{"sku": "FORK-01", "quantity": 1, "price": "3.00", "cancelled": 1}]}
     with running([order], db_url, tmp_path) as harness:
         harness.amazon.close()

@@ -114,6 +114,12 @@ shutdown: {drain_seconds: 5}
     assert ready.status_code == 503
     assert ready.json()["polls"] == {"main-us": "no successful poll yet"} and ready.json()["store"] == "ok"
     old_rules = ready.json()["rules"]
+    # The metrics job counts each account's cancellation rate (an empty grid: 0) soon after the start.
+    rate_key = ("ordersync_cancellation_rate_percent", frozenset({("account", "main-us")}))
+    deadline = time.monotonic() + 15
+    while rate_key not in (samples := parse(httpx.get(f"{url}/metrics").text)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert samples[rate_key] == 0.0
 
     refund = workdir / "rules" / "refund.yaml"
     good = refund.read_text()

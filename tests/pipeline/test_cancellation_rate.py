@@ -1,0 +1,88 @@
+"""Amazon's cancellation rate stays under 2.5% (DOMAIN 8): the grid keeps who cancelled each order, a seller's
+cancellation about to go to Amazon is decided with the week's rate as it is and as it would be, and one that
+would take it over 2% waits for a person; one the buyer asked for goes out, since Amazon does not count it."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from daemon.pipeline.cancellation_rate import measure
+from daemon.pipeline.operator import request_cancellation
+from daemon.store import Store
+
+from .harness import ACCOUNT, all_decisions
+from .test_pipeline import BUYER_REQUEST, CANCELLED_BY_BUYER, PARTIAL, QUIET, running
+
+KEEPS = {"id": "114-0000041-0000041", "lines": [{"sku": "VASE-41", "quantity": 1, "price": "20.00"}]}
+
+
+def fill_the_week(store: Store, orders: int, cancelled: int) -> None:
+    """FBM orders of the last 7 days in the grid, the first `cancelled` of them cancelled by the seller."""
+    created = datetime.now(timezone.utc) - timedelta(days=2)
+    for n in range(orders):
+        store.upsert_order(ACCOUNT, f"114-7{n:06d}-0000000", fulfillment="FBM", created_on_amazon=created,
+                           status="Canceled" if n < cancelled else "Shipped", cancelled_by_seller=n < cancelled)
+    # An order of 8 days ago, and an FBA one, are not the week's FBM orders.
+    store.upsert_order(ACCOUNT, "114-8000000-0000000", fulfillment="FBM", created_on_amazon=created - timedelta(days=6),
+                       status="Canceled", cancelled_by_seller=True)
+    store.upsert_order(ACCOUNT, "114-8000001-0000000", fulfillment="FBA", created_on_amazon=created,
+                       status="Canceled", cancelled_by_seller=True)
+
+
+def cancel_decisions(harness) -> dict:
+    return {d.record["amazon_order_id"]: d.record for d in all_decisions(harness.store) if d.record["event"] == "cancel_requested"}
+
+
+def test_the_grid_keeps_who_cancelled_each_order(db_url: str, tmp_path: Path) -> None:
+    with running([CANCELLED_BY_BUYER, PARTIAL, QUIET, BUYER_REQUEST], db_url, tmp_path) as harness:
+        harness.drive()
+        seller = {order["id"]: harness.store.get_order(ACCOUNT, order["id"]).cancelled_by_seller
+                  for order in (CANCELLED_BY_BUYER, PARTIAL, QUIET, BUYER_REQUEST)}
+        # The buyer cancelled the first; the seller cancelled a unit of the second (NoInventory).
+        assert seller == {CANCELLED_BY_BUYER["id"]: False, PARTIAL["id"]: True, QUIET["id"]: False, BUYER_REQUEST["id"]: False}
+        rate = measure(harness.store, ACCOUNT, datetime.now(timezone.utc))
+        assert (rate.orders, rate.counted, rate.percent) == (4, {PARTIAL["id"]}, 25.0)
+
+
+def test_a_cancellation_over_the_rate_waits_for_a_person_and_one_the_buyer_asked_for_goes_out(db_url: str, tmp_path: Path) -> None:
+    with running([QUIET, KEEPS, BUYER_REQUEST], db_url, tmp_path) as harness:
+        harness.drive()
+        fill_the_week(harness.store, orders=117, cancelled=2)  # 120 FBM orders this week, 2 cancelled: 1.67%
+
+        # Cancelling a third would make it 2.5%: held for approval, the order on hold meanwhile, Amazon not told.
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
+        # The buyer asked to cancel this one: BuyerCanceled does not count, so it goes out.
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, BUYER_REQUEST["id"], "BuyerCanceled")
+        harness.drive(polls=False)
+        decided = cancel_decisions(harness)
+        held = decided[QUIET["id"]]
+        assert held["rule"] == "cancel-over-cancellation-rate"
+        assert (held["fact"]["cancellation_rate"], held["fact"]["cancellation_rate_if_cancelled"],
+                held["fact"]["cancellation_rate_orders"], held["fact"]["buyer_requested_cancel"]) == (1.67, 2.5, 120, False)
+        assert [a.type for a in harness.store.awaiting_approval(ACCOUNT)] == ["cancel_on_amazon"]
+        assert [m["field"] for m in harness.mutations(QUIET["id"])] == ["fulfillmentOrderHold"]
+        assert harness.standins.amazon.orders[QUIET["id"]]["status"] != "Canceled"
+        asked = decided[BUYER_REQUEST["id"]]
+        assert asked["rule"] == "cancel-on-amazon-with-restock"
+        assert asked["fact"]["buyer_requested_cancel"] is True
+        assert asked["fact"]["cancellation_rate_if_cancelled"] == asked["fact"]["cancellation_rate"] == 1.67  # the held one not counted
+        assert harness.standins.amazon.orders[BUYER_REQUEST["id"]]["status"] == "Canceled"
+
+        # The rate ordersync shows still counts 2: the buyer's does not count, the held one is not sent.
+        assert measure(harness.store, ACCOUNT, datetime.now(timezone.utc)).percent == 1.67
+
+
+def test_cancellations_decided_in_one_run_count_for_each_other(db_url: str, tmp_path: Path) -> None:
+    """Two cancellations decided together: the first goes out (2.0%), and the second then finds the rate at 2%
+    and would take it to 2.5%, so it waits; deciding them one at a time would let both out."""
+    with running([QUIET, KEEPS], db_url, tmp_path) as harness:
+        harness.drive()
+        fill_the_week(harness.store, orders=198, cancelled=3)  # 200 FBM orders, 3 cancelled: 1.5%
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, KEEPS["id"], "NoInventory")
+        harness.pipeline.decide()
+        decided = cancel_decisions(harness)
+        assert decided[QUIET["id"]]["rule"] == "cancel-on-amazon-zero-out-on-no-stock"  # the harness allows zero-out
+        assert decided[QUIET["id"]]["fact"]["cancellation_rate_if_cancelled"] == 2.0
+        assert decided[KEEPS["id"]]["rule"] == "cancel-over-cancellation-rate"
+        assert (decided[KEEPS["id"]]["fact"]["cancellation_rate"], decided[KEEPS["id"]]["fact"]["cancellation_rate_if_cancelled"]) == (2.0, 2.5)
