@@ -114,12 +114,15 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
     FieldSpec("do_not_send_to_amazon", BOOL, "the person cancelling asked not to tell Amazon (in the storefront: the tag do-not-send-to-amazon)"),
     FieldSpec("hours_since_request", NUMBER, "hours since the buyer asked to cancel (Amazon's window is 48)"),
     FieldSpec("buyer_requested_cancel", BOOL, "on a cancellation made here or in the storefront: the buyer asked Amazon "
-              "to cancel the order (then Amazon's cancellation rate does not count it)"),
+              "to cancel the order"),
+    FieldSpec("cancellation_counts", BOOL, "on a cancellation made here or in the storefront: Amazon's cancellation rate "
+              "would count it (an FBM order of the last 7 days not counted yet, and not the answer to the buyer's request "
+              "with reason BuyerCanceled)"),
     FieldSpec("cancellation_rate", NUMBER, "on a cancellation made here or in the storefront: the account's cancellation "
-              "rate in percent, as ordersync counts it: FBM orders of the last 7 days the seller cancelled without a "
-              "buyer's request, per 100 FBM orders of those 7 days (Amazon wants it under 2.5)"),
+              "rate in percent, as ordersync counts it: FBM orders of the last 7 days the seller cancelled, other than "
+              "for the buyer's request with BuyerCanceled, per 100 FBM orders of those 7 days (Amazon wants it under 2.5)"),
     FieldSpec("cancellation_rate_if_cancelled", NUMBER, "the cancellation_rate with this order cancelled on Amazon too"),
-    FieldSpec("cancellation_rate_orders", INT, "the FBM orders of the last 7 days that cancellation_rate is counted over"),
+    FieldSpec("cancellation_rate_orders", INT, "the FBM orders of the last 7 days that cancellation_rate_if_cancelled is counted over"),
     FieldSpec("rejection_reason", TEXT, "why a person rejected the cancellation (`ordersync approvals reject --reason`)"),
     *_settings(
         ("sync_cancellations", True, "mirror Amazon cancellations in the storefront"),

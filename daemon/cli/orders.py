@@ -110,12 +110,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     rate = subcommand(
         sub, "cancellation-rate", run_cancellation_rate, "each account's 7-day cancellation rate, as ordersync counts it",
         "Amazon's cancellation rate as ordersync counts it from the grid (Amazon wants it under 2.5%): "
-        "of the FBM orders created on Amazon in the last 7 days, those the seller cancelled without the buyer "
-        "asking (Amazon shows them cancelled by the seller, or ordersync is cancelling them on Amazon now), per "
-        "100. A cancellation the buyer asked for on Amazon does not count, nor one the buyer or Amazon made. It "
-        "is an estimate; Amazon's own figure is in Seller Central's Account Health. The shipped policy holds a "
-        "cancellation for approval when it would take the rate over 2% in a week of 100 orders or more "
-        "(rules/cancellation.yaml). Exit 2 when the configuration or the store cannot be used.")
+        "of the FBM orders created on Amazon in the last 7 days, those the seller cancelled (Amazon shows them "
+        "cancelled by the seller, or ordersync is cancelling them on Amazon now), per 100. A cancellation that "
+        "answers the buyer's request on Amazon with reason BuyerCanceled does not count, nor one the buyer or "
+        "Amazon made. It is an estimate; Amazon's own figure is in Seller Central's Account Health. The shipped "
+        "policy holds a cancellation the rate would count for approval when it would take the rate over 2% in a "
+        "week of 100 FBM orders or more (rules/cancellation.yaml). Exit 2 when the configuration or the store "
+        "cannot be used.")
     rate.add_argument("--account", metavar="NAME", default=argparse.SUPPRESS, help="only this account (default: every account)")
     rate.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                       help="print a JSON array, one object per account, instead of the table")
@@ -274,7 +275,7 @@ def run_cancellation_rate(args: argparse.Namespace, config: Config, store: Store
         return 0
     print(f"{'account':<20} {'FBM orders, 7 days':>18} {'cancelled by the seller':>23} {'rate':>8}")
     for name, rate in rates.items():
-        flag = "  over Amazon's target" if rate.percent >= AMAZON_TARGET_PERCENT else ""
+        flag = "  not under Amazon's target" if rate.percent >= AMAZON_TARGET_PERCENT else ""
         print(f"{name:<20} {rate.orders:>18} {len(rate.counted):>23} {rate.percent:>7.2f}%{flag}")
         for order_id in sorted(rate.counted):
             print(f"  {order_id}")

@@ -109,8 +109,9 @@ def _closer(pipeline: AccountPipeline) -> Any:
 
 
 class _MetricsExport:
-    """Queue depth from the store, and the seconds each API's rate limit made us wait, as the clients
-    counted them (exported as a running total, so only what is new since the last run is added)."""
+    """Queue depth from the store, the seconds each API's rate limit made us wait, as the clients counted them
+    (exported as a running total, so only what is new since the last run is added), and each account's
+    cancellation rate, once a minute."""
 
     def __init__(self, service: "Service", pipelines: list[AccountPipeline]) -> None:
         self.service, self.pipelines = service, pipelines
@@ -121,12 +122,6 @@ class _MetricsExport:
         metrics = self.service.metrics
         for state, depth in self.service.repository.counts().actions_by_status.items():
             metrics.queue_depth.set(depth, account="all", state=state)
-        # Counting a week of orders per account is cheap but not free: once a minute is fresh enough for a rate.
-        if self.rate_measured is None or time.monotonic() - self.rate_measured >= CANCELLATION_RATE_EVERY:
-            self.rate_measured = time.monotonic()
-            for pipeline in self.pipelines:
-                rate = measure_cancellation_rate(pipeline.store, pipeline.name, pipeline.clock())
-                metrics.cancellation_rate.set(rate.percent, account=pipeline.name)
         for pipeline in self.pipelines:
             waited = {"amazon": pipeline.amazon.transport.stats.waited_for_rate,
                       "shopify": pipeline.shopify.transport.stats.paced_seconds + pipeline.shopify.transport.stats.throttle_wait_seconds}
@@ -135,3 +130,9 @@ class _MetricsExport:
                 if new > 0:
                     metrics.throttle_wait.inc(new, api=api)
                     self.reported[(pipeline.name, api)] = seconds
+        # Counting a week of orders per account is cheap but not free: once a minute is fresh enough for a rate.
+        if self.rate_measured is None or time.monotonic() - self.rate_measured >= CANCELLATION_RATE_EVERY:
+            self.rate_measured = time.monotonic()
+            for pipeline in self.pipelines:
+                rate = measure_cancellation_rate(pipeline.store, pipeline.name, pipeline.clock())
+                metrics.cancellation_rate.set(rate.percent, account=pipeline.name)

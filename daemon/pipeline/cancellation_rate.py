@@ -1,11 +1,12 @@
 """Amazon's cancellation rate, as ordersync can count it (DOMAIN 8: it must stay under 2.5%).
 
 Amazon counts, over 7 days, the merchant-fulfilled orders the seller cancelled, per 100 of those orders; a
-cancellation the buyer asked for on Amazon does not count, nor one the buyer or Amazon made themselves. Here
-the 7 days are the orders created on Amazon in the last 7 days (the grid's created_on_amazon), and the
-cancelled ones are those Amazon shows cancelled by the seller (events.cancelled_by_seller) and those ordersync
-is cancelling on Amazon right now, unless the buyer asked (a buyer request is stored for the order). It is an
-estimate: Amazon's own figure in Seller Central (Account Health) is the one that counts.
+cancellation that answers the buyer's request on Amazon with the buyer's reason (BuyerCanceled) does not count,
+nor one the buyer or Amazon made themselves. Here the 7 days are the orders created on Amazon in the last 7
+days (the grid's created_on_amazon), and the cancelled ones are those Amazon shows cancelled by the seller
+(events.cancelled_by_seller) and those ordersync is cancelling on Amazon right now, unless it answers a stored
+buyer request with BuyerCanceled. It is an estimate: Amazon's own figure in Seller Central (Account Health) is
+the one that counts.
 
 A cancellation to be sent to Amazon gets the rate in its fact, as it is and as it would be, so a rule in
 rules/cancellation.yaml can stop it for a person before it goes (approvals); `ordersync orders
@@ -31,41 +32,46 @@ def percent(part: int, whole: int) -> float:
 @dataclass
 class CancellationRate:
     since: datetime
-    orders: int           # FBM orders created on Amazon in the window
-    counted: set[str]     # of them, the ones cancelled by the seller (or being), no buyer request
-    _would_count: dict[str, bool] = field(default_factory=dict)
+    orders: int           # FBM orders created on Amazon in the window (and any decided here the grid lacks)
+    counted: set[str]     # of them, the ones cancelled by the seller (or being), not for the buyer
+    _decided: dict[str, tuple[bool, bool]] = field(default_factory=dict)  # order: (counts, new to the window)
 
     @property
     def percent(self) -> float:
         return percent(len(self.counted), self.orders)
 
-    def fields_for(self, amazon_order_id: str, row: Order | None, fulfillment: str | None,
+    def fields_for(self, amazon_order_id: str, row: Order | None, fulfillment: str | None, reason_code: str,
                    buyer_requested: bool) -> dict[str, Any]:
-        """The fact's fields of a cancellation of this order about to be sent to Amazon. An order ordersync does
-        not know the creation day of counts as in the window: the estimate errs towards asking a person."""
+        """The fact's fields of a cancellation of this order about to be sent to Amazon with `reason_code`. It counts
+        unless Amazon ships the order (FBA), the order is older than the window, it is counted already, or it
+        answers the buyer's request with the buyer's reason (BuyerCanceled). An order the grid has no creation day
+        of counts as in the window, one more order of it: the estimate errs towards asking a person."""
         created = row.created_on_amazon if row is not None else None  # the store's times are aware (UTC)
         in_window = created is None or created >= self.since
         fbm = (fulfillment or (row.fulfillment if row is not None else None)) == "FBM"
-        counts = fbm and in_window and not buyer_requested and amazon_order_id not in self.counted
-        # Already among the window's orders unless the grid lacks its row or its day.
-        orders = self.orders + (1 if counts and created is None else 0)
-        self._would_count[amazon_order_id] = counts
-        return {"buyer_requested_cancel": buyer_requested, "cancellation_rate": self.percent,
-                "cancellation_rate_if_cancelled": percent(len(self.counted) + counts, orders),
-                "cancellation_rate_orders": self.orders}
+        for_the_buyer = buyer_requested and reason_code == "BuyerCanceled"
+        counts = fbm and in_window and not for_the_buyer and amazon_order_id not in self.counted
+        new_to_window = counts and created is None
+        orders = self.orders + new_to_window
+        self._decided[amazon_order_id] = (counts, new_to_window)
+        return {"buyer_requested_cancel": buyer_requested, "cancellation_counts": counts,
+                "cancellation_rate": self.percent, "cancellation_rate_if_cancelled": percent(len(self.counted) + counts, orders),
+                "cancellation_rate_orders": orders}
 
     def decided(self, amazon_order_id: str, action_types: Iterable[str]) -> None:
         """A cancellation decided in this run that is going to Amazon now counts for the next one decided."""
         types = set(action_types)
-        if self._would_count.pop(amazon_order_id, False) and "cancel_on_amazon" in types \
-                and "queue_for_approval" not in types:
+        counts, new_to_window = self._decided.pop(amazon_order_id, (False, False))
+        if counts and "cancel_on_amazon" in types and "queue_for_approval" not in types:
             self.counted.add(amazon_order_id)
+            self.orders += new_to_window
 
 
 def measure(store: Store, account: str, now: datetime) -> CancellationRate:
     window = store.cancellation_window(account, now - WINDOW)
     asked = store.stored_keys(account, (buyer_request_key(order_id) for order_id in window.being_cancelled))
-    being = {order_id for order_id in window.being_cancelled if buyer_request_key(order_id) not in asked}
+    being = {order_id for order_id, reason in window.being_cancelled.items()
+             if not (buyer_request_key(order_id) in asked and reason == "BuyerCanceled")}
     return CancellationRate(window.since, window.orders, set(window.cancelled) | being)
 
 

@@ -84,15 +84,25 @@ def grid_fields(order: AmazonOrder) -> dict[str, Any]:
 
 
 def cancelled_by_seller(order: AmazonOrder) -> bool:
-    """Whether Amazon's cancellation rate counts the order against the seller: some of it is cancelled, the buyer
-    did not ask for it, and neither the buyer nor Amazon cancelled it themselves. Orders API v0 does not say who
-    cancelled, so there (and for a canceller Amazon's description does not name) every cancellation without a
-    buyer's request counts: the estimate errs towards the seller's, never away from it."""
-    if order.status != OrderStatus.CANCELED and order.units_cancelled == 0:
-        return False
-    if order.buyer_cancel_requested or (order.cancellation_requester or "").upper() == "BUYER":
-        return False
-    return (order.cancelled_by or "").upper() not in ("BUYER", "AMAZON")
+    """Whether Amazon's cancellation rate counts the order against the seller: some line of it is cancelled, by
+    neither the buyer nor Amazon themselves, and not as the answer to the buyer's request on that line (a request
+    answered with another reason, NoInventory say, counts). Lines are judged one by one, as Orders API 2026-01-01
+    reports them. A canceller Amazon's description does not name counts. Orders API v0 says neither who cancelled
+    nor why: there a cancellation the buyer asked for is taken as answered for the buyer, any other counts."""
+    for line in order.lines:
+        cancelled = line.quantity_cancelled > 0 or (order.status == OrderStatus.CANCELED and line.quantity_ordered > line.quantity_shipped)
+        if not cancelled or (line.cancelled_by or order.cancelled_by or "").upper() in ("BUYER", "AMAZON"):
+            continue
+        if line.buyer_cancel_requested and answers_the_buyer(line.cancel_reason or order.cancel_reason):
+            continue
+        return True
+    return False
+
+
+def answers_the_buyer(reason: str | None) -> bool:
+    """Whether a cancellation's reason is the buyer's own (BuyerCanceled, or Amazon's text for it, "Buyer requested
+    cancellation"), which keeps a cancellation the buyer asked for out of the rate. None: the answer does not say."""
+    return reason is None or reason == "BuyerCanceled" or "buyer" in reason.lower()
 
 
 def buyer_request_key(amazon_order_id: str) -> str:

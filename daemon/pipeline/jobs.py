@@ -198,7 +198,7 @@ class AccountPipeline:
     clock: Callable[[], datetime] = utcnow
     # Batches this process created and knows Amazon refused or never got: safe to send again.
     _retry_here: set[int] = field(default_factory=set)
-    # Orders Amazon said it does not have, asked for by the reminders job: not asked again by this process.
+    # Orders Amazon said it does not have (_amazon_order): the reminders job does not ask for them again.
     _not_amazons: set[str] = field(default_factory=set)
 
     # -- ingest ---------------------------------------------------------------------------------
@@ -358,7 +358,7 @@ class AccountPipeline:
                                                "window is closing, but Amazon did not give the order ({error}). Answer the "
                                                "buyer in Seller Central.")
                 except AmazonPaused as exc:
-                    log.warning("buyer request reminders paused: Amazon did not answer", account=self.name,
+                    log.warning("buyer request reminders paused: Amazon did not answer or refused the app", account=self.name,
                                 amazon_order_id=order_id, error=str(exc))
                     break
                 if order is not None:
@@ -425,7 +425,7 @@ class AccountPipeline:
                                            "storefront, but Amazon did not give the order ({error}), so Amazon was not "
                                            "told. Cancel it in Seller Central.")
             except AmazonPaused as exc:
-                log.warning("storefront poll paused: Amazon did not answer", account=self.name,
+                log.warning("storefront poll paused: Amazon did not answer or refused the app", account=self.name,
                             amazon_order_id=cancellation.amazon_order_id, error=str(exc))
                 next_since = _stamp(_parse_stamp(cancellation.updated_at))
                 break
@@ -503,10 +503,11 @@ class AccountPipeline:
 
     def _with_cancellation_rate(self, amazon_order_id: str, payload: dict, rate: CancellationRate) -> dict:
         """A cancellation's payload with Amazon's cancellation rate as it is and as it would be with this order
-        cancelled, and whether the buyer asked for it (then it does not count): daemon.pipeline.cancellation_rate."""
+        cancelled, whether it counts, and whether the buyer asked for it: daemon.pipeline.cancellation_rate."""
         buyer_requested = bool(self.store.stored_keys(self.name, [buyer_request_key(amazon_order_id)]))
         return {**payload, **rate.fields_for(amazon_order_id, self.store.get_order(self.name, amazon_order_id),
-                                             payload.get("fulfillment"), buyer_requested)}
+                                             payload.get("fulfillment"), str(payload.get("reason_code") or ""),
+                                             buyer_requested)}
 
     def _storefront_of(self, amazon_order_id: str | None) -> StorefrontOrder | None:
         try:

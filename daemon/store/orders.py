@@ -7,7 +7,7 @@ from decimal import Decimal
 from itertools import islice
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import and_, bindparam, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
@@ -33,7 +33,7 @@ class CancellationWindow:
     since: datetime
     orders: int                   # FBM orders created on Amazon since `since`
     cancelled: frozenset[str]     # of them, the ones Amazon shows cancelled by the seller
-    being_cancelled: frozenset[str]  # of them, the ones ordersync is cancelling on Amazon
+    being_cancelled: Mapping[str, str]  # of them, the ones ordersync is cancelling on Amazon, with the reason it gives
 
 
 def _upsert(s: Session, account: str, amazon_order_id: str, values: Mapping[str, Any]) -> Order:
@@ -191,19 +191,25 @@ class Orders(Database):
 
     def cancellation_window(self, account: str, since: datetime) -> CancellationWindow:
         """The account's FBM orders created on Amazon since `since`: how many, which of them Amazon shows cancelled
-        by the seller, and which ordersync is cancelling on Amazon (a cancel_on_amazon going out or done, Amazon
-        not showing the order cancelled yet). Whether those were asked for by the buyer is the caller's to say."""
+        by the seller (a cancelled row from before the grid knew who cancelled counts too: the estimate errs towards
+        counting), and which ordersync is cancelling on Amazon (a cancel_on_amazon going out or done, Amazon not
+        showing the order cancelled yet), with the reason it gives. Whether the buyer asked is the caller's to say."""
         in_window = and_(_grid.account == account, _grid.fulfillment == "FBM", _grid.created_on_amazon >= since)
+        by_seller = or_(_grid.cancelled_by_seller.is_(True), and_(_grid.cancelled_by_seller.is_(None), _grid.status == "Canceled"))
         with self.transaction(write=False) as s:
             orders = s.execute(select(func.count()).select_from(Order.__table__).where(in_window)).scalar_one()
-            cancelled = s.execute(select(_grid.amazon_order_id).where(in_window, _grid.cancelled_by_seller.is_(True))).scalars()
-            cancelled_ids = frozenset(cancelled)
+            cancelled = frozenset(s.execute(select(_grid.amazon_order_id).where(in_window, by_seller)).scalars())
+            # From the week's orders Amazon does not show cancelled, each an index probe of its actions: the actions
+            # by status would be every cancellation ever done.
             sending = s.execute(
-                select(_grid.amazon_order_id).distinct().join(
+                select(_grid.amazon_order_id, col(Action.params)).select_from(Order.__table__).join(
                     Action, and_(col(Action.account) == _grid.account, col(Action.amazon_order_id) == _grid.amazon_order_id))
                 .where(in_window, func.coalesce(_grid.status, "") != "Canceled", col(Action.type) == "cancel_on_amazon",
-                       col(Action.status).in_((PENDING, CLAIMED, QUEUED_FOR_BATCH, DONE)))).scalars()
-            return CancellationWindow(since, orders, cancelled_ids, frozenset(sending) - cancelled_ids)
+                       col(Action.status).in_((PENDING, CLAIMED, QUEUED_FOR_BATCH, DONE)))
+                .order_by(col(Action.id))).all()
+            being = {order_id: str((params or {}).get("reason_code") or "") for order_id, params in sending
+                     if order_id not in cancelled}
+            return CancellationWindow(since, orders, cancelled, being)
 
     def failed_orders(self, account: str | None = None) -> Sequence[Order]:
         """The error view: orders whose sync failed, not archived, most recently failed first."""

@@ -422,7 +422,7 @@ def test_cancellation_rate_shows_the_weeks_seller_cancellations_per_hundred_fbm_
                        status="Canceled", cancelled_by_seller=True)  # Amazon ships it: not in the rate
     ran = ordersync("orders", "cancellation-rate", "--config", config)
     assert ran.code == 0 and ran.err == "", ran
-    assert re.fullmatch(r"main-us +40 +1 +2\.50%  over Amazon's target", ran.lines[1])
+    assert re.fullmatch(r"main-us +40 +1 +2\.50%  not under Amazon's target", ran.lines[1])
     assert ran.lines[2].strip() == "111-9000000-0000000"
     assert "Amazon wants the rate under 2.5%" in ran.lines[-1]
     as_json = json.loads(ordersync("orders", "cancellation-rate", "--config", config, "--json", "--account", ACCOUNT_NAME).out)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from adapters.amazon.models import AmazonOrder, AmazonOrderLine, OrderStatus
 from daemon.pipeline.cancellation_rate import measure
+from daemon.pipeline.events import cancelled_by_seller
 from daemon.pipeline.operator import request_cancellation
 from daemon.store import Store
 
@@ -44,6 +46,37 @@ def test_the_grid_keeps_who_cancelled_each_order(db_url: str, tmp_path: Path) ->
         assert (rate.orders, rate.counted, rate.percent) == (4, {PARTIAL["id"]}, 25.0)
 
 
+def amazon_order(status: OrderStatus, *lines: AmazonOrderLine) -> AmazonOrder:
+    return AmazonOrder("114-0000050-0000050", status, "FBM", lines, None)
+
+
+def line(item: str, *, cancelled: int = 0, by: str | None = None, reason: str | None = None,
+         requested: bool = False) -> AmazonOrderLine:
+    return AmazonOrderLine(item, f"SKU-{item}", 1, quantity_cancelled=cancelled, cancelled_by=by, cancel_reason=reason,
+                           buyer_cancel_requested=requested)
+
+
+def test_who_cancelled_is_judged_line_by_line() -> None:
+    # Amazon cancelled one line, the seller another: the seller's counts, whichever line comes first.
+    for lines in ((line("1", cancelled=1, by="AMAZON"), line("2", cancelled=1, by="MERCHANT", reason="NoInventory")),
+                  (line("2", cancelled=1, by="MERCHANT", reason="NoInventory"), line("1", cancelled=1, by="AMAZON"))):
+        assert cancelled_by_seller(amazon_order(OrderStatus.UNSHIPPED, *lines))
+    # The buyer asked about one line; the seller cancelled the other for no stock: that counts.
+    assert cancelled_by_seller(amazon_order(OrderStatus.UNSHIPPED, line("1", requested=True),
+                                            line("2", cancelled=1, by="MERCHANT", reason="NoInventory")))
+    # A buyer's request answered with the buyer's reason does not count; answered with another reason, it does.
+    assert not cancelled_by_seller(amazon_order(OrderStatus.CANCELED, line("1", cancelled=1, by="MERCHANT", requested=True,
+                                                                            reason="Buyer requested cancellation")))
+    assert not cancelled_by_seller(amazon_order(OrderStatus.CANCELED, line("1", cancelled=1, by="MERCHANT", requested=True,
+                                                                            reason="BuyerCanceled")))
+    assert cancelled_by_seller(amazon_order(OrderStatus.CANCELED, line("1", cancelled=1, by="MERCHANT", requested=True,
+                                                                        reason="NoInventory")))
+    # The buyer's or Amazon's own cancellation does not count; one with no canceller named (Orders API v0) does.
+    assert not cancelled_by_seller(amazon_order(OrderStatus.CANCELED, line("1", cancelled=1, by="BUYER")))
+    assert cancelled_by_seller(amazon_order(OrderStatus.CANCELED, line("1")))
+    assert not cancelled_by_seller(amazon_order(OrderStatus.SHIPPED, line("1")))
+
+
 def test_a_cancellation_over_the_rate_waits_for_a_person_and_one_the_buyer_asked_for_goes_out(db_url: str, tmp_path: Path) -> None:
     with running([QUIET, KEEPS, BUYER_REQUEST], db_url, tmp_path) as harness:
         harness.drive()
@@ -70,6 +103,19 @@ def test_a_cancellation_over_the_rate_waits_for_a_person_and_one_the_buyer_asked
 
         # The rate ordersync shows still counts 2: the buyer's does not count, the held one is not sent.
         assert measure(harness.store, ACCOUNT, datetime.now(timezone.utc)).percent == 1.67
+
+
+def test_a_buyer_s_request_answered_with_another_reason_counts(db_url: str, tmp_path: Path) -> None:
+    """DOMAIN 8: only cancelling with the buyer's own reason after the buyer's request keeps it out of the rate."""
+    with running([BUYER_REQUEST, KEEPS], db_url, tmp_path) as harness:
+        harness.drive()  # the buyer's request is stored
+        fill_the_week(harness.store, orders=118, cancelled=2)  # 120 FBM orders, 2 cancelled: 1.67%
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, BUYER_REQUEST["id"], "NoInventory")
+        harness.drive(polls=False)
+        decided = cancel_decisions(harness)[BUYER_REQUEST["id"]]
+        assert decided["rule"] == "cancel-over-cancellation-rate"
+        assert (decided["fact"]["buyer_requested_cancel"], decided["fact"]["cancellation_counts"],
+                decided["fact"]["cancellation_rate_if_cancelled"]) == (True, True, 2.5)
 
 
 def test_cancellations_decided_in_one_run_count_for_each_other(db_url: str, tmp_path: Path) -> None:

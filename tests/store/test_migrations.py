@@ -137,9 +137,10 @@ def test_version_2_grid_rows_keep_their_columns_and_start_with_no_amazon_refunds
         assert (row.status, row.order_total, row.amazon_refunded) == ("Shipped", Decimal("25.00"), Decimal("4.00"))
 
 
-def test_version_3_grid_rows_are_counted_by_who_cancelled_only_from_0004_on(db_url: str, monkeypatch) -> None:
-    """0004 adds orders.cancelled_by_seller: a row from before it is not known to be the seller's cancellation
-    (null), so the cancellation rate does not count it, and the poll's next look at the order says."""
+def test_version_3_cancelled_rows_count_against_the_cancellation_rate_until_the_poll_says_who_cancelled(
+        db_url: str, monkeypatch) -> None:
+    """0004 adds orders.cancelled_by_seller: a cancelled row from before it does not say who cancelled (null), and
+    the rate counts it (the estimate errs towards counting) until the order poll says it was not the seller."""
     from datetime import datetime, timedelta, timezone
 
     from daemon.store import migrations
@@ -156,6 +157,6 @@ def test_version_3_grid_rows_are_counted_by_who_cancelled_only_from_0004_on(db_u
         row = store.get_order("acme", "A-1")
         assert (row.status, row.fulfillment, row.cancelled_by_seller) == ("Canceled", "FBM", None)
         window = store.cancellation_window("acme", datetime.now(timezone.utc) - timedelta(days=7))
-        assert (window.orders, window.cancelled) == (1, frozenset())
-        store.upsert_order("acme", "A-1", cancelled_by_seller=True)
-        assert store.cancellation_window("acme", datetime.now(timezone.utc) - timedelta(days=7)).cancelled == {"A-1"}
+        assert (window.orders, window.cancelled) == (1, {"A-1"})
+        store.upsert_order("acme", "A-1", cancelled_by_seller=False)  # the buyer cancelled it, the poll says
+        assert store.cancellation_window("acme", datetime.now(timezone.utc) - timedelta(days=7)).cancelled == frozenset()
