@@ -14,18 +14,36 @@ dispatcher can switch on; see ERROR_CODES. Transport failures are `TransientErro
 from __future__ import annotations
 
 import hashlib
+import heapq
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Mapping, Sequence
 from urllib.parse import quote
 
 import httpx
 
 from adapters.errors import InvalidInput, PermanentError, TransientError
-from adapters.shopify.models import ActionResult, KitComponent, StorefrontCancellation, StorefrontOrder, order_from_graphql
-from adapters.shopify.operations import MARKER_PREFIX, OperationSet, operations_for
+from adapters.shopify.cost import requested_cost
+from adapters.shopify.models import (
+    ActionResult,
+    KitComponent,
+    StorefrontCancellation,
+    StorefrontOrder,
+    StorefrontRefund,
+    StorefrontRefundLine,
+    order_from_graphql,
+)
+from adapters.shopify.operations import (
+    MARKER_PREFIX,
+    REFUND_LINES_READ,
+    REFUNDED_ORDERS_MAX_COST,
+    REFUNDS_READ,
+    OperationSet,
+    operations_for,
+)
 from adapters.shopify.transport import DEFAULT_BUCKET, ShopifyTransport
 
 # The codes this client puts on the errors it raises itself (Shopify's own typed codes, e.g.
@@ -48,6 +66,8 @@ ERROR_CODES = {
     "CANCEL_PENDING": "(transient) the cancel job had not finished when the client stopped waiting",
     "KIT_COMPONENT_WITHOUT_SKU": "a bundle's component variant has no SKU, so a returned bundle cannot be listed as its components",
     "KIT_TOO_LARGE": "a bundle has more components than the client reads (Shopify allows 30)",
+    "MALFORMED_ANSWER": "Shopify's answer lacks a field the client needs, or has one it cannot read (e.g. an amount that is not a number)",
+    "REFUNDS_TRUNCATED": "an order has more refunds, or a refund more lines, than the storefront refunds poll reads",
 }
 
 HoldReason = Literal["AWAITING_PAYMENT", "HIGH_RISK_OF_FRAUD", "INCORRECT_ADDRESS", "INVENTORY_OUT_OF_STOCK",
@@ -60,10 +80,12 @@ HOLDABLE = ("OPEN", "IN_PROGRESS", "SCHEDULED", "ON_HOLD")
 class ShopifyRejected(PermanentError):
     """Shopify (or this client, before asking) refused an action; names the order and the field."""
 
-    def __init__(self, message: str, *, code: str, order_id: str | None = None, field: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str, order_id: str | None = None, field: str | None = None,
+                 amazon_order_id: str | None = None) -> None:
         super().__init__(message, code=code)
         self.order_id = order_id
         self.field = field
+        self.amazon_order_id = amazon_order_id
 
 
 class OrderNotFound(ShopifyRejected):
@@ -196,6 +218,138 @@ class ShopifyClient:
             if not page.get("hasNextPage") or not page.get("endCursor"):
                 return
             variables["after"] = page["endCursor"]
+
+    def refunded_orders(self, since: str, *, page_size: int = 50, passing_over: Collection[str] = ()) -> Iterator[StorefrontRefund]:
+        """Every refund of the orders that mirror an Amazon order, are refunded in part or in whole, and were updated at or
+        after `since` (YYYY-MM-DDTHH:MM:SSZ); orders oldest update first, each order's refunds oldest first; a page of
+        `page_size` orders asked for at a time as the caller goes on, but never more than keep one request within
+        REFUNDED_ORDERS_MAX_COST points (two orders with the operation's sizes: each order brings up to 11 refunds
+        of 10 lines).
+
+        Two searches, `financial_status:partially_refunded updated_at:>=<since>` and `financial_status:refunded
+        updated_at:>=<since>`, are paged side by side and merged by the order's updatedAt. Shopify's search grammar
+        has OR and parentheses, but its documentation does not say how OR binds against the implied AND of the
+        updated_at term, and Shopify ignores a term it cannot apply rather than refusing the search: a misread OR
+        would list too much or too little without a word. Two plain searches of the documented form cannot be
+        misread. An order that moves from partially refunded to refunded while the pages are read is met in both;
+        each refund is yielded once per call (by refund id).
+
+        What Shopify's financial status does not show is not found: a refund that moved no money (only lines, as
+        cancel_lines makes) leaves a paid order PAID. updatedAt moves with any change to the order (a note, a tag, a
+        fulfilment), so later calls meet an order's earlier refunds again: the caller keeps the refund ids it has
+        handled. Shopify's search lags its writes by a few seconds: a caller that remembers where it got to starts
+        its next call a little earlier. Without the read_all_orders scope Shopify searches only the last 60 days of
+        orders (by creation), so a late refund of an older order is not seen.
+
+        An order whose answer cannot be read (no id or updatedAt; a refund without id or createdAt; an amount that
+        is not a number; a line without a whole quantity) is ShopifyRejected MALFORMED_ANSWER, and an order with more
+        than REFUNDS_READ refunds or a refund with more than REFUND_LINES_READ lines is REFUNDS_TRUNCATED, each
+        naming the order and the field (and its Amazon order id), raised before any refund of that order is yielded:
+        a refund is not left out unsaid. The orders in `passing_over` (Shopify order ids: ones the caller has put
+        before a person) are not read, so one such order does not stop the caller for good."""
+        if not _SEARCH_TIME.fullmatch(since or ""):
+            raise InvalidInput(f"refunded_orders needs a time as YYYY-MM-DDTHH:MM:SSZ, not {since!r}", code="BAD_SINCE")
+        if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
+            raise InvalidInput(f"refunded_orders needs a page_size of 1 or more, not {page_size!r}", code="PAGE_SIZE_INVALID")
+        sizes = {"refundsFirst": REFUNDS_READ + 1, "refundLinesFirst": REFUND_LINES_READ}
+        first = min(page_size, _orders_per_request(self.ops.refunded_orders, sizes, REFUNDED_ORDERS_MAX_COST))
+        streams = [self._refunded_order_nodes(f"financial_status:{status} updated_at:>={since}", first, sizes)
+                   for status in ("partially_refunded", "refunded")]
+        yielded: set[str] = set()
+        for updated_at, order_id, amazon_order_id, node in heapq.merge(*streams, key=lambda found: found[:2]):
+            if order_id in passing_over:
+                continue
+            for refund in self._refunds_of(node, order_id, amazon_order_id, updated_at):
+                if refund.id not in yielded:
+                    yielded.add(refund.id)
+                    yield refund
+
+    def _refunded_order_nodes(self, search: str, first: int, sizes: Mapping[str, int]
+                              ) -> Iterator[tuple[str, str, str, Mapping[str, Any]]]:
+        """(updatedAt, order id, Amazon order id, node) of each Amazon order's mirror the search finds, page by page."""
+        variables: dict[str, Any] = {"search": search, "first": first, "after": None, **sizes}
+        while True:
+            data = self.transport.execute(self.ops.refunded_orders, variables, operation_name="RefundedOrders")
+            orders = data.get("orders") or {}
+            for index, node in enumerate(orders.get("nodes") or []):
+                if not isinstance(node, Mapping):
+                    raise ShopifyRejected(f"Shopify's answer to RefundedOrders on {self.config.shop} ({search}) has an order that "
+                                          f"is not an object: {node!r}", code="MALFORMED_ANSWER", field=f"orders.nodes[{index}]")
+                amazon_order_id = self.config.match.amazon_order_id_of(node)
+                if not amazon_order_id:
+                    continue  # not an Amazon order's mirror: not ours to tell Amazon of
+                order_id = node.get("id")
+                if not isinstance(order_id, str) or not order_id:
+                    raise _unreadable(self.config.shop, node, None, amazon_order_id, "id", f"{order_id!r} is not an order id")
+                updated_at = _utc_stamp(node.get("updatedAt"))
+                if updated_at is None:
+                    raise _unreadable(self.config.shop, node, order_id, amazon_order_id, "updatedAt", f"{node.get('updatedAt')!r} is not a time")
+                yield updated_at, order_id, amazon_order_id, node
+            page = orders.get("pageInfo") or {}
+            if not page.get("hasNextPage") or not page.get("endCursor"):
+                return
+            variables["after"] = page["endCursor"]
+
+    def _refunds_of(self, node: Mapping[str, Any], order_id: str, amazon_order_id: str, updated_at: str) -> list[StorefrontRefund]:
+        """The order's refunds, oldest first (Shopify's order within one second); every field checked first."""
+        def unreadable(field: str, what: str) -> ShopifyRejected:
+            return _unreadable(self.config.shop, node, order_id, amazon_order_id, field, what)
+
+        raw_refunds = node.get("refunds")
+        if not isinstance(raw_refunds, list):
+            raise unreadable("refunds", f"{raw_refunds!r} is not a list of refunds")
+        label = _order_label(self.config.shop, node, order_id, amazon_order_id)
+        if len(raw_refunds) > REFUNDS_READ:
+            raise ShopifyRejected(f"{label} has more than {REFUNDS_READ} refunds, the most the storefront refunds poll reads of "
+                                  "one order; it stops at this order rather than leave a refund out. Tell Amazon of this "
+                                  "order's refunds by hand, and raise REFUNDS_READ", code="REFUNDS_TRUNCATED",
+                                  order_id=order_id, field="refunds", amazon_order_id=amazon_order_id)
+        order_cancelled = node.get("cancelledAt") is not None
+        refunds = []
+        for index, raw in enumerate(raw_refunds):
+            at = f"refunds[{index}]"
+            if not isinstance(raw, Mapping):
+                raise unreadable(at, f"{raw!r} is not a refund")
+            refund_id = raw.get("id")
+            if not isinstance(refund_id, str) or not refund_id:
+                raise unreadable(f"{at}.id", f"{refund_id!r} is not a refund id")
+            created_at = _utc_stamp(raw.get("createdAt"))
+            if created_at is None:
+                raise unreadable(f"{at}.createdAt", f"{raw.get('createdAt')!r} is not a time")
+            money = _dig(raw, "totalRefundedSet", "shopMoney")
+            amount = _exact_amount(_dig(money, "amount"))
+            if amount is None:
+                raise unreadable(f"{at}.totalRefundedSet.shopMoney.amount", f"{_dig(money, 'amount')!r} is not an amount")
+            currency = _dig(money, "currencyCode")
+            if not isinstance(currency, str) or not currency:
+                raise unreadable(f"{at}.totalRefundedSet.shopMoney.currencyCode", f"{currency!r} is not a currency code")
+            if _dig(raw, "refundLineItems", "pageInfo", "hasNextPage"):
+                raise ShopifyRejected(f"{label}: refund {refund_id} has more than {REFUND_LINES_READ} lines, the most the "
+                                      "storefront refunds poll reads of one refund; it stops at this order rather than "
+                                      "leave a line out. Tell Amazon of this refund by hand, and raise REFUND_LINES_READ",
+                                      code="REFUNDS_TRUNCATED", order_id=order_id, field=f"{at}.refundLineItems",
+                                      amazon_order_id=amazon_order_id)
+            raw_lines = _dig(raw, "refundLineItems", "nodes")
+            if not isinstance(raw_lines, list):
+                raise unreadable(f"{at}.refundLineItems.nodes", f"{raw_lines!r} is not a list of lines")
+            lines = []
+            for line_index, line in enumerate(raw_lines):
+                where = f"{at}.refundLineItems.nodes[{line_index}]"
+                quantity = _dig(line, "quantity")
+                if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 0:
+                    raise unreadable(f"{where}.quantity", f"{quantity!r} is not a number of units")
+                sku = _dig(line, "lineItem", "sku")
+                restock_type = _dig(line, "restockType")
+                lines.append(StorefrontRefundLine(sku if isinstance(sku, str) else None, quantity,
+                                                  restock_type if isinstance(restock_type, str) else ""))
+            note = raw.get("note") if isinstance(raw.get("note"), str) else ""
+            refunds.append(StorefrontRefund(
+                id=refund_id, order_id=order_id, order_name=str(node.get("name") or ""), amazon_order_id=amazon_order_id,
+                created_at=created_at, updated_at=updated_at, amount=amount, currency=currency, note=note,
+                lines=tuple(lines), by_ordersync=MARKER_PREFIX in note, order_cancelled=order_cancelled))
+        # In one second, by the refund's number: Shopify numbers refunds as it makes them.
+        refunds.sort(key=lambda refund: (refund.created_at, _gid_number(refund.id)))
+        return refunds
 
     def get_order(self, order: StorefrontOrder | str) -> StorefrontOrder:
         order_id, amazon_id = (order.id, order.amazon_order_id) if isinstance(order, StorefrontOrder) else (order, None)
@@ -579,6 +733,62 @@ def _search_term(name: str, value: str) -> str:
 
 
 _SEARCH_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def _utc_stamp(value: Any) -> str | None:
+    """A Shopify DateTime (ISO 8601 with a zone) as YYYY-MM-DDTHH:MM:SSZ in UTC; None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        return None
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _exact_amount(value: Any) -> Decimal | None:
+    """Shopify's Decimal scalar (a string) as an exact, finite, non-negative Decimal; None if it is not one."""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    """value[k1][k2]..., None where a step is missing or not an object."""
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _order_label(shop: str, node: Mapping[str, Any], order_id: str | None, amazon_order_id: str) -> str:
+    name = node.get("name")
+    return f"Shopify order {name or order_id or '(no id)'} ({order_id or 'no id'}, Amazon {amazon_order_id}) on {shop}"
+
+
+def _gid_number(gid: str) -> int:
+    tail = gid.rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _unreadable(shop: str, node: Mapping[str, Any], order_id: str | None, amazon_order_id: str, field: str, what: str) -> ShopifyRejected:
+    return ShopifyRejected(f"{_order_label(shop, node, order_id, amazon_order_id)}: the storefront refunds poll cannot read "
+                           f"{field}: {what}", code="MALFORMED_ANSWER", order_id=order_id, field=field,
+                           amazon_order_id=amazon_order_id)
+
+
+def _orders_per_request(document: str, variables: Mapping[str, Any], budget: int) -> int:
+    """How many orders one request of `document` may ask for (`first`) with its requested cost within `budget`."""
+    one = requested_cost(document, {**variables, "first": 1})
+    each = requested_cost(document, {**variables, "first": 2}) - one
+    return 250 if each <= 0 else max(1, (budget - one) // each + 1)
 
 
 def _sku_search(sku: str) -> str:

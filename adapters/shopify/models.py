@@ -190,6 +190,34 @@ class StorefrontCancellation:
 
 
 @dataclass(frozen=True)
+class StorefrontRefundLine:
+    """A line of a storefront refund: the line item's SKU, how many units, and Shopify's
+    RefundLineItemRestockType (NO_RESTOCK, CANCEL, RETURN, LEGACY_RESTOCK; '' if absent)."""
+
+    sku: str | None
+    quantity: int
+    restock_type: str
+
+
+@dataclass(frozen=True)
+class StorefrontRefund:
+    """A refund recorded on a Shopify order that mirrors an Amazon order, as the storefront refunds poll sees it."""
+
+    id: str  # gid://shopify/Refund/...
+    order_id: str  # gid://shopify/Order/...
+    order_name: str  # "#1001"
+    amazon_order_id: str
+    created_at: str  # the refund's createdAt, YYYY-MM-DDTHH:MM:SSZ
+    updated_at: str  # the order's updatedAt, YYYY-MM-DDTHH:MM:SSZ
+    amount: Decimal  # totalRefundedSet.shopMoney.amount, exact; 0 for a refund that moved no money
+    currency: str  # totalRefundedSet.shopMoney.currencyCode
+    note: str  # '' when none
+    lines: tuple[StorefrontRefundLine, ...]
+    by_ordersync: bool  # the note carries an ordersync marker (refund and cancel_lines write one)
+    order_cancelled: bool  # the order is cancelled (cancelledAt set): its refunds belong to the cancellation
+
+
+@dataclass(frozen=True)
 class KitComponent:
     """One component of a fixed bundle (a kit): `quantity` units of the variant `sku` per bundle."""
 

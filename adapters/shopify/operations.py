@@ -123,6 +123,41 @@ query CancelledOrders($search: String!, $first: Int = 50, $after: String) {
 }
 """
 
+# Refunds recorded on orders (ordersync's storefront refunds poll), searched one financial status at a time
+# (client.refunded_orders says why). An order's `refunds` is a plain list, truncated to `first`: the client
+# asks for one more refund than it reads, and each refund's lines say hasNextPage, so a list cut short is an
+# error rather than a refund silently missed. With the defaults below one order costs 1 + 11 × 25 = 276
+# points, so the client asks for as many orders at a time as fit REFUNDED_ORDERS_MAX_COST (two).
+REFUNDS_READ = 10
+REFUND_LINES_READ = 10
+REFUNDED_ORDERS_MAX_COST = 600
+
+REFUNDED_ORDERS = """
+query RefundedOrders($search: String!, $first: Int = 2, $after: String, $refundsFirst: Int = 11, $refundLinesFirst: Int = 10) {
+  orders(first: $first, after: $after, query: $search, sortKey: UPDATED_AT) {
+    nodes {
+      id
+      name
+      sourceIdentifier
+      tags
+      updatedAt
+      cancelledAt
+      refunds(first: $refundsFirst) {
+        id
+        createdAt
+        note
+        totalRefundedSet { shopMoney { amount currencyCode } }
+        refundLineItems(first: $refundLinesFirst) {
+          nodes { lineItem { sku } quantity restockType }
+          pageInfo { hasNextPage }
+        }
+      }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
 GET_ORDER = (
     """
 query GetOrder($id: ID!, $lineItemsFirst: Int = 20, $foFirst: Int = 4, $foLineItemsFirst: Int = 10) {
@@ -283,6 +318,7 @@ class OperationSet:
     version: str
     find_orders: str
     cancelled_orders: str
+    refunded_orders: str
     get_order: str
     job_status: str
     cancel_order: str
@@ -304,6 +340,7 @@ class OperationSet:
 _COMMON = dict(
     find_orders=FIND_ORDERS,
     cancelled_orders=CANCELLED_ORDERS,
+    refunded_orders=REFUNDED_ORDERS,
     get_order=GET_ORDER,
     job_status=JOB_STATUS,
     suggest_refund=SUGGEST_REFUND,

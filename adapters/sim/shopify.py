@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -118,19 +119,64 @@ class ShopifySim(SimServer):
             self.bucket = TokenBucket(self.restore_rate, self.maximum_available)
             self.bucket.try_take(max(0.0, self.maximum_available - level))
 
-    def cancel_in_admin(self, order_gid: str, reason: str, *, staff_note: str | None = None, tags: Iterable[str] = ()) -> None:
+    def cancel_in_admin(self, order_gid: str, reason: str, *, staff_note: str | None = None, tags: Iterable[str] = (),
+                        refund: bool = False) -> None:
         """What a person does in the Shopify admin, not through the API (it costs no points and carries no
-        ordersync marker): tag the order, then cancel it, restocking; done at once. ValueError if Shopify
-        would refuse (already cancelled, fulfilled items)."""
+        ordersync marker): tag the order, then cancel it, restocking, and with `refund` refunding what was paid
+        and not yet refunded (one refund, note "Order canceled"); done at once. ValueError if Shopify would
+        refuse (already cancelled, fulfilled items)."""
         with self.lock:
             order = self._order(order_gid)
             order.tags.extend(tag for tag in tags if tag not in order.tags)
-            answer = self.store.order_cancel({"orderId": order_gid, "reason": reason, "restock": True, "refund": False,
+            answer = self.store.order_cancel({"orderId": order_gid, "reason": reason, "restock": True, "refund": refund,
                                               "staffNote": staff_note})
             if answer["orderCancelUserErrors"]:
                 raise ValueError(f"{order_gid}: {answer['orderCancelUserErrors'][0]['message']}")
             self.store.jobs[order.cancel_job].due_at = self.store.clock()  # type: ignore[index]
             self.store.advance()
+
+    def refund_in_admin(self, order_gid: str, amount: Decimal | str | None = None, *, lines: Iterable[tuple[str, int]] = (),
+                        restock_type: str = "NO_RESTOCK", note: str | None = None) -> str:
+        """What a person does in the Shopify admin, not through the API (no points, no ordersync marker): refund
+        an amount, or some lines by SKU and quantity (the amount then being those units' price, as Shopify
+        suggests it), or both; recorded at once through the store's refundCreate, with a successful REFUND
+        transaction against the sale when money moves. RETURN and CANCEL restock at the line's location. Returns
+        the refund's gid. ValueError where Shopify would refuse: more money than was paid and not yet refunded,
+        an unknown SKU, more units than refundable, nothing to refund, no sale to refund against."""
+        with self.lock:
+            order = self._order(order_gid)
+            items = []
+            for sku, quantity in lines:
+                line = next((l for l in order.lines if l.sku == sku), None)
+                if line is None:
+                    raise ValueError(f"{order_gid} has no line with SKU {sku} (lines: {', '.join(l.sku for l in order.lines)})")
+                item: dict[str, Any] = {"lineItemId": gid("LineItem", line.id), "quantity": quantity, "restockType": restock_type}
+                location = next((fo.location_id for fo in order.fos for fo_line in fo.lines if fo_line.line_id == line.id), None)
+                if location is not None and restock_type in ("RETURN", "CANCEL"):
+                    item["locationId"] = gid("Location", location)
+                items.append(item)
+            if amount is None:
+                if not items:
+                    raise ValueError(f"{order_gid}: a refund needs an amount or lines")
+                suggested = self.store.suggested_refund(order, {"refundLineItems": items})
+                amount = suggested["amountSet"]["shopMoney"]["amount"]
+            try:
+                money = Decimal(str(amount))
+            except InvalidOperation:
+                raise ValueError(f"{order_gid}: refund amount {amount!r} is not a number") from None
+            refund_input: dict[str, Any] = {"orderId": order_gid, "note": note, "notify": False}
+            if items:
+                refund_input["refundLineItems"] = items
+            if money != 0:
+                sale = next((t for t in order.txns if t.kind in ("SALE", "CAPTURE") and t.status == "SUCCESS"), None)
+                if sale is None:
+                    raise ValueError(f"{order_gid}: no successful sale to refund {money} against")
+                refund_input["transactions"] = [{"orderId": order_gid, "parentId": gid("OrderTransaction", sale.id),
+                                                 "gateway": sale.gateway, "kind": "REFUND", "amount": str(money)}]
+            answer = self.store.refund_create({"input": refund_input}, self.store.order_view)
+            if answer["userErrors"]:
+                raise ValueError(f"{order_gid}: " + "; ".join(e["message"] for e in answer["userErrors"]))
+            return answer["refund"]["id"]
 
     def fulfil_in_admin(self, order_gid: str) -> None:
         """A person (or the warehouse) fulfils every unit of the order: its fulfilment orders close."""

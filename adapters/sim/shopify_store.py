@@ -26,6 +26,8 @@ ADJUST_REASONS = {
     "reservation_created", "reservation_deleted", "reservation_updated", "restock", "safety_stock", "shrinkage",
 }
 HOLDABLE = {"OPEN", "IN_PROGRESS", "SCHEDULED", "ON_HOLD"}
+# The values the orders search documents for financial_status: (displayFinancialStatus, lower case).
+FINANCIAL_STATUSES = {"paid", "pending", "authorized", "partially_paid", "partially_refunded", "refunded", "voided", "expired"}
 MAX_HOLDS_PER_FO = 10
 
 
@@ -347,7 +349,9 @@ class ShopStore:
 
     def find_orders(self, search: str) -> list[Order]:
         """Shopify search syntax, the parts the adapter uses: source_identifier:, tag:, name:, status:,
-        updated_at: with a comparison (>=, >, <=, <, or none for equal) to a time.
+        financial_status: (one of Shopify's documented values: paid, pending, authorized, partially_paid,
+        partially_refunded, refunded, voided, expired), updated_at: with a comparison (>=, >, <=, <, or none
+        for equal) to a time. Terms are ANDed; OR, NOT and parentheses are not understood.
         Like Shopify, a field it does not know filters nothing, so callers must check what they got."""
         found = list(self.orders.values())
         for key, value in search_terms(search):
@@ -360,6 +364,9 @@ class ShopStore:
                 found = [o for o in found if value.lower() in (t.lower() for t in o.tags)]
             elif key == "name":
                 found = [o for o in found if o.name.lstrip("#") == value.lstrip("#")]
+            elif key == "financial_status":
+                if value.lower() in FINANCIAL_STATUSES:
+                    found = [o for o in found if self.financial_status(o) == value.upper()]
             elif key == "status":
                 if value == "cancelled":
                     found = [o for o in found if o.cancelled_at]
@@ -557,7 +564,8 @@ class ShopStore:
                 {"lineItem": {"id": gid("LineItem", r.line_id), "sku": lines[r.line_id].sku}, "quantity": r.quantity,
                  "restockType": r.restock_type, "restocked": r.restocked,
                  "location": {"id": gid("Location", r.location_id)} if r.location_id else None}
-                for r in refund.lines][: first or None]},
+                for r in refund.lines][: first or None],
+                "pageInfo": {"hasNextPage": bool(first) and len(refund.lines) > first}},
         }
 
     def suggested_refund(self, order: Order, args: dict[str, Any]) -> dict[str, Any]:

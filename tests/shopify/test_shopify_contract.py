@@ -167,6 +167,21 @@ def test_stand_in_answers_to_every_operation_have_the_schema_shapes(official: Gr
     assert set(job_body["extensions"]["cost"]["throttleStatus"]) == {"maximumAvailable", "currentlyAvailable", "restoreRate"}
 
 
+def test_stand_in_answers_to_the_storefront_polls_have_the_schema_shapes(official: GraphQLSchema, sim: Any) -> None:
+    # The polls' answers carry refunds with lines, and a cancellation, for the walk to check.
+    sim.refund_in_admin("gid://shopify/Order/1002", lines=[("MUG-RED", 1)], restock_type="RETURN", note="cracked")
+    sim.cancel_in_admin("gid://shopify/Order/1001", "CUSTOMER", staff_note="phoned", refund=True)
+    ops = OPERATIONS["2025-01"]
+    for document, search, least in [
+        (ops.refunded_orders, "financial_status:partially_refunded updated_at:>=2000-01-01T00:00:00Z", 20),
+        (ops.refunded_orders, "financial_status:refunded updated_at:>=2000-01-01T00:00:00Z", 15),
+        (ops.cancelled_orders, "status:cancelled updated_at:>=2000-01-01T00:00:00Z", 10),
+    ]:
+        data = post(sim, document, {"search": search})["data"]
+        assert data["orders"]["nodes"], search
+        assert assert_shape(official, document, data) > least, search
+
+
 def test_stand_in_refusals_have_the_schema_shapes_too(official: GraphQLSchema, sim: Any) -> None:
     # The client reads codes and fields from these; an enum value the schema lacks would reach a
     # real client as a GraphQL error instead of a userError.

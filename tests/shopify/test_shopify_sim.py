@@ -128,3 +128,41 @@ def test_the_command_line_refuses_a_missing_scenario_file(tmp_path: Path) -> Non
     result = subprocess.run([sys.executable, "-m", "adapters.sim.shopify", "--port", "0", "--scenario", str(tmp_path / "none.yaml")],
                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "none.yaml" in result.stdout
+
+
+def test_a_refund_in_the_admin_is_recorded_at_once_without_a_marker_and_refused_where_shopify_would(sim: Any) -> None:
+    order = "gid://shopify/Order/1001"  # 3 × MUG-RED at 12.50, 1 × MUG-BLUE at 14.00, paid 51.50
+    for amount, how, message in [
+        ("60.00", {}, "exceeds the refundable amount"),
+        (None, {"lines": [("MUG-GREEN", 1)]}, "no line with SKU MUG-GREEN"),
+        (None, {"lines": [("MUG-RED", 4)]}, "more items than were purchased"),
+        (None, {}, "needs an amount or lines"),
+        ("ten", {}, "not a number"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            sim.refund_in_admin(order, amount, **how)
+    with pytest.raises(ValueError, match="no successful sale"):
+        sim.refund_in_admin("gid://shopify/Order/1008", "1.00")  # never paid
+    assert order_state(sim, 1001)["refunds"] == [] and order_state(sim, 1001)["financialStatus"] == "PAID"
+
+    # Lines without an amount: those units' price, as Shopify suggests it.
+    refund = sim.refund_in_admin(order, lines=[("MUG-RED", 2)], restock_type="CANCEL")
+    state = order_state(sim, 1001)
+    assert state["refunds"] == [{"id": refund, "note": None, "amount": "25.00", "lines": [
+        {"lineItem": state["lines"][0]["id"], "quantity": 2, "restockType": "CANCEL"}]}]
+    assert (state["refunded"], state["financialStatus"], state["lines"][0]["current"]) == ("25.00", "PARTIALLY_REFUNDED", 1)
+    sim.refund_in_admin(order, "26.50")
+    assert order_state(sim, 1001)["financialStatus"] == "REFUNDED"
+    assert [e["field"] for e in journal(sim, kind="mutation")] == ["refundCreate", "refundCreate"]
+    assert journal(sim, kind="request") == []  # the admin is not the API: no request, no points
+
+
+def test_the_order_search_filters_by_financial_status_and_ignores_a_value_it_does_not_know(sim: Any) -> None:
+    sim.refund_in_admin("gid://shopify/Order/1001", "1.00")
+    sim.cancel_in_admin("gid://shopify/Order/1007", "CUSTOMER", refund=True)
+    ids = lambda search: sorted(o.id for o in sim.store.find_orders(search))  # noqa: E731
+    assert ids("financial_status:partially_refunded") == [1001]
+    assert ids("financial_status:refunded") == [1007]
+    assert ids("financial_status:pending") == [1008]
+    assert ids("financial_status:refunded status:cancelled") == [1007]
+    assert ids("financial_status:kinda_paid") == ids("")  # as Shopify: a term it cannot apply filters nothing
