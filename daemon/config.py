@@ -124,6 +124,7 @@ class JobsConfig:
     returns: float = 3600
     storefront_cancellations: float = 300
     amazon_refunds: float = 900
+    storefront_refunds: float = 900
     buyer_request_reminders: float = 1800
     dispatch: float = 10
     send_batches: float = 1800

@@ -102,10 +102,26 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
     FieldSpec("refundable_amount", DECIMAL, "paid_total less refunded_total",
               derived_from=("paid_total", "refunded_total")),
     FieldSpec("amazon_refunded_total", DECIMAL, "on a refund Amazon made: what Amazon has refunded on the order in all, "
-              "this refund included"),
+              "this refund included; on one made in the storefront: what Amazon had refunded when it was read"),
     FieldSpec("refund_missing_in_storefront", DECIMAL, "on a refund Amazon made: the part of it the storefront order "
               "does not record yet (amazon_refunded_total less refunded_total, at most refund_amount, at least 0)",
-              derived_from=("refund_amount", "amazon_refunded_total", "refunded_total")),
+              derived_from=("origin", "refund_amount", "amazon_refunded_total", "refunded_total")),
+    FieldSpec("storefront_refunded_before", DECIMAL, "on a refund made in the storefront: what the storefront order showed "
+              "refunded before it"),
+    FieldSpec("refunds_on_their_way_to_amazon", DECIMAL, "on a refund made in the storefront: ordersync's own refunds of "
+              "the order (sent or going out) that Amazon had not listed when it was read"),
+    FieldSpec("refund_missing_on_amazon", DECIMAL, "on a refund made in the storefront: storefront_refunded_before less "
+              "refunds_on_their_way_to_amazon, plus refund_amount, less amazon_refunded_total; refund_amount when the two "
+              "agreed before it (a new refund), 0 when Amazon shows it (a person's copy of a refund Amazon made), "
+              "anything else when they do not agree",
+              derived_from=("origin", "refund_amount", "amazon_refunded_total", "storefront_refunded_before",
+                            "refunds_on_their_way_to_amazon")),
+    FieldSpec("storefront_refund_problem", TEXT, "on a refund made in the storefront: why it could not be checked "
+              "against Amazon (Amazon did not give the order or its refunds, another currency, ...)"),
+    FieldSpec("copies_ordersync_refund", BOOL, "on a refund made in the storefront: ordersync recorded a refund of the same "
+              "amount on the order before it (a person's copy of it, most likely)"),
+    FieldSpec("amazon_refundable", DECIMAL, "on a refund made in the storefront: what Amazon has left to refund of the "
+              "order's items' price (their price less amazon_refunded_total): ordersync sends a storefront refund as item price"),
     FieldSpec("rma_status", ENUM, "the return's status in Amazon's returns report",
               ("Approved", "Pending", "Rejected", "Closed", "Completed", "Cancelled", "Other")),
     FieldSpec("has_kit_items", BOOL, "a returned SKU is a kit (a fixed bundle in Shopify); set on returns"),
@@ -128,6 +144,8 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
         ("sync_cancellations", True, "mirror Amazon cancellations in the storefront"),
         ("sync_storefront_cancellations", True, "tell Amazon of orders cancelled in the storefront"),
         ("sync_amazon_refunds", True, "record in the storefront the refunds Amazon made (in Seller Central, or on its own)"),
+        ("sync_storefront_refunds", False, "tell Amazon of refunds a person made in the storefront (off unless asked for: "
+                                           "see docs/operations.md, Refunds made in the Shopify admin)"),
         ("allow_zero_out_inventory", False, "a NoInventory cancellation may zero out the item's inventory"),
         ("zero_out_all_bins", False, "zero-out covers every location (bin), not only the order's"),
         ("allow_cancel_without_amazon", False, "'do not send to Amazon' is allowed"),
@@ -172,15 +190,28 @@ def _derive_refund_missing(fact: Mapping[str, Any]) -> Decimal | None:
     from here finds the storefront already showing it, and a refund made in Seller Central does not."""
     amazon = fact.get("amazon_refunded_total")
     amount = fact.get("refund_amount")
-    if amazon is None or amount is None:
+    if fact.get("origin") != "amazon" or amazon is None or amount is None:
         return None
     return max(Decimal(0), min(amount, amazon - fact.get("refunded_total", Decimal(0))))
+
+
+def _derive_refund_missing_on_amazon(fact: Mapping[str, Any]) -> Decimal | None:
+    """The other way round, and not clipped: a refund a person made in the storefront is new when Amazon's total
+    and the storefront's agreed before it (ordersync's own refunds Amazon has not listed yet aside), a copy of one
+    Amazon made when Amazon's covers it, and anything else (a refund of Amazon's the storefront does not show) is
+    a person's to sort out. Both totals are from the moment the refund was read, so they are compared as one."""
+    amazon, amount = fact.get("amazon_refunded_total"), fact.get("refund_amount")
+    before = fact.get("storefront_refunded_before")
+    if fact.get("origin") != "storefront" or amazon is None or amount is None or before is None:
+        return None
+    return before - fact.get("refunds_on_their_way_to_amazon", Decimal(0)) + amount - amazon
 
 
 DERIVATIONS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "cancel_scope": _derive_cancel_scope,
     "refundable_amount": _derive_refundable,
     "refund_missing_in_storefront": _derive_refund_missing,
+    "refund_missing_on_amazon": _derive_refund_missing_on_amazon,
 }
 
 

@@ -87,6 +87,7 @@ def install(service: "Service") -> None:
         service.add_job(f"{name}:returns", pipeline.poll_returns, jobs.returns)
         service.add_job(f"{name}:storefront_cancellations", pipeline.poll_storefront_cancellations, jobs.storefront_cancellations)
         service.add_job(f"{name}:amazon_refunds", pipeline.poll_amazon_refunds, jobs.amazon_refunds)
+        service.add_job(f"{name}:storefront_refunds", pipeline.poll_storefront_refunds, jobs.storefront_refunds)
         service.add_job(f"{name}:buyer_request_reminders", pipeline.remind_buyer_requests, jobs.buyer_request_reminders)
         service.add_job(f"{name}:decide", pipeline.decide, jobs.dispatch)
         service.add_job(f"{name}:send_batches", pipeline.send_batches, jobs.send_batches)

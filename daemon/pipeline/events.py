@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from adapters.amazon.models import AmazonOrder, AmazonRefund, BuyerCancelRow, OrderStatus, ReturnRow
-from adapters.shopify.models import StorefrontCancellation
+from adapters.shopify.models import StorefrontCancellation, StorefrontRefund
 from daemon.facts import FIELDS, REASON_CODES
 
 RMA_STATUSES = set(FIELDS["rma_status"].values)
@@ -235,6 +235,60 @@ def storefront_cancellation_events(cancellation: StorefrontCancellation, order: 
 
 def storefront_cancellation_key(cancellation: StorefrontCancellation) -> str:
     return f"{CANCEL_REQUEST}:{cancellation.amazon_order_id}:storefront:{cancellation.id}"
+
+
+def storefront_refund_events(refund: StorefrontRefund, earlier: Sequence[StorefrontRefund], order: AmazonOrder | None,
+                             amazon_refunded: Decimal | None, ours: Sequence[Decimal] = (),
+                             problem: str | None = None) -> list[NewEvent]:
+    """A refund a person made in the storefront: a refund_requested event of origin storefront, for the rules to tell
+    a new refund from a person's copy of one Amazon made, and from what cannot be told. It carries Amazon's view
+    of the order, what Amazon had refunded on it when the refund was read, what the storefront showed refunded
+    before it (`earlier`: the order's refunds before this one, from the same answer) and which of ordersync's own
+    refunds of the order (`ours`, sent or going out, in the order decided) Amazon had not listed yet
+    (refunds_on_their_way_to_amazon). `problem` says why Amazon's side could not be read: the rules put the refund
+    in the error view, and it is stored all the same, so it is never met again as new.
+
+    It goes to Amazon as an amount of the whole order, shared among the order's items (jobs.refund_by_line), so it
+    may be at most what Amazon has left of the items' price. A refund that took returned units back (restock
+    RETURN) is CustomerReturn, any other GeneralAdjustment; a rule may send another reason."""
+    returned = any(line.restock_type == "RETURN" for line in refund.lines)
+    before = sum((r.amount for r in earlier), Decimal(0))
+    payload: dict[str, Any] = {**(order_fields(order) if order is not None else {}), "origin": "storefront",
+                               "refund_amount": str(refund.amount), "reason_code": "CustomerReturn" if returned else "GeneralAdjustment",
+                               "currency": (order.currency if order is not None else None) or refund.currency,
+                               "storefront_refunded_before": str(before),
+                               "copies_ordersync_refund": any(r.by_ordersync and r.amount == refund.amount for r in earlier),
+                               "storefront_refund_id": refund.id, "storefront_refunded_at": refund.created_at}
+    if order is not None and amazon_refunded is not None and problem is None:
+        unlisted = _unlisted(before, ours, amazon_refunded, refund.amount)
+        if unlisted is None:
+            problem = (f"Amazon's refunds ({amazon_refunded}) fit the storefront's ({before} before this one) more than one "
+                       f"way with ordersync's own refunds of the order ({', '.join(str(a) for a in ours)}) sent or going out")
+        else:
+            payload["refunds_on_their_way_to_amazon"] = str(unlisted)
+        items_price = sum((line.line_price if line.line_price is not None else (line.unit_price or Decimal(0)) * line.quantity_ordered
+                           for line in order.lines), Decimal(0))
+        payload.update(amazon_refunded_total=str(amazon_refunded), amazon_refundable=str(items_price - amazon_refunded))
+    if problem is not None:
+        payload["storefront_refund_problem"] = problem
+    return [NewEvent(REFUND_REQUEST, storefront_refund_key(refund), refund.amazon_order_id, payload)]
+
+
+def _unlisted(before: Decimal, ours: Sequence[Decimal], amazon: Decimal, amount: Decimal) -> Decimal | None:
+    """How much of ordersync's own refunds Amazon had not listed, as Amazon's total tells: Amazon lists refunds in
+    about the order they were sent, so what it has not listed is the last few of `ours`. Each such tail taken off
+    the storefront's total before this refund is what Amazon shows when the two agree (this refund new), or shows
+    less this refund (this refund a copy of one Amazon made). One tail that fits: it. None fits: 0, and the rules
+    find that they disagree. More than one way: None, for a person to sort out."""
+    tails = {sum(ours[index:], Decimal(0)) for index in range(len(ours) + 1)}
+    fits = {tail for tail in tails if amazon in (before - tail, before - tail + amount)}
+    if len(fits) > 1:
+        return None
+    return fits.pop() if fits else Decimal(0)
+
+
+def storefront_refund_key(refund: StorefrontRefund) -> str:
+    return f"{REFUND_REQUEST}:{refund.amazon_order_id}:storefront:{refund.id}"
 
 
 _SHOPIFY_REASONS = set(FIELDS["storefront_cancel_reason"].values) - {""}

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import structlog
 
@@ -27,7 +27,7 @@ from adapters.amazon.finances import of_marketplaces
 from adapters.amazon.models import AmazonOrder, AmazonRefund, OrderCursor, OrderStatus, Parsed, ReturnRow
 from adapters.errors import AdapterError, AuthError, InvalidInput, PermanentError, TransientError
 from adapters.shopify.client import OrderNotFound, ShopifyClient, ShopifyRejected
-from adapters.shopify.models import StorefrontOrder
+from adapters.shopify.models import StorefrontOrder, StorefrontRefund
 from daemon.actions import ACTIONS, FAILED_CANCELLATION, FAILED_REFUND
 from daemon.audit.log import DecisionLog
 from daemon.audit.record import decision_record
@@ -37,7 +37,8 @@ from daemon.pipeline.cancellation_rate import measure as measure_cancellation_ra
 from daemon.pipeline.events import (BUYER_REQUEST, CANCEL_REQUEST, REFUND_REQUEST, RETURN, AmazonRefundSeen, NewEvent, Refund,
                                     buyer_request_due_events, buyer_request_due_key, buyer_request_events, buyer_request_key,
                                     grid_fields, order_events, refund_of, return_events, storefront_cancellation_events,
-                                    storefront_cancellation_key, units_given_up)
+                                    storefront_cancellation_key, storefront_refund_events, storefront_refund_key,
+                                    units_given_up)
 from daemon.pipeline.executors import EXECUTORS, AccountContext
 from daemon.pipeline.fact_builder import build_fact
 from daemon.rules.engine import Decision, DecisionError, EngineDisagreement, RulesEngine
@@ -45,6 +46,7 @@ from daemon.store import DecisionToRecord, Store
 from daemon.store.models import ADJUSTMENT_FEED, BATCH_CREATED, BATCH_SUBMITTED, CANCEL_FEED, QUEUED_FOR_BATCH, Action
 
 log = structlog.get_logger("ordersync.pipeline")
+T = TypeVar("T")
 
 # Decision ids are derived from the event, so a decision made again after a crash has the same id,
 # and so do the idempotency keys of its actions.
@@ -81,6 +83,13 @@ REMINDERS_SCANNED = 1000  # requests looked at per run from the low-water mark
 # Each new storefront cancellation costs two Amazon reads (the order and its items, at 0.5 a second):
 # more than this many in one poll are left for the next, so the job never runs for long.
 STOREFRONT_PER_POLL = 50
+STOREFRONT_REFUNDS = "storefront_refunds"
+# A refund made in the Shopify admin is taken once it is this old, and Amazon's refunds of the order are read then:
+# one recorded there by hand of a refund just made in Seller Central must find Amazon reporting it (its Finances
+# API lists a refund some time after it is made), or Amazon would be asked to refund it again.
+STOREFRONT_REFUND_SETTLE = timedelta(hours=1)
+UNREADABLE_PER_POLL = 5    # orders with refunds Shopify gives unreadably, put aside in one poll before it gives up
+PASSED_OVER_KEPT = 200     # such orders remembered in the cursor, the latest
 
 
 _NAMESPACE_BYTES = DECISION_NAMESPACE.bytes
@@ -161,6 +170,17 @@ def _requested_at(text: Any, received: datetime) -> datetime:
 
 def _parse_stamp(text: str) -> datetime:
     return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+def _earlier_refunds(refunds: Sequence[StorefrontRefund]) -> dict[str, tuple[StorefrontRefund, ...]]:
+    """Each refund's order's refunds before it (Shopify lists an order's refunds together, oldest first)."""
+    before: dict[str, list[StorefrontRefund]] = {}
+    earlier: dict[str, tuple[StorefrontRefund, ...]] = {}
+    for refund in refunds:
+        seen = before.setdefault(refund.order_id, [])
+        earlier[refund.id] = tuple(seen)
+        seen.append(refund)
+    return earlier
 
 
 def backoff(attempts: int) -> timedelta:
@@ -401,18 +421,15 @@ class AccountPipeline:
         for the rules to tell Amazon. The first poll only starts watching: a cancellation made before
         ordersync ran is not sent to Amazon. Amazon not answering stores what was read before it and starts the
         next poll there; an order Amazon refuses goes to the error view (_amazon_order)."""
-        saved = self.store.cursor(self.name, STOREFRONT_CANCELLATIONS)
         now = self.clock()
-        if saved is None:
-            self.store.set_cursor(self.name, STOREFRONT_CANCELLATIONS, json.dumps({"since": _stamp(now), "watching_since": _stamp(now)}))
+        cursor = self._storefront_cursor(STOREFRONT_CANCELLATIONS, now)
+        if cursor is None:
             return 0
-        cursor = json.loads(saved)
         watching_since = _parse_stamp(cursor["watching_since"])
         # Shopify's times are whole seconds: one in the second the watch began may have been before it.
         found = [c for c in self.shopify.cancelled_orders(cursor["since"])
                  if not c.by_ordersync and _parse_stamp(c.cancelled_at) > watching_since]
-        known = self.store.stored_keys(self.name, (storefront_cancellation_key(c) for c in found))
-        new = [c for c in found if storefront_cancellation_key(c) not in known]
+        new = self._not_stored(found, storefront_cancellation_key)
         events: list[NewEvent] = []
         next_since = _stamp(now - STOREFRONT_OVERLAP)
         for index, cancellation in enumerate(new):
@@ -432,8 +449,137 @@ class AccountPipeline:
             if order is None:
                 continue
             events.extend(storefront_cancellation_events(cancellation, order))
-        next_since = max(min(next_since, _stamp(now)), cursor["since"])  # never before where this poll began
-        return self._ingest(events, (STOREFRONT_CANCELLATIONS, json.dumps({**cursor, "since": next_since})))
+        return self._store_storefront_poll(STOREFRONT_CANCELLATIONS, cursor, events, next_since, now)
+
+    def _not_stored(self, found: Sequence[T], key: Callable[[T], str]) -> list[T]:
+        """What a poll found that the account's events do not have yet (asking Amazon only for what is new)."""
+        known = self.store.stored_keys(self.name, (key(item) for item in found))
+        return [item for item in found if key(item) not in known]
+
+    def _storefront_cursor(self, kind: str, now: datetime) -> dict[str, Any] | None:
+        """Where a storefront poll reads Shopify from (`since`) and when ordersync began watching. The first poll
+        only starts watching (None): what a person did in the storefront before ordersync ran is not sent to Amazon."""
+        saved = self.store.cursor(self.name, kind)
+        if saved is None:
+            self.store.set_cursor(self.name, kind, json.dumps({"since": _stamp(now), "watching_since": _stamp(now)}))
+            return None
+        return json.loads(saved)
+
+    def _store_storefront_poll(self, kind: str, cursor: dict[str, Any], events: list[NewEvent], next_since: str,
+                               now: datetime) -> int:
+        """The poll's events with its cursor moved on to `next_since`, never past now nor back before where it began."""
+        next_since = max(min(next_since, _stamp(now)), cursor["since"])
+        return self._ingest(events, (kind, json.dumps({**cursor, "since": next_since})))
+
+    def poll_storefront_refunds(self) -> int:
+        """Refunds a person made in the storefront (not ordersync: its refunds carry its marker), as refund_requested
+        events of origin storefront, each with Amazon's view of the order and Amazon's refunds of it read then and
+        what the storefront showed refunded before it, for the rules to tell Amazon of a new refund and not of a
+        copy of one Amazon made. Only for an account with sync_storefront_refunds on: otherwise nothing is read,
+        and the watch starts when it is turned on. A refund is taken once it is STOREFRONT_REFUND_SETTLE old; a
+        refund of an order cancelled in the storefront belongs to the cancellation (the storefront cancellations
+        poll tells Amazon, which refunds the buyer itself). Amazon not answering stores what was read before it
+        and starts the next poll there; an order Amazon refuses, or whose refunds it reports unreadably, goes to
+        the error view."""
+        now = self.clock()
+        if not self.settings.get("sync_storefront_refunds", False):
+            self.store.set_cursor(self.name, STOREFRONT_REFUNDS, json.dumps({"since": _stamp(now), "watching_since": _stamp(now)}))
+            return 0
+        cursor = self._storefront_cursor(STOREFRONT_REFUNDS, now)
+        if cursor is None:
+            return 0
+        watching_since, settled = _parse_stamp(cursor["watching_since"]), now - STOREFRONT_REFUND_SETTLE
+        # A refund younger than the settling time is on an order updated since: the next poll meets it again, and no
+        # poll may start after it.
+        not_after = _stamp(settled - STOREFRONT_OVERLAP)
+        every = self._storefront_refunds(cursor)
+        # Shopify's times are whole seconds: one in the second the watch began may have been before it.
+        found = [r for r in every if not r.by_ordersync and not r.order_cancelled
+                 and watching_since < _parse_stamp(r.created_at) <= settled]
+        new = self._not_stored(found, storefront_refund_key)
+        earlier = _earlier_refunds(every)
+        events: list[NewEvent] = []
+        next_since = not_after
+        taken: set[str] = set()
+        for index, refund in enumerate(new):
+            if index == STOREFRONT_PER_POLL:
+                next_since = min(_stamp(_parse_stamp(refund.updated_at)), next_since)
+                break
+            if refund.order_id in taken:
+                # One refund of an order a poll: the next one is compared once this one's decision says what ordersync
+                # sends Amazon of it (refunds_on_their_way_to_amazon).
+                next_since = min(_stamp(_parse_stamp(refund.updated_at)), next_since)
+                continue
+            try:
+                order, amazon_refunded, problem = self._amazon_side_of(refund)
+            except AmazonPaused as exc:
+                log.warning("storefront refunds poll paused: Amazon did not answer or refused the app", account=self.name,
+                            amazon_order_id=refund.amazon_order_id, error=str(exc))
+                next_since = min(_stamp(_parse_stamp(refund.updated_at)), next_since)
+                break
+            if order is None and problem is None:
+                continue  # not this account's order
+            taken.add(refund.order_id)
+            ours = self.store.amazon_refunds_of_order(self.name, refund.amazon_order_id) if problem is None else ()
+            events.extend(storefront_refund_events(refund, earlier[refund.id], order, amazon_refunded, ours, problem))
+        return self._store_storefront_poll(STOREFRONT_REFUNDS, cursor, events, next_since, now)
+
+    def _storefront_refunds(self, cursor: dict[str, Any]) -> list[StorefrontRefund]:
+        """Shopify's refunds since the cursor. An order whose refunds Shopify gives in a form the poll cannot read
+        (or more of them than it reads) goes to the error view, and is passed over from then on (kept in the
+        cursor), so one order does not stop every later refund from reaching Amazon."""
+        passed_over: list[str] = cursor.setdefault("passed_over", [])
+        for _ in range(UNREADABLE_PER_POLL + 1):
+            try:
+                return list(self.shopify.refunded_orders(cursor["since"], passing_over=passed_over))
+            except ShopifyRejected as exc:
+                if exc.order_id is None or exc.code not in ("MALFORMED_ANSWER", "REFUNDS_TRUNCATED"):
+                    raise
+                log.error("storefront refunds of an order not read", account=self.name, storefront_order=exc.order_id,
+                          amazon_order_id=exc.amazon_order_id, error=str(exc))
+                if exc.amazon_order_id:
+                    self.store.mark_failed(self.name, exc.amazon_order_id, FAILED_REFUND,
+                                           f"storefront_refunds_unreadable: {exc}. Amazon was not told of this order's "
+                                           "refunds made in the storefront, and will not be: check them in Seller Central.")
+                passed_over.append(exc.order_id)
+                del passed_over[:-PASSED_OVER_KEPT]
+        # Those put aside so far stay put aside: the next poll goes on from them rather than meeting them again.
+        self.store.set_cursor(self.name, STOREFRONT_REFUNDS, json.dumps(cursor))
+        raise ShopifyRejected(f"more than {UNREADABLE_PER_POLL} orders' refunds could not be read in one storefront "
+                              "refunds poll; see the error view", code="MALFORMED_ANSWER")
+
+    def _amazon_side_of(self, refund: StorefrontRefund) -> tuple[AmazonOrder | None, Decimal | None, str | None]:
+        """Amazon's order and what Amazon has refunded on it in all (its Finances API, this account's marketplaces),
+        read now, or why they could not be: (order, total, None), (order or None, None, problem), or (None, None,
+        None) for an order that is not this account's (Amazon does not know it, or it is another marketplace's,
+        when accounts share a shop). AmazonPaused when Amazon does not answer or refuses the app."""
+        amazon_order_id = refund.amazon_order_id
+        try:
+            order = self.amazon.get_order(amazon_order_id)
+        except (TransientError, AuthError) as exc:
+            raise AmazonPaused(str(exc)) from exc
+        except AdapterError as exc:
+            if order_unknown(exc):
+                log.warning("storefront refund skipped: Amazon does not know the order", account=self.name,
+                            amazon_order_id=amazon_order_id, error=str(exc))
+                return None, None, None
+            return None, None, f"Amazon did not give the order ({exc})"
+        marketplaces = self.amazon.account.marketplace_ids
+        if order.marketplace_id and marketplaces and order.marketplace_id not in marketplaces:
+            log.info("storefront refund skipped: another marketplace's order", account=self.name,
+                     amazon_order_id=amazon_order_id, marketplace=order.marketplace_id)
+            return None, None, None
+        if order.currency and refund.currency != order.currency:
+            return order, None, f"the refund is in {refund.currency} and Amazon's order in {order.currency}"
+        try:
+            history = self.amazon.refunds_of_order(amazon_order_id)
+        except (TransientError, AuthError) as exc:
+            raise AmazonPaused(str(exc)) from exc
+        except AdapterError as exc:
+            return order, None, f"Amazon did not give the order's refunds ({exc})"
+        if history.errors:
+            return order, None, f"Amazon gave a refund of the order that cannot be read ({history.errors[0]})"
+        return order, sum((r.amount for r in history.records if of_marketplaces(r, marketplaces)), Decimal(0)), None
 
     # -- decide ---------------------------------------------------------------------------------
     def decide(self, limit: int = 500) -> int:

@@ -13,7 +13,8 @@ from sqlmodel import col
 from daemon.actions import ACTIONS
 from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
-from daemon.store.models import (ADJUSTMENT_FEED, BATCH_CREATED, BATCH_DONE, BATCH_SUBMITTED, BLOCKING_STATUSES, DONE,
+from daemon.store.models import (ADJUSTMENT_FEED, AWAITING_APPROVAL, BATCH_CREATED, BATCH_DONE, BATCH_SUBMITTED,
+                                 BLOCKING_STATUSES, CLAIMED, DONE, PENDING,
                                  FAILED, FEED_FOR_ACTION, QUEUED_FOR_BATCH, Action, AmazonBatch, BatchMessage, Decision,
                                  Event)
 from daemon.store.orders import mark_order_failed
@@ -69,6 +70,18 @@ class Batches(Database):
         with self.transaction(write=False) as s:
             return [(payload or {}, Decimal(str((record.get("fact") or {}).get("refund_amount") or "0")))
                     for record, payload in s.execute(query)]
+
+    def amazon_refunds_of_order(self, account: str, amazon_order_id: str) -> list[Decimal]:
+        """The amounts of ordersync's refunds on Amazon of this order that are sent, going out, or waiting for a
+        person (not refused, rejected or failed), in the order they were decided: what Amazon has refunded, or
+        will have, by ordersync's doing."""
+        query = (select(Decision.record).join(Action, col(Action.decision_id) == col(Decision.decision_id))
+                 .where(col(Action.account) == account, col(Action.amazon_order_id) == amazon_order_id,
+                        col(Action.type).in_(_action_types(ADJUSTMENT_FEED)),
+                        col(Action.status).in_((DONE, QUEUED_FOR_BATCH, AWAITING_APPROVAL, PENDING, CLAIMED)))
+                 .order_by(col(Action.id)))
+        with self.transaction(write=False) as s:
+            return [Decimal(str((record.get("fact") or {}).get("refund_amount") or "0")) for record in s.scalars(query)]
 
     def create_batch(self, account: str, feed_kind: str, action_ids: Sequence[int],
                      now: datetime | None = None) -> Batch:

@@ -14,7 +14,8 @@ from sqlmodel import Field, SQLModel
 from daemon.store.types import Money, UTCDateTime
 
 # -- vocabularies --------------------------------------------------------------------------------------
-CURSOR_KINDS = ("orders", "order_report", "returns", "storefront_cancellations", "amazon_refunds", "buyer_request_reminders")
+CURSOR_KINDS = ("orders", "order_report", "returns", "storefront_cancellations", "amazon_refunds", "buyer_request_reminders",
+                "storefront_refunds")
 
 # Sync status of an order (DOMAIN.md "Sync status"); the Failed ones put it in the error view.
 ORDER_CREATED, SHIPPED = "Order Created", "Shipped"

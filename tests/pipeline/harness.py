@@ -146,6 +146,7 @@ def write_config(folder: Path, standins: Standins, store_url: str, *, amazon_lim
           returns: {interval * 3}
           storefront_cancellations: {interval * 3}
           amazon_refunds: {interval * 3}
+          storefront_refunds: {interval * 3}
           dispatch: {interval}
           send_batches: {interval}
           check_feeds: {interval}
@@ -333,6 +334,7 @@ def drive(pipeline: Any, dispatcher: Any, *, polls: bool = True, timeout: float 
         pipeline.poll_returns()
         pipeline.poll_storefront_cancellations()
         pipeline.poll_amazon_refunds()
+        pipeline.poll_storefront_refunds()
     while True:
         pipeline.decide()
         while dispatcher.run():
