@@ -191,6 +191,12 @@ class AmazonPaused(Exception):
     """Amazon did not answer, or refused the app: a job asking order by order stops where it is."""
 
 
+@dataclass(frozen=True)
+class AmazonRefusal:
+    """Amazon refused to give one order (its answer unreadable, an id it rejects): that order's business alone."""
+    error: str
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -394,12 +400,23 @@ class AccountPipeline:
         return row is not None and row.status == OrderStatus.CANCELED.value
 
     def _amazon_order(self, amazon_order_id: str, failed_status: str, failure: str) -> AmazonOrder | None:
-        """Amazon's order as it is now, for a job that asks order by order; None for an order to skip. One Amazon
-        does not have (another account's order sharing the shop, a mistyped id) is skipped and not asked again
-        by this process. One Amazon refuses (its answer unreadable, an id it rejects) goes to the error view
-        with `failure` ({error} is Amazon's message), so one order never stops the others. Amazon not answering,
-        or refusing the app (a revoked authorisation), says nothing about the order: AmazonPaused, for the job
-        to stop there and start from it next time."""
+        """Amazon's order as it is now, for a job that asks order by order; None for an order to skip: one Amazon
+        does not have, or one it refuses, which goes to the error view with `failure` ({error} is Amazon's
+        message), so one order never stops the others (see _read_amazon_order)."""
+        order = self._read_amazon_order(amazon_order_id)
+        if isinstance(order, AmazonRefusal):
+            log.warning("order in the error view: Amazon refused it", account=self.name,
+                        amazon_order_id=amazon_order_id, error=order.error)
+            self.store.mark_failed(self.name, amazon_order_id, failed_status, failure.replace("{error}", order.error))
+            return None
+        return order
+
+    def _read_amazon_order(self, amazon_order_id: str) -> AmazonOrder | AmazonRefusal | None:
+        """Amazon's order, or None for one Amazon does not have (another account's order sharing the shop, a
+        mistyped id: logged, and not asked again by the reminders job of this process), or AmazonRefusal for one
+        it refuses (its answer unreadable, an id it rejects). Amazon not answering, or refusing the app (a revoked
+        authorisation), says nothing about the order: AmazonPaused, for the job to stop there and start from it
+        next time."""
         try:
             return self.amazon.get_order(amazon_order_id)
         except (TransientError, AuthError) as exc:
@@ -409,11 +426,8 @@ class AccountPipeline:
                 log.warning("order skipped: Amazon does not know it", account=self.name,
                             amazon_order_id=amazon_order_id, error=str(exc))
                 self._not_amazons.add(amazon_order_id)
-            else:
-                log.warning("order in the error view: Amazon refused it", account=self.name,
-                            amazon_order_id=amazon_order_id, error=str(exc))
-                self.store.mark_failed(self.name, amazon_order_id, failed_status, failure.replace("{error}", str(exc)))
-            return None
+                return None
+            return AmazonRefusal(str(exc))
 
     def poll_storefront_cancellations(self) -> int:
         """Orders a person cancelled in the storefront (not ordersync: its cancellations carry its marker), as
@@ -554,16 +568,11 @@ class AccountPipeline:
         None) for an order that is not this account's (Amazon does not know it, or it is another marketplace's,
         when accounts share a shop). AmazonPaused when Amazon does not answer or refuses the app."""
         amazon_order_id = refund.amazon_order_id
-        try:
-            order = self.amazon.get_order(amazon_order_id)
-        except (TransientError, AuthError) as exc:
-            raise AmazonPaused(str(exc)) from exc
-        except AdapterError as exc:
-            if order_unknown(exc):
-                log.warning("storefront refund skipped: Amazon does not know the order", account=self.name,
-                            amazon_order_id=amazon_order_id, error=str(exc))
-                return None, None, None
-            return None, None, f"Amazon did not give the order ({exc})"
+        order = self._read_amazon_order(amazon_order_id)
+        if order is None:
+            return None, None, None
+        if isinstance(order, AmazonRefusal):
+            return None, None, f"Amazon did not give the order ({order.error})"
         marketplaces = self.amazon.account.marketplace_ids
         if order.marketplace_id and marketplaces and order.marketplace_id not in marketplaces:
             log.info("storefront refund skipped: another marketplace's order", account=self.name,
