@@ -12,6 +12,7 @@ tests use it, so the two stand-ins always agree on what exists.
         #   lines: [{sku: TEA-SET, quantity: 1, kit: [{sku: CUP, quantity: 2}, {sku: POT, quantity: 1}]}]
         cancel_reason: BuyerCanceled # with cancelled_by: MERCHANT | BUYER | AMAZON (Orders API 2026-01-01), for cancelled lines
         buyer_cancel: Ordered by mistake
+        purchased: "2026-11-20T10:00:00Z"  # when the buyer bought it (default: in the last hours); updated stays recent
         storefront: {fulfilled: true, cancelled: false, dropship: None | Pending | Requested, on_hold: false, missing: false}
         return: {rma_id: R1, status: Approved}
 """
@@ -40,7 +41,8 @@ def linked(orders: list[dict[str, Any]], now: datetime | None = None) -> tuple[d
     amazon_orders, returns, shop_orders, skus = [], [], [], set()
     kits: dict[str, list[dict[str, Any]]] = {}
     for number, order in enumerate(orders, start=1):
-        purchased = now - timedelta(hours=2, minutes=number)
+        recent = now - timedelta(hours=2, minutes=number)
+        purchased = datetime.fromisoformat(order["purchased"].replace("Z", "+00:00")) if order.get("purchased") else recent
         lines = []
         for index, line in enumerate(order["lines"], start=1):
             skus.add(line["sku"])
@@ -61,7 +63,7 @@ def linked(orders: list[dict[str, Any]], now: datetime | None = None) -> tuple[d
             lines.append(entry)
         amazon_orders.append({"id": order["id"], "status": order.get("status", "Unshipped"),
                               "fulfillment": order.get("fulfillment", "FBM"), "purchased": _iso(purchased),
-                              "updated": _iso(purchased + timedelta(minutes=30)), "lines": lines})
+                              "updated": _iso(recent + timedelta(minutes=30)), "lines": lines})
         if order.get("return"):
             ret = order["return"]
             returns.append({"rma_id": ret["rma_id"], "order_id": order["id"], "status": ret.get("status", "Approved"),

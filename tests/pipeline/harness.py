@@ -12,7 +12,7 @@ import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -43,6 +43,18 @@ def unique_skus(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for number, order in enumerate(orders, start=1):
         for index, line in enumerate(order["lines"]):
             line["sku"] = f"{line['sku']}-{number:04d}{index}"
+    return orders
+
+
+def bought_before_the_week(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Orders bought 10 days ago. The crash and fault tests check that every effect happens once, whatever the
+    policy: a scenario of a few hundred orders, a quarter of them cancelled by the seller, is far over Amazon's
+    cancellation rate, and whether a cancellation made here is held for approval would then depend on whether the
+    week's orders were polled before it was decided. Orders older than the rate's week never count
+    (tests/pipeline/test_cancellation_rate.py tests the rate)."""
+    bought = (datetime.now(timezone.utc) - timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for order in orders:
+        order["purchased"] = bought
     return orders
 
 

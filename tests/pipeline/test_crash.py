@@ -16,7 +16,7 @@ from adapters.sim.linked import generated
 from daemon.store import open_store
 
 from .harness import (Daemon, Standins, amazon_client, check_end_state, expected_effects, expected_event_count,
-                      file_operator_requests, unique_skus, unsettled, wait_until, write_config)
+                      bought_before_the_week, file_operator_requests, unique_skus, unsettled, wait_until, write_config)
 
 ORDERS = 250
 KILLS = 5
@@ -28,7 +28,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_nothing(db_url: str
     rng = random.Random(seed)
     context = f"crash test, seed {seed} (ORDERSYNC_CRASH_SEED={seed} repeats the kill moments)"
     print(context)
-    orders = unique_skus(generated(ORDERS, seed=rng.randint(1, 10_000)))
+    orders = bought_before_the_week(unique_skus(generated(ORDERS, seed=rng.randint(1, 10_000))))
     with Standins.start(orders) as standins:
         store = open_store(db_url, migrate=True)
         amazon = amazon_client(standins)

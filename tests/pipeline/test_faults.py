@@ -16,7 +16,7 @@ from adapters.sim.linked import generated
 from daemon.store import open_store
 
 from .harness import (FAST_AMAZON, Daemon, Standins, amazon_client, check_end_state, expected_event_count,
-                      file_operator_requests, unique_skus, unsettled, wait_until, write_config)
+                      bought_before_the_week, file_operator_requests, unique_skus, unsettled, wait_until, write_config)
 
 ORDERS = 80
 FAULTS = {"error_rate": 0.2, "error_statuses": [500, 503]}
@@ -41,7 +41,7 @@ def within_bucket(times: list[float], rate: float, burst: float) -> str | None:
 
 
 def test_faults_and_tight_limits_lose_nothing_and_exceed_no_limit(db_url: str, tmp_path: Path) -> None:
-    orders = unique_skus(generated(ORDERS, seed=5))
+    orders = bought_before_the_week(unique_skus(generated(ORDERS, seed=5)))
     with Standins.start(orders, amazon_limits=TIGHT_AMAZON, shop_throttle=SMALL_SHOP) as standins:
         store = open_store(db_url, migrate=True)
         amazon = amazon_client(standins, TIGHT_AMAZON)
