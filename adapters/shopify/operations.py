@@ -105,16 +105,25 @@ query FindOrders($search: String!, $first: Int = 2, $lineItemsFirst: Int = 20, $
 # Orders cancelled in the storefront since a time (ordersync's storefront poll): only what tells who
 # cancelled, why and which Amazon order it mirrors, so a page of 50 stays far below the cost limit; the
 # decision reads the whole order again (FindOrders) as for any event.
-CANCELLED_ORDERS = """
+# What both storefront polls read of an order: which Amazon order it mirrors (OrderMatch reads sourceIdentifier
+# or tags), where the poll's cursor goes (updatedAt), and whether it is cancelled.
+POLLED_ORDER = """
+fragment PolledOrder on Order {
+  id
+  name
+  sourceIdentifier
+  tags
+  updatedAt
+  cancelledAt
+}
+"""
+
+CANCELLED_ORDERS = (
+    """
 query CancelledOrders($search: String!, $first: Int = 50, $after: String) {
   orders(first: $first, after: $after, query: $search, sortKey: UPDATED_AT) {
     nodes {
-      id
-      name
-      sourceIdentifier
-      tags
-      updatedAt
-      cancelledAt
+      ...PolledOrder
       cancelReason
       cancellation { staffNote }
     }
@@ -122,6 +131,8 @@ query CancelledOrders($search: String!, $first: Int = 50, $after: String) {
   }
 }
 """
+    + POLLED_ORDER
+)
 
 # Refunds recorded on orders (ordersync's storefront refunds poll), searched one financial status at a time
 # (client.refunded_orders says why). An order's `refunds` is a plain list, truncated to `first`: the client
@@ -132,16 +143,12 @@ REFUNDS_READ = 10
 REFUND_LINES_READ = 10
 REFUNDED_ORDERS_MAX_COST = 600
 
-REFUNDED_ORDERS = """
+REFUNDED_ORDERS = (
+    """
 query RefundedOrders($search: String!, $first: Int = 2, $after: String, $refundsFirst: Int = 11, $refundLinesFirst: Int = 10) {
   orders(first: $first, after: $after, query: $search, sortKey: UPDATED_AT) {
     nodes {
-      id
-      name
-      sourceIdentifier
-      tags
-      updatedAt
-      cancelledAt
+      ...PolledOrder
       refunds(first: $refundsFirst) {
         id
         createdAt
@@ -157,6 +164,8 @@ query RefundedOrders($search: String!, $first: Int = 2, $after: String, $refunds
   }
 }
 """
+    + POLLED_ORDER
+)
 
 GET_ORDER = (
     """

@@ -266,8 +266,8 @@ def storefront_refund_events(refund: StorefrontRefund, earlier: Sequence[Storefr
                        f"way with ordersync's own refunds of the order ({', '.join(str(a) for a in ours)}) sent or going out")
         else:
             payload["refunds_on_their_way_to_amazon"] = str(unlisted)
-        items_price = sum((line.line_price if line.line_price is not None else (line.unit_price or Decimal(0)) * line.quantity_ordered
-                           for line in order.lines), Decimal(0))
+        # The lines' prices refund_by_line shares a refund against, as Amazon refuses more on an item than it has left.
+        items_price = sum((Decimal(line["price"]) for line in payload["lines"] if line["price"]), Decimal(0))
         payload.update(amazon_refunded_total=str(amazon_refunded), amazon_refundable=str(items_price - amazon_refunded))
     if problem is not None:
         payload["storefront_refund_problem"] = problem

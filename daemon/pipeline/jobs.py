@@ -193,8 +193,24 @@ class AmazonPaused(Exception):
 
 @dataclass(frozen=True)
 class AmazonRefusal:
-    """Amazon refused to give one order (its answer unreadable, an id it rejects): that order's business alone."""
+    """Amazon refused what was asked of one order (its answer unreadable, an id it rejects, an order it does not
+    have): that order's business alone."""
     error: str
+    unknown_order: bool = False
+
+
+R = TypeVar("R")
+
+
+def _ask_amazon(call: Callable[[], R]) -> R | AmazonRefusal:
+    """What Amazon answers about one order, or its refusal; AmazonPaused when Amazon does not answer, or refuses the
+    app (a revoked authorisation, a missing role), which says nothing about the order."""
+    try:
+        return call()
+    except (TransientError, AuthError) as exc:
+        raise AmazonPaused(str(exc)) from exc
+    except AdapterError as exc:
+        return AmazonRefusal(str(exc), unknown_order=order_unknown(exc))
 
 
 def utcnow() -> datetime:
@@ -417,17 +433,13 @@ class AccountPipeline:
         it refuses (its answer unreadable, an id it rejects). Amazon not answering, or refusing the app (a revoked
         authorisation), says nothing about the order: AmazonPaused, for the job to stop there and start from it
         next time."""
-        try:
-            return self.amazon.get_order(amazon_order_id)
-        except (TransientError, AuthError) as exc:
-            raise AmazonPaused(str(exc)) from exc
-        except AdapterError as exc:
-            if order_unknown(exc):
-                log.warning("order skipped: Amazon does not know it", account=self.name,
-                            amazon_order_id=amazon_order_id, error=str(exc))
-                self._not_amazons.add(amazon_order_id)
-                return None
-            return AmazonRefusal(str(exc))
+        order = _ask_amazon(lambda: self.amazon.get_order(amazon_order_id))
+        if isinstance(order, AmazonRefusal) and order.unknown_order:
+            log.warning("order skipped: Amazon does not know it", account=self.name,
+                        amazon_order_id=amazon_order_id, error=order.error)
+            self._not_amazons.add(amazon_order_id)
+            return None
+        return order
 
     def poll_storefront_cancellations(self) -> int:
         """Orders a person cancelled in the storefront (not ordersync: its cancellations carry its marker), as
@@ -475,9 +487,12 @@ class AccountPipeline:
         only starts watching (None): what a person did in the storefront before ordersync ran is not sent to Amazon."""
         saved = self.store.cursor(self.name, kind)
         if saved is None:
-            self.store.set_cursor(self.name, kind, json.dumps({"since": _stamp(now), "watching_since": _stamp(now)}))
+            self._start_watching(kind, now)
             return None
         return json.loads(saved)
+
+    def _start_watching(self, kind: str, now: datetime) -> None:
+        self.store.set_cursor(self.name, kind, json.dumps({"since": _stamp(now), "watching_since": _stamp(now)}))
 
     def _store_storefront_poll(self, kind: str, cursor: dict[str, Any], events: list[NewEvent], next_since: str,
                                now: datetime) -> int:
@@ -497,7 +512,7 @@ class AccountPipeline:
         the error view."""
         now = self.clock()
         if not self.settings.get("sync_storefront_refunds", False):
-            self.store.set_cursor(self.name, STOREFRONT_REFUNDS, json.dumps({"since": _stamp(now), "watching_since": _stamp(now)}))
+            self._start_watching(STOREFRONT_REFUNDS, now)
             return 0
         cursor = self._storefront_cursor(STOREFRONT_REFUNDS, now)
         if cursor is None:
@@ -580,12 +595,9 @@ class AccountPipeline:
             return None, None, None
         if order.currency and refund.currency != order.currency:
             return order, None, f"the refund is in {refund.currency} and Amazon's order in {order.currency}"
-        try:
-            history = self.amazon.refunds_of_order(amazon_order_id)
-        except (TransientError, AuthError) as exc:
-            raise AmazonPaused(str(exc)) from exc
-        except AdapterError as exc:
-            return order, None, f"Amazon did not give the order's refunds ({exc})"
+        history = _ask_amazon(lambda: self.amazon.refunds_of_order(amazon_order_id))
+        if isinstance(history, AmazonRefusal):
+            return order, None, f"Amazon did not give the order's refunds ({history.error})"
         if history.errors:
             return order, None, f"Amazon gave a refund of the order that cannot be read ({history.errors[0]})"
         return order, sum((r.amount for r in history.records if of_marketplaces(r, marketplaces)), Decimal(0)), None

@@ -37,6 +37,19 @@ def _action_types(feed_type: str) -> list[str]:
     return types
 
 
+def _amazon_refunds(query: Any, account: str, amazon_order_id: str | None, statuses: Sequence[str]) -> Any:
+    """ordersync's refunds on Amazon of one order in these states, with their decisions, in the order decided."""
+    return (query.join(Action, col(Action.decision_id) == col(Decision.decision_id))
+            .where(col(Action.account) == account, col(Action.amazon_order_id) == amazon_order_id,
+                   col(Action.type).in_(_action_types(ADJUSTMENT_FEED)), col(Action.status).in_(statuses))
+            .order_by(col(Action.id)))
+
+
+def _refund_amount(record: Mapping[str, Any]) -> Decimal:
+    """The amount a refund on Amazon carried: its decision's refund_amount (what _feed sent)."""
+    return Decimal(str((record.get("fact") or {}).get("refund_amount") or "0"))
+
+
 class Batches(Database):
 
     def queued_amazon_actions(self, account: str, feed_kind: str, limit: int = 15) -> Sequence[Action]:
@@ -61,27 +74,20 @@ class Batches(Database):
         order), each as its event's payload (a refund of lines names them there) and its amount: what Amazon
         has refunded, or will have, on the order's items by the time this one arrives. One refused or never
         approved is not counted."""
-        query = (select(Decision.record, Event.payload).join(Action, col(Action.decision_id) == col(Decision.decision_id))
-                 .join(Event, col(Event.id) == col(Decision.event_id))
-                 .where(col(Action.account) == action.account, col(Action.amazon_order_id) == action.amazon_order_id,
-                        col(Action.type).in_(_action_types(ADJUSTMENT_FEED)), col(Action.id) < action.id,
-                        col(Action.status).in_((DONE, QUEUED_FOR_BATCH)))
-                 .order_by(col(Action.id)))
+        query = (_amazon_refunds(select(Decision.record, Event.payload), action.account, action.amazon_order_id,
+                                 (DONE, QUEUED_FOR_BATCH))
+                 .join(Event, col(Event.id) == col(Decision.event_id)).where(col(Action.id) < action.id))
         with self.transaction(write=False) as s:
-            return [(payload or {}, Decimal(str((record.get("fact") or {}).get("refund_amount") or "0")))
-                    for record, payload in s.execute(query)]
+            return [(payload or {}, _refund_amount(record)) for record, payload in s.execute(query)]
 
     def amazon_refunds_of_order(self, account: str, amazon_order_id: str) -> list[Decimal]:
         """The amounts of ordersync's refunds on Amazon of this order that are sent, going out, or waiting for a
         person (not refused, rejected or failed), in the order they were decided: what Amazon has refunded, or
         will have, by ordersync's doing."""
-        query = (select(Decision.record).join(Action, col(Action.decision_id) == col(Decision.decision_id))
-                 .where(col(Action.account) == account, col(Action.amazon_order_id) == amazon_order_id,
-                        col(Action.type).in_(_action_types(ADJUSTMENT_FEED)),
-                        col(Action.status).in_((DONE, QUEUED_FOR_BATCH, AWAITING_APPROVAL, PENDING, CLAIMED)))
-                 .order_by(col(Action.id)))
+        query = _amazon_refunds(select(Decision.record), account, amazon_order_id,
+                                (DONE, QUEUED_FOR_BATCH, AWAITING_APPROVAL, PENDING, CLAIMED))
         with self.transaction(write=False) as s:
-            return [Decimal(str((record.get("fact") or {}).get("refund_amount") or "0")) for record in s.scalars(query)]
+            return [_refund_amount(record) for record in s.scalars(query)]
 
     def create_batch(self, account: str, feed_kind: str, action_ids: Sequence[int],
                      now: datetime | None = None) -> Batch:
