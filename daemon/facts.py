@@ -46,6 +46,10 @@ ADJUSTMENT_REASONS = (
 REASON_CODES = tuple(dict.fromkeys(("",) + CANCEL_REASONS + ("PricingError",) + ADJUSTMENT_REASONS))
 
 
+# amazon_cancellation's values (daemon.store.orders.Orders.amazon_cancellations gives the last two).
+AMAZON_CANCELLATIONS = ("none", "awaiting_approval", "on_its_way")
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
@@ -101,11 +105,23 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
     FieldSpec("refund_amount", DECIMAL, "the refund being decided"),
     FieldSpec("refundable_amount", DECIMAL, "paid_total less refunded_total",
               derived_from=("paid_total", "refunded_total")),
-    FieldSpec("amazon_refunded_total", DECIMAL, "on a refund Amazon made: what Amazon has refunded on the order in all, "
-              "this refund included; on one made in the storefront: what Amazon had refunded when it was read"),
+    FieldSpec("amazon_refunded_total", DECIMAL, "on a refund Amazon made: what Amazon had refunded on the order in all "
+              "(claims and chargebacks included), this refund included; on one made in the storefront: what Amazon had "
+              "refunded when it was read"),
+    FieldSpec("amazon_refunded_now", DECIMAL, "on a refund Amazon made: what Amazon has refunded on the order in all as "
+              "far as read when deciding (refunds, claims and chargebacks read after this one included, a chargeback "
+              "reversed taken off)"),
+    # The values are adapters.amazon.models.REFUND_KINDS (tests/pipeline/test_amazon_refunds.py holds them
+    # equal): the fact schema names no adapter, so the rules can be checked without one.
+    FieldSpec("amazon_refund_kind", ENUM, "on a refund Amazon made: the Finances list it came from: refund (a person in "
+              "Seller Central, Amazon on its own, or ordersync's own coming back), guarantee_claim (an A-to-z Guarantee "
+              "claim Amazon granted the buyer), chargeback (the buyer's bank took the payment back; a negative "
+              "refund_amount is a chargeback reversed, the payment the seller's again)",
+              ("refund", "guarantee_claim", "chargeback")),
     FieldSpec("refund_missing_in_storefront", DECIMAL, "on a refund Amazon made: the part of it the storefront order "
-              "does not record yet (amazon_refunded_total less refunded_total, at most refund_amount, at least 0)",
-              derived_from=("origin", "refund_amount", "amazon_refunded_total", "refunded_total")),
+              "does not record yet (amazon_refunded_total, or amazon_refunded_now when that is less, less refunded_total, "
+              "at most refund_amount, at least 0)",
+              derived_from=("origin", "refund_amount", "amazon_refunded_total", "amazon_refunded_now", "refunded_total")),
     FieldSpec("storefront_refunded_before", DECIMAL, "on a refund made in the storefront: what the storefront order showed "
               "refunded before it"),
     FieldSpec("refunds_on_their_way_to_amazon", DECIMAL, "on a refund made in the storefront: ordersync's own refunds of "
@@ -127,6 +143,12 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
     FieldSpec("has_kit_items", BOOL, "a returned SKU is a kit (a fixed bundle in Shopify); set on returns"),
     FieldSpec("storefront_cancel_reason", ENUM, "Shopify's reason for a cancellation made in the storefront ('' if none)",
               ("", "CUSTOMER", "DECLINED", "FRAUD", "INVENTORY", "STAFF", "OTHER")),
+    FieldSpec("lines_requested", INT, "on a buyer's request and its reminder: the order's lines the buyer asked to cancel "
+              "(Amazon flags them line by line; line_count when the whole order)"),
+    FieldSpec("amazon_cancellation", ENUM, "on a buyer's request (when the account accepts them) and on its reminder: "
+              "ordersync's own cancellation of the order on Amazon: none, awaiting_approval (in the approval queue), "
+              "on_its_way (going out in a feed, or sent and Amazon not showing the order cancelled yet)",
+              AMAZON_CANCELLATIONS),
     FieldSpec("do_not_send_to_amazon", BOOL, "the person cancelling asked not to tell Amazon (in the storefront: the tag do-not-send-to-amazon)"),
     FieldSpec("hours_since_request", NUMBER, "hours since the buyer asked to cancel (Amazon's window is 48)"),
     FieldSpec("buyer_requested_cancel", BOOL, "on a cancellation made here or in the storefront: the buyer asked Amazon "
@@ -146,6 +168,9 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
         ("sync_amazon_refunds", True, "record in the storefront the refunds Amazon made (in Seller Central, or on its own)"),
         ("sync_storefront_refunds", False, "tell Amazon of refunds a person made in the storefront (off unless asked for: "
                                            "see docs/operations.md, Refunds made in the Shopify admin)"),
+        ("accept_buyer_requests", False, "answer buyers' cancellation requests without a person: an unshipped FBM order "
+                                         "not started to ship is cancelled in both places with reason BuyerCanceled (see "
+                                         "docs/operations.md, Buyer cancellation requests)"),
         ("allow_zero_out_inventory", False, "a NoInventory cancellation may zero out the item's inventory"),
         ("zero_out_all_bins", False, "zero-out covers every location (bin), not only the order's"),
         ("allow_cancel_without_amazon", False, "'do not send to Amazon' is allowed"),
@@ -192,6 +217,10 @@ def _derive_refund_missing(fact: Mapping[str, Any]) -> Decimal | None:
     amount = fact.get("refund_amount")
     if fact.get("origin") != "amazon" or amazon is None or amount is None:
         return None
+    # Never more than Amazon shows now: a chargeback reversed since it was read gave nothing back in the end.
+    now = fact.get("amazon_refunded_now")
+    if now is not None and now < amazon:
+        amazon = now
     return max(Decimal(0), min(amount, amazon - fact.get("refunded_total", Decimal(0))))
 
 

@@ -1,11 +1,16 @@
-"""Finances v0: the refunds Amazon made, read from listFinancialEvents (`RefundEventList`) for a posting
-window, or from listFinancialEventsByOrderId for one order, so a refund done in Seller Central, or by our
-own adjustment feed, can be seen as money that actually went back. Each refund keeps the MarketplaceName
-Amazon wrote; `of_marketplaces` tells a caller whether it is one of the account's marketplaces.
+"""Finances v0: the money Amazon gave back to buyers, read from listFinancialEvents for a posting window, or
+from listFinancialEventsByOrderId for one order, so a refund done in Seller Central, or by our own adjustment
+feed, can be seen as money that actually went back. Three lists of `FinancialEvents` carry such money, all of
+the ShipmentEvent shape, and all three are read: `RefundEventList` (refunds), `GuaranteeClaimEventList`
+(A-to-z Guarantee claims Amazon granted) and `ChargebackEventList` (chargebacks, and their reversals, whose
+charge adjustments are positive: the money came back to the seller, so the buyer's side of it is negative).
+Each becomes an AmazonRefund whose `kind` names its list; reading refunds alone would miss a claim or a
+chargeback, and a refund made on top of one would give the buyer the money twice. Each refund keeps the
+MarketplaceName Amazon wrote; `of_marketplaces` tells a caller whether it is one of the account's marketplaces.
 
 Money here is `{CurrencyCode, CurrencyAmount}` with the amount a JSON number, not text as elsewhere in the
-SP-API; it is read exactly, through its decimal text. A bad refund event (no order id, a time or amount that
-cannot be read, …) becomes a RecordError naming the event and the field; the others are still returned."""
+SP-API; it is read exactly, through its decimal text. A bad event (no order id, a time or amount that cannot
+be read, …) becomes a RecordError naming its list, the event and the field; the others are still returned."""
 from __future__ import annotations
 
 from datetime import timezone
@@ -23,6 +28,15 @@ PATH = "/finances/v0/financialEvents"
 BY_ORDER_OPERATION = "listFinancialEventsByOrderId"
 BY_ORDER_PATH = "/finances/v0/orders/{orderId}/financialEvents"
 PAGE_SIZE = "100"  # the documented maximum: fewer calls against a rate of one every two seconds
+
+# The FinancialEvents lists read, as (list name, AmazonRefund.kind, what a RecordError calls one of its events),
+# in the order that breaks ties when sorting.
+EVENT_LISTS: tuple[tuple[str, str, str], ...] = (
+    ("RefundEventList", "refund", "refund event"),
+    ("GuaranteeClaimEventList", "guarantee_claim", "guarantee claim event"),
+    ("ChargebackEventList", "chargeback", "chargeback event"),
+)
+_KIND_ORDER = {kind: rank for rank, (_, kind, _) in enumerate(EVENT_LISTS)}
 
 # SP-API marketplace id -> the MarketplaceName Finances events carry. The ids are Amazon's published table
 # (developer-docs.amazon.com/sp-api/docs/marketplace-ids); that table names countries, and Finances writes
@@ -56,6 +70,12 @@ MARKETPLACE_NAMES: dict[str, str] = {
     "A1VC38T7YXB528": "Amazon.co.jp",
 }
 _KNOWN_NAMES = {name.casefold() for name in MARKETPLACE_NAMES.values()}
+
+
+def posting_order(refund: AmazonRefund) -> tuple[str, str, int]:
+    """The order refunds are listed and counted in: by posting time, then order, then kind (refund, claim,
+    chargeback), so a claim and a refund posted together come out in one order whatever page each was on."""
+    return refund.posted, refund.amazon_order_id, _KIND_ORDER[refund.kind]
 
 
 def of_marketplaces(refund: AmazonRefund, marketplace_ids: Iterable[str]) -> bool:
@@ -148,7 +168,9 @@ def _refund_item(f: _EventFields, raw: dict[str, Any], currencies: dict[str, str
         sku=str(sku) if sku else None,
         adjustment_id=str(adjustment_id) if adjustment_id else None,
         quantity=f.integer(raw, "QuantityShipped", default=0),
-        amount=-total,  # refund events carry what went back negative; the buyer's side of it is positive
+        # The events carry what went back negative, so the buyer's side of it is positive; a chargeback
+        # reversal carries positive adjustments (money back to the seller), so its buyer's side is negative.
+        amount=-total,
     )
 
 
@@ -162,8 +184,10 @@ def _one_currency(currencies: dict[str, str]) -> str | None:
     return codes[0] if codes else None
 
 
-def parse_refund_event(raw: Any) -> AmazonRefund:
-    """One RefundEvent (the ShipmentEvent shape) → AmazonRefund; InvalidInput names the field path."""
+def parse_refund_event(raw: Any, *, kind: str = "refund") -> AmazonRefund:
+    """One RefundEvent, GuaranteeClaimEvent or ChargebackEvent (the ShipmentEvent shape, `kind` says which
+    list it came from, one of REFUND_KINDS: another is AmazonRefund's ValueError) → AmazonRefund; InvalidInput
+    names the field path."""
     f = _EventFields()
     if not isinstance(raw, dict):
         raise InvalidInput(f"is a {type(raw).__name__}, not an object")
@@ -185,6 +209,7 @@ def parse_refund_event(raw: Any) -> AmazonRefund:
         currency=_one_currency(currencies),
         items=items,
         marketplace=marketplace,
+        kind=kind,
     )
 
 
@@ -196,14 +221,16 @@ def _raw_order_id(raw: Any) -> str | None:
     return str(value)
 
 
-def _event_ref(raw: Any, page: int, index: int) -> str:
+def _event_ref(raw: Any, page: int, index: int, what: str = "refund event") -> str:
+    """Where a bad event is: `what` names its list ("guarantee claim event"), `index` counts within that list."""
     order_id = _raw_order_id(raw)
     order = f" (order {order_id})" if order_id else ""
-    return f"refund event #{index + 1} on page {page}{order}"
+    return f"{what} #{index + 1} on page {page}{order}"
 
 
-def _read_page(body: Any, where: str) -> tuple[list[Any], str | None]:
-    """The refund events and the next token of one answer; InvalidInput names what is not as documented."""
+def _read_page(body: Any, where: str) -> tuple[dict[str, list[Any]], str | None]:
+    """The events of each list in EVENT_LISTS, by list name, and the next token of one answer; InvalidInput
+    names what is not as documented."""
     payload = body.get("payload") if isinstance(body, dict) else None
     if not isinstance(payload, dict):
         raise InvalidInput(f"{where}: the answer has no payload object")
@@ -212,19 +239,23 @@ def _read_page(body: Any, where: str) -> tuple[list[Any], str | None]:
         events = {}  # optional in the model: a page without events
     if not isinstance(events, dict):
         raise InvalidInput(f"{where}: field payload.FinancialEvents is a {type(events).__name__}, not an object")
-    refunds = events.get("RefundEventList")
-    if refunds is None:
-        refunds = []  # Amazon may leave out an empty list
-    if not isinstance(refunds, list):
-        raise InvalidInput(f"{where}: field payload.FinancialEvents.RefundEventList is a {type(refunds).__name__}, not a list")
+    lists = {}
+    for name, _, _ in EVENT_LISTS:
+        found = events.get(name)
+        if found is None:
+            found = []  # Amazon may leave out an empty list
+        if not isinstance(found, list):
+            raise InvalidInput(f"{where}: field payload.FinancialEvents.{name} is a {type(found).__name__}, not a list")
+        lists[name] = found
     token = payload.get("NextToken")
     if token is not None and not isinstance(token, str):
         raise InvalidInput(f"{where}: field payload.NextToken is a {type(token).__name__}, not text")
-    return refunds, token or None  # "present and not empty" means another page
+    return lists, token or None  # "present and not empty" means another page
 
 
 class FinancesApi:
-    """Finances v0 for one seller account: refunds posted in a time window, or every refund of one order."""
+    """Finances v0 for one seller account: refunds, guarantee claims and chargebacks posted in a time window,
+    or every one of one order."""
 
     MAX_PAGES = 1000  # a runaway pagination loop must end; 100 000 refunds in one window is far beyond a poll
 
@@ -232,7 +263,8 @@ class FinancesApi:
         self._t = transport
 
     def refunds(self, posted_after: str, posted_before: str) -> Parsed[AmazonRefund]:
-        """Every refund event posted in [posted_after, posted_before), sorted by (posted, order id).
+        """Every refund, guarantee claim and chargeback event posted in [posted_after, posted_before), sorted
+        by (posted, order id), then kind in the order of REFUND_KINDS.
 
         Amazon refuses a posted_before less than two minutes before the request (InvalidInput naming
         PostedBefore), and posts events late (up to 48 hours, it says): a caller polls windows that end in
@@ -243,26 +275,23 @@ class FinancesApi:
         return self._read_refunds(OPERATION, PATH, params, window)
 
     def refunds_of_order(self, order_id: str) -> Parsed[AmazonRefund]:
-        """Every refund event of one order, whenever it was posted, sorted by (posted, order id):
-        listFinancialEventsByOrderId. Amazon says events of the last 48 hours might not be in it yet. Like
-        `refunds`, a bad event is a RecordError and a failed page makes the whole call raise."""
+        """Every refund, guarantee claim and chargeback event of one order, whenever it was posted, sorted as
+        `refunds` sorts: listFinancialEventsByOrderId. Amazon says events of the last 48 hours might not be in
+        it yet. Like `refunds`, a bad event is a RecordError and a failed page makes the whole call raise."""
         if not isinstance(order_id, str) or not order_id.strip():
             raise InvalidInput(f"Amazon {BY_ORDER_OPERATION}: {order_id!r} is not an order id")
         path = BY_ORDER_PATH.replace("{orderId}", quote(order_id, safe=""))
         return self._read_refunds(BY_ORDER_OPERATION, path, {"MaxResultsPerPage": PAGE_SIZE}, f"refunds of order {order_id}")
 
     def _read_refunds(self, operation: str, path: str, params: dict[str, str], what: str) -> Parsed[AmazonRefund]:
-        """Every page of one Finances listing (NextToken followed), its refund events parsed and sorted."""
+        """Every page of one Finances listing (NextToken followed), the events of its EVENT_LISTS parsed and sorted."""
         parsed: Parsed[AmazonRefund] = Parsed()
         for page in range(1, self.MAX_PAGES + 1):
             context = f"page {page} of {what}"
             body = self._t.call(operation, "GET", path, params=params, context=context).body
-            events, token = _read_page(body, f"Amazon {operation} {context}")
-            for index, raw in enumerate(events):
-                try:
-                    parsed.records.append(parse_refund_event(raw))
-                except InvalidInput as exc:
-                    parsed.errors.append(RecordError(_event_ref(raw, page, index), exc.message, _raw_order_id(raw)))
+            lists, token = _read_page(body, f"Amazon {operation} {context}")
+            for name, kind, label in EVENT_LISTS:
+                self._parse_list(parsed, lists[name], kind, label, page)
             if not token:
                 break
             # The token is only valid with the same arguments, so they are repeated as they were.
@@ -270,5 +299,14 @@ class FinancesApi:
         else:
             # Returning what was read would look like a complete listing and lose the rest for good.
             raise InvalidInput(f"Amazon {operation} for {what}: still a NextToken after {self.MAX_PAGES} pages")
-        parsed.records.sort(key=lambda refund: (refund.posted, refund.amazon_order_id))
+        parsed.records.sort(key=posting_order)
         return parsed
+
+    @staticmethod
+    def _parse_list(parsed: Parsed[AmazonRefund], events: list[Any], kind: str, label: str, page: int) -> None:
+        """One list's events into `parsed`: records, or RecordErrors naming the list, the event and the field."""
+        for index, raw in enumerate(events):
+            try:
+                parsed.records.append(parse_refund_event(raw, kind=kind))
+            except InvalidInput as exc:
+                parsed.errors.append(RecordError(_event_ref(raw, page, index, label), exc.message, _raw_order_id(raw)))

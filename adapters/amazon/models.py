@@ -222,12 +222,20 @@ class AmazonRefundItem:
     quantity: int  # QuantityShipped of the adjustment item (0 when absent)
     # What the buyer got back for this item, positive: refund events carry charge adjustments negative, so
     # this is minus their sum (charges and promotions). Fees are between Amazon and the seller, not the buyer's.
+    # Negative when the money came back to the seller (a chargeback reversal).
     amount: Decimal
+
+
+# The Finances v0 lists that carry money going back to a buyer, as `AmazonRefund.kind`: RefundEventList (a
+# refund by the seller, in Seller Central or by feed), GuaranteeClaimEventList (an A-to-z Guarantee claim Amazon
+# granted) and ChargebackEventList (a chargeback by the buyer's bank, or its reversal).
+REFUND_KINDS = ("refund", "guarantee_claim", "chargeback")
 
 
 @dataclass(frozen=True)
 class AmazonRefund:
-    """One RefundEvent of the Finances API: money Amazon gave back to the buyer of an order."""
+    """One event of the Finances API in which money of an order went back to its buyer: a RefundEvent, a
+    GuaranteeClaimEvent or a ChargebackEvent (all of the ShipmentEvent shape), which `kind` tells apart."""
 
     amazon_order_id: str
     posted: str  # PostedDate as ISO 8601 text in UTC ending in 'Z', whole seconds
@@ -236,15 +244,28 @@ class AmazonRefund:
     # MarketplaceName as Amazon wrote it (e.g. "Amazon.com"), None when the event has none: a name, not a
     # marketplace id; `finances.of_marketplaces` tells whether it is one of the account's marketplaces.
     marketplace: str | None = None
+    kind: str = "refund"  # one of REFUND_KINDS: the list the event came from
+
+    def __post_init__(self) -> None:
+        if self.kind not in REFUND_KINDS:
+            raise ValueError(f"AmazonRefund kind {self.kind!r} is not one of {', '.join(REFUND_KINDS)}")
 
     @property
     def amount(self) -> Decimal:
+        """What the buyer got back, the items' sum. Negative for a chargeback reversal: the money of an
+        earlier chargeback came back to the seller, so it no longer counts as given back."""
         return sum((item.amount for item in self.items), Decimal(0))
 
     @property
     def key(self) -> str:
         """Identity for de-duplication: windows that overlap, or a poll repeated after a failure, read the
         same event again. Adjustment ids are Amazon's own and unique; an item without one falls back to its
-        order item id, which the posting time keeps apart from other refunds of the same line."""
+        order item id, which the posting time keeps apart from other refunds of the same line.
+
+        A guarantee claim or chargeback has its kind in front: a claim and a refund of the same item posted
+        in the same second are two sums of money, and without adjustment ids they would share a key, so one
+        would be dropped as a repeat of the other. A refund's key has no prefix, as before kinds existed,
+        because keys already stored must keep naming the same refunds."""
         ids = sorted(item.adjustment_id or item.order_item_id for item in self.items)
-        return f"{self.posted}|" + "+".join(ids)
+        key = f"{self.posted}|" + "+".join(ids)
+        return key if self.kind == "refund" else f"{self.kind}|{key}"

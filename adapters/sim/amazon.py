@@ -1,5 +1,5 @@
 """Run a local stand-in for Amazon's Selling Partner API (LWA, Orders v2026/v0, Reports, Feeds, Finances v0
-refund events).
+refund, guarantee claim and chargeback events).
 
 A real HTTP server on loopback that speaks SP-API's paths, parameters, bodies and error shapes. It holds
 orders in memory (seeded from a YAML/JSON scenario), enforces per-operation token buckets (429 past
@@ -50,6 +50,11 @@ FEED_TYPES = {"POST_ORDER_ACKNOWLEDGEMENT_DATA", "POST_PAYMENT_ADJUSTMENT_DATA",
 FINANCES_SETTLING = timedelta(minutes=2)
 # "If PostedAfter and PostedBefore are more than 180 days apart, the response is empty."
 FINANCES_MAX_WINDOW = timedelta(days=180)
+# A stored event's `kind` (absent: "refund") -> the FinancialEvents list it is answered in, and what an error
+# calls one when it asks for more than is left.
+REFUND_EVENT_LISTS = {"refund": "RefundEventList", "guarantee_claim": "GuaranteeClaimEventList",
+                      "chargeback": "ChargebackEventList"}
+REFUND_NOUNS = {"refund": "refund", "guarantee_claim": "guarantee claim", "chargeback": "chargeback"}
 # listFinancialEventsByOrderId's model answers "Bad order ID provided." (400) for an id like "BAD-ORDER"; the
 # stand-in does so for an unknown id not in Amazon's 3-7-7 form, and an empty list for an unknown 3-7-7 one.
 ORDER_ID_FORM = re.compile(r"\d{3}-\d{7}-\d{7}")
@@ -123,8 +128,9 @@ class AmazonSim(SimServer):
         self.returns: list[dict[str, Any]] = [self._normalise_return(r, i) for i, r in enumerate(scenario.get("returns") or [])]
         self.notifications: list[dict[str, Any]] = []
         # Finances refund events: {order_id, marketplace (the order's marketplace id), posted (ISO text), currency,
-        # items: [{item_id, sku, adjustment_id, quantity, principal, charges: {ChargeType: amount}?}]}, amounts
-        # given back to the buyer, positive.
+        # kind ("guarantee_claim" or "chargeback"; absent for a refund), items: [{item_id, sku, adjustment_id,
+        # quantity, principal, charges: {ChargeType: amount}?, reversal: true?}]}, amounts given back to the
+        # buyer, positive; on an item of a chargeback reversal, the amounts that came back to the seller.
         self.refund_events: list[dict[str, Any]] = []
         self.documents: dict[str, dict[str, Any]] = {}  # feed inputs, feed results and report documents
         self.feeds: dict[str, dict[str, Any]] = {}
@@ -468,7 +474,8 @@ class AmazonSim(SimServer):
         return after, before
 
     def _list_financial_events(self, request: Request) -> Response:
-        """listFinancialEvents with the refund events only (the other lists are empty here), oldest first."""
+        """listFinancialEvents with refund, guarantee claim and chargeback events only (the other lists are
+        left out), oldest first."""
         try:
             size = self._page_size(request, "MaxResultsPerPage")
             after, before = self._posted_window(request)
@@ -489,8 +496,9 @@ class AmazonSim(SimServer):
         return self._refund_events_page(events, token)
 
     def _list_financial_events_by_order(self, request: Request) -> Response:
-        """listFinancialEventsByOrderId with the refund events only: every one of the order, whenever it was
-        posted, oldest first; an unknown order has none (a malformed id is a 400, as the model's example)."""
+        """listFinancialEventsByOrderId with refund, guarantee claim and chargeback events only: every one of
+        the order, whenever it was posted, oldest first; an unknown order has none (a malformed id is a 400, as
+        the model's example)."""
         order_id = unquote(request.params["orderId"])
         try:
             size = self._page_size(request, "MaxResultsPerPage")
@@ -514,19 +522,31 @@ class AmazonSim(SimServer):
 
     @staticmethod
     def _refund_events_page(events: list[dict[str, Any]], token: str | None) -> Response:
-        payload: dict[str, Any] = {"FinancialEvents": {"RefundEventList": [state.render_refund_event(e) for e in events]}}
+        """One page of events, each in the list of its kind. All three lists are always there, empty or not, as
+        Amazon sends its lists; the other lists of FinancialEvents are left out, as the stand-in has none."""
+        lists: dict[str, list[dict[str, Any]]] = {name: [] for name in REFUND_EVENT_LISTS.values()}
+        for event in events:
+            lists[REFUND_EVENT_LISTS[event.get("kind", "refund")]].append(state.render_refund_event(event))
+        payload: dict[str, Any] = {"FinancialEvents": lists}
         if token:
             payload["NextToken"] = token
         return Response(200, {"payload": payload})
 
-    def post_refund_event(self, order: dict[str, Any], items: list[dict[str, Any]], posted: datetime | None = None) -> dict[str, Any]:
-        """Record the Finances refund event of one refund (items from `state.refund_item`). Stamped
-        `refund_posting_lag` seconds in the past unless `posted` says when."""
+    def post_refund_event(self, order: dict[str, Any], items: list[dict[str, Any]], posted: datetime | None = None,
+                          kind: str = "refund") -> dict[str, Any]:
+        """Record the Finances event of one refund, guarantee claim or chargeback (`kind`, a key of
+        REFUND_EVENT_LISTS; items from `state.refund_item`). Stamped `refund_posting_lag` seconds in the past
+        unless `posted` says when. Only a claim or chargeback records its kind: a stored refund looks as it
+        always did."""
+        if kind not in REFUND_EVENT_LISTS:
+            raise ValueError(f"kind {kind!r} is not one of {', '.join(REFUND_EVENT_LISTS)}")
         moment = posted or state.now_utc() - timedelta(seconds=self.refund_posting_lag)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)  # the stand-in's times are UTC, not the host's zone
         event = {"order_id": order["id"], "marketplace": order["marketplace"], "posted": state.iso(moment),
                  "currency": order["currency"], "items": items}
+        if kind != "refund":
+            event["kind"] = kind
         with self.lock:
             self.refund_events.append(event)
         return event
@@ -537,27 +557,82 @@ class AmazonSim(SimServer):
         (default: every line's full price still refundable). Like a feed adjustment it may not give an item
         more than was paid less what was already refunded (ValueError), it counts against later feed
         adjustments, and it is posted as a refund event (at `posted`, or now less the posting lag)."""
+        return self._give_back(order_id, amounts, posted, "refund", "SellerCentral")
+
+    def guarantee_claim(self, order_id: str, amounts: dict[str, Any] | None = None, *,
+                        posted: datetime | None = None) -> dict[str, Any]:
+        """An A-to-z Guarantee claim Amazon granted the buyer: as `refund_in_seller_central` (same amounts,
+        same limit, counted against later refunds and feed adjustments with reason GuaranteeClaim), but
+        posted in GuaranteeClaimEventList."""
+        return self._give_back(order_id, amounts, posted, "guarantee_claim", "GuaranteeClaim")
+
+    def chargeback(self, order_id: str, amounts: dict[str, Any] | None = None, *,
+                   posted: datetime | None = None) -> dict[str, Any]:
+        """A chargeback by the buyer's bank: as `refund_in_seller_central` (same amounts, same limit, counted
+        against later refunds and feed adjustments with reason Chargeback), but posted in ChargebackEventList."""
+        return self._give_back(order_id, amounts, posted, "chargeback", "Chargeback")
+
+    def chargeback_reversal(self, order_id: str, amounts: dict[str, Any], *,
+                            posted: datetime | None = None) -> dict[str, Any]:
+        """Money of earlier chargebacks comes back to the seller (the bank decided for the seller): `amounts`
+        of principal by order item id, each at most what is still charged back on the item (ValueError). The
+        principal no longer counts as refunded, so it may be refunded again, and the event is posted in
+        ChargebackEventList with its items marked `reversal`: its charges positive, the buyer's side negative."""
         with self.lock:
-            order = self.orders.get(order_id)
-            if order is None:
-                raise ValueError(f"order {order_id} is not known")
-            lines = {line["item_id"]: line for line in order["lines"]}
+            order, lines = self._order_and_lines(order_id)
+            wanted = self._requested_amounts(order, lines, amounts)
+            for item_id, amount in wanted.items():
+                left = self._charged_back(order, item_id)
+                if amount > left:
+                    raise ValueError(f"order {order_id}, item {item_id}: a chargeback reversal of {amount} exceeds "
+                                     f"the {left} charged back")
+            return self._post_given_back(order, lines, wanted, posted, "chargeback", "ChargebackReversal", reversal=True)
+
+    def _give_back(self, order_id: str, amounts: dict[str, Any] | None, posted: datetime | None, kind: str,
+                   reason: str) -> dict[str, Any]:
+        """Money an item's buyer gets back outside our feeds (a refund, claim or chargeback, `kind`), counted
+        in the order's refunds under `reason` so that no later one gives back more than was paid."""
+        with self.lock:
+            order, lines = self._order_and_lines(order_id)
             if amounts is None:
                 wanted = {item_id: state.refundable(order, line) for item_id, line in lines.items()}
                 wanted = {item_id: amount for item_id, amount in wanted.items() if amount > 0}
                 if not wanted:
                     raise ValueError(f"order {order_id}: nothing is left to refund")
             else:
-                wanted = self._seller_central_amounts(order, lines, amounts)
-            items = []
-            for item_id, amount in wanted.items():
-                order["refunds"].append({"item_id": item_id, "principal": float(amount), "reason": "SellerCentral"})
-                items.append(state.refund_item(lines[item_id], self._next_id(), amount, state.units_paid_for(lines[item_id], amount)))
-            event = self.post_refund_event(order, items, posted)
-            return json.loads(json.dumps(event))
+                wanted = self._seller_central_amounts(order, lines, amounts, REFUND_NOUNS[kind])
+            return self._post_given_back(order, lines, wanted, posted, kind, reason)
+
+    def _post_given_back(self, order: dict[str, Any], lines: dict[str, dict[str, Any]], wanted: dict[str, Decimal],
+                         posted: datetime | None, kind: str, reason: str, reversal: bool = False) -> dict[str, Any]:
+        """Count `wanted` in the order's refunds (a reversal un-counts it) and post its event; the caller holds
+        the lock and has checked every amount, so nothing is recorded for a refused request."""
+        items = []
+        for item_id, amount in wanted.items():
+            principal = -amount if reversal else amount
+            order["refunds"].append({"item_id": item_id, "principal": float(principal), "reason": reason})
+            item = state.refund_item(lines[item_id], self._next_id(), amount, state.units_paid_for(lines[item_id], amount))
+            if reversal:
+                item["reversal"] = True
+            items.append(item)
+        event = self.post_refund_event(order, items, posted, kind)
+        return json.loads(json.dumps(event))
+
+    def _order_and_lines(self, order_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        order = self.orders.get(order_id)
+        if order is None:
+            raise ValueError(f"order {order_id} is not known")
+        return order, {line["item_id"]: line for line in order["lines"]}
 
     @staticmethod
-    def _seller_central_amounts(order: dict[str, Any], lines: dict[str, dict[str, Any]], amounts: Any) -> dict[str, Decimal]:
+    def _charged_back(order: dict[str, Any], item_id: str) -> Decimal:
+        """Principal charged back on an item and not reversed since."""
+        return sum((Decimal(str(r["principal"])) for r in order["refunds"]
+                    if r["item_id"] == item_id and r["reason"] in ("Chargeback", "ChargebackReversal")), Decimal(0)).quantize(state.CENT)
+
+    @staticmethod
+    def _requested_amounts(order: dict[str, Any], lines: dict[str, dict[str, Any]], amounts: Any) -> dict[str, Decimal]:
+        """`amounts` by order item id, each an item of the order and more than zero; ValueError names the one that is not."""
         if not isinstance(amounts, dict) or not amounts:
             raise ValueError(f"order {order['id']}: amounts must map order item ids to amounts")
         wanted = {}
@@ -568,12 +643,20 @@ class AmazonSim(SimServer):
             amount = state.amount_of(value, f"{where}: amount")
             if amount <= 0:
                 raise ValueError(f"{where}: amount {value!r} must be more than zero")
+            wanted[str(item_id)] = amount
+        return wanted
+
+    @classmethod
+    def _seller_central_amounts(cls, order: dict[str, Any], lines: dict[str, dict[str, Any]], amounts: Any,
+                                noun: str = "refund") -> dict[str, Decimal]:
+        """`_requested_amounts`, none more than is still refundable on its item; ValueError calls it a `noun`."""
+        wanted = cls._requested_amounts(order, lines, amounts)
+        for item_id, amount in wanted.items():
             left = state.refundable(order, lines[item_id])
             if amount > left:
-                raise ValueError(f"{where}: a refund of {amount} exceeds the {left} still refundable "
-                                 f"(paid {Decimal(lines[item_id]['unit_price']) * lines[item_id]['quantity']:.2f}, "
+                raise ValueError(f"order {order['id']}, item {item_id}: a {noun} of {amount} exceeds the {left} still "
+                                 f"refundable (paid {Decimal(lines[item_id]['unit_price']) * lines[item_id]['quantity']:.2f}, "
                                  f"refunded {state.refunded(order, item_id)})")
-            wanted[str(item_id)] = amount
         return wanted
 
     # -- documents (presigned URLs) ------------------------------------------------------------------------
@@ -896,11 +979,21 @@ class AmazonSim(SimServer):
             return json.loads(json.dumps(self.refund_events))
 
     def _sim_refunds(self, request: Request) -> Response:
-        """A refund made in Seller Central: {"order_id", "amounts": {order item id: amount}?, "posted": ISO?}."""
+        """Money given back outside our feeds: {"order_id", "amounts": {order item id: amount}?, "posted": ISO?,
+        "kind"?}, answered with {"refund": the stored event}. `kind` says which: "refund" (the default, a refund
+        made in Seller Central: `refund_in_seller_central`), "guarantee_claim" (an A-to-z claim Amazon granted:
+        `guarantee_claim`), "chargeback" (`chargeback`) or "chargeback_reversal" (money of a chargeback back to
+        the seller, amounts required: `chargeback_reversal`), so a test or demo can file each over HTTP."""
         body = _json(request)
         if not isinstance(body, dict) or not isinstance(body.get("order_id"), str):
             return Response(400, {"error": 'send {"order_id": "...", "amounts": {"order item id": amount} (optional), '
-                                           '"posted": "ISO 8601 time" (optional)}'})
+                                           '"posted": "ISO 8601 time" (optional), "kind": "refund" (optional: or '
+                                           '"guarantee_claim", "chargeback", "chargeback_reversal")}'})
+        actions = {"refund": self.refund_in_seller_central, "guarantee_claim": self.guarantee_claim,
+                   "chargeback": self.chargeback, "chargeback_reversal": self.chargeback_reversal}
+        kind = body.get("kind", "refund")
+        if not isinstance(kind, str) or kind not in actions:
+            return Response(400, {"error": f"kind {kind!r} is not one of {', '.join(actions)}"})
         posted = None
         if body.get("posted") is not None:
             try:
@@ -908,7 +1001,7 @@ class AmazonSim(SimServer):
             except ValueError:
                 return Response(400, {"error": f"posted {body['posted']!r} is not an ISO 8601 time"})
         try:
-            event = self.refund_in_seller_central(body["order_id"], body.get("amounts"), posted=posted)
+            event = actions[kind](body["order_id"], body.get("amounts"), posted=posted)
         except (ValueError, TypeError) as exc:
             return Response(400, {"error": str(exc)})
         return Response(200, {"refund": event})

@@ -393,25 +393,30 @@ def _currency(code: str, amount: Decimal) -> dict[str, Any]:
 
 
 def render_refund_event(event: dict[str, Any]) -> dict[str, Any]:
-    """A stand-in refund event as a Finances v0 RefundEvent (the ShipmentEvent shape): what the buyer got
-    back is negative, the commission Amazon returns to the seller positive. MarketplaceName is the name of
-    the order's marketplace (an event recorded without one is of the US marketplace); a marketplace id with
-    no known name (e.g. a non-Amazon one) leaves it out, as the field is optional."""
+    """A stand-in refund event as a Finances v0 RefundEvent, GuaranteeClaimEvent or ChargebackEvent (all the
+    ShipmentEvent shape; the event's `kind` says which list it goes in): what the buyer got back is negative,
+    the commission Amazon returns to the seller positive. An item marked `reversal` is money of a chargeback
+    coming back to the seller, so its signs are the other way round: charges positive, and the commission
+    charged again. MarketplaceName is the name of the order's marketplace (an event recorded without one is
+    of the US marketplace); a marketplace id with no known name (e.g. a non-Amazon one) leaves it out, as the
+    field is optional."""
     code = event.get("currency") or "USD"
     items = []
     for index, item in enumerate(event["items"]):
-        where = f"refund event of order {event['order_id']} item {index + 1}"
+        where = f"{event.get('kind', 'refund')} event of order {event['order_id']} item {index + 1}"
+        # Amounts are stored as given back, positive; the sign says which way the money went.
+        sign = 1 if item.get("reversal") else -1
         principal = amount_of(item.get("principal", 0), f"{where} principal")
-        charges = [{"ChargeType": "Principal", "ChargeAmount": _currency(code, -principal)}]
+        charges = [{"ChargeType": "Principal", "ChargeAmount": _currency(code, sign * principal)}]
         for kind, value in (item.get("charges") or {}).items():
-            charges.append({"ChargeType": kind, "ChargeAmount": _currency(code, -amount_of(value, f"{where} charge {kind}"))})
+            charges.append({"ChargeType": kind, "ChargeAmount": _currency(code, sign * amount_of(value, f"{where} charge {kind}"))})
+        commission = (principal * COMMISSION_RATE).quantize(CENT)
         rendered: dict[str, Any] = {
             "OrderItemId": item["item_id"],
             "OrderAdjustmentItemId": item["adjustment_id"],
             "QuantityShipped": int(item.get("quantity") or 0),
             "ItemChargeAdjustmentList": charges,
-            "ItemFeeAdjustmentList": [{"FeeType": "Commission",
-                                       "FeeAmount": _currency(code, (principal * COMMISSION_RATE).quantize(CENT))}],
+            "ItemFeeAdjustmentList": [{"FeeType": "Commission", "FeeAmount": _currency(code, -sign * commission)}],
         }
         if item.get("sku"):
             rendered = {"SellerSKU": item["sku"], **rendered}

@@ -11,7 +11,8 @@ from daemon.rules.engine import Decision
 MASK = "[masked]"
 # 2 (2026-12): an earlier rule's trace entry lists only the conditions that failed, under "failed"
 # (version 1 listed every condition of every rule tried, under "conditions").
-RECORD_VERSION = 2
+# 3 (2026-12): the trace leaves out earlier rules of another event (their `event` condition failed, and only that).
+RECORD_VERSION = 3
 
 
 def _version(distribution: str) -> str:

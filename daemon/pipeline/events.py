@@ -124,7 +124,7 @@ def order_events(order: AmazonOrder) -> list[NewEvent]:
         events.append(NewEvent(CANCELLED, f"{CANCELLED}:{order.amazon_order_id}:{payload['units_cancelled']}",
                                order.amazon_order_id, payload))
     if order.buyer_cancel_requested and order.status != OrderStatus.CANCELED:
-        payload = {**fields, "buyer_cancel_reason": order.buyer_cancel_reason or "",
+        payload = {**fields, "buyer_cancel_reason": order.buyer_cancel_reason or "", "lines_requested": lines_requested(order),
                    "requested_at": order.last_updated.isoformat() if order.last_updated else None}
         events.append(NewEvent(BUYER_REQUEST, buyer_request_key(order.amazon_order_id), order.amazon_order_id, payload))
     return events
@@ -134,8 +134,14 @@ def buyer_request_due_events(order: AmazonOrder, request_payload: Mapping[str, A
     """A buyer's request that is nearly out of Amazon's window, with the order as Amazon shows it now: one
     event per order, however often the buyer asked."""
     payload = {**order_fields(order), "buyer_cancel_reason": request_payload.get("buyer_cancel_reason") or "",
-               "requested_at": requested_at}
+               "lines_requested": lines_requested(order), "requested_at": requested_at}
     return [NewEvent(BUYER_REQUEST_DUE, buyer_request_due_key(order.amazon_order_id), order.amazon_order_id, payload)]
+
+
+def lines_requested(order: AmazonOrder) -> int:
+    """The order's lines the buyer asked to cancel: Amazon flags them line by line, and only a request of every line
+    can be answered by cancelling the order (only full cancellations sync, DOMAIN 2)."""
+    return sum(1 for line in order.lines if line.buyer_cancel_requested)
 
 
 def buyer_request_due_key(amazon_order_id: str | None) -> str:
@@ -193,7 +199,7 @@ class AmazonRefundSeen:
     def event(self, refunded_in_all: Decimal) -> NewEvent:
         refund = self.refund
         payload = {"origin": "amazon", "refund_amount": str(refund.amount), "amazon_refunded_total": str(refunded_in_all),
-                   "currency": refund.currency, "posted_at": refund.posted,
+                   "amazon_refund_kind": refund.kind, "currency": refund.currency, "posted_at": refund.posted,
                    "amazon_refund_items": [{"order_item_id": item.order_item_id, "sku": item.sku,
                                             "quantity": item.quantity, "amount": str(item.amount)} for item in refund.items]}
         return NewEvent(REFUND_REQUEST, self.natural_key, refund.amazon_order_id, payload)
@@ -238,15 +244,18 @@ def storefront_cancellation_key(cancellation: StorefrontCancellation) -> str:
 
 
 def storefront_refund_events(refund: StorefrontRefund, earlier: Sequence[StorefrontRefund], order: AmazonOrder | None,
-                             amazon_refunded: Decimal | None, ours: Sequence[Decimal] = (),
+                             amazon_refunded: Decimal | None, ours: Sequence[tuple[int, Decimal]] = (),
                              problem: str | None = None) -> list[NewEvent]:
     """A refund a person made in the storefront: a refund_requested event of origin storefront, for the rules to tell
     a new refund from a person's copy of one Amazon made, and from what cannot be told. It carries Amazon's view
     of the order, what Amazon had refunded on it when the refund was read, what the storefront showed refunded
     before it (`earlier`: the order's refunds before this one, from the same answer) and which of ordersync's own
-    refunds of the order (`ours`, sent or going out, in the order decided) Amazon had not listed yet
-    (refunds_on_their_way_to_amazon). `problem` says why Amazon's side could not be read: the rules put the refund
-    in the error view, and it is stored all the same, so it is never met again as new.
+    refunds of the order (`ours`, sent or going out, in the order decided, each as its action's id and amount)
+    Amazon had not listed yet: their sum (refunds_on_their_way_to_amazon, a fact field) and their action ids
+    (refunds_on_their_way_ids, for send_batches to tell, when the refund goes out, which of ordersync's refunds
+    Amazon has made since it was read: jobs.AccountPipeline._refunded_meanwhile). `problem` says why Amazon's side
+    could not be read: the rules put the refund in the error view, and it is stored all the same, so it is never
+    met again as new.
 
     It goes to Amazon as an amount of the whole order, shared among the order's items (jobs.refund_by_line), so it
     may be at most what Amazon has left of the items' price. A refund that took returned units back (restock
@@ -260,12 +269,16 @@ def storefront_refund_events(refund: StorefrontRefund, earlier: Sequence[Storefr
                                "copies_ordersync_refund": any(r.by_ordersync and r.amount == refund.amount for r in earlier),
                                "storefront_refund_id": refund.id, "storefront_refunded_at": refund.created_at}
     if order is not None and amazon_refunded is not None and problem is None:
-        unlisted = _unlisted(before, ours, amazon_refunded, refund.amount)
+        amounts = [amount for _, amount in ours]
+        unlisted = _unlisted(before, amounts, amazon_refunded, refund.amount)
         if unlisted is None:
             problem = (f"Amazon's refunds ({amazon_refunded}) fit the storefront's ({before} before this one) more than one "
-                       f"way with ordersync's own refunds of the order ({', '.join(str(a) for a in ours)}) sent or going out")
+                       f"way with ordersync's own refunds of the order ({', '.join(str(a) for a in amounts)}) sent or going out")
         else:
             payload["refunds_on_their_way_to_amazon"] = str(unlisted)
+            # The tail of `ours` that sum is (the shortest, should refunds of 0 make it fit more than one).
+            start = max(index for index in range(len(ours) + 1) if sum(amounts[index:], Decimal(0)) == unlisted)
+            payload["refunds_on_their_way_ids"] = [action_id for action_id, _ in ours[start:]]
         # The lines' prices refund_by_line shares a refund against, as Amazon refuses more on an item than it has left.
         items_price = sum((Decimal(line["price"]) for line in payload["lines"] if line["price"]), Decimal(0))
         payload.update(amazon_refunded_total=str(amazon_refunded), amazon_refundable=str(items_price - amazon_refunded))

@@ -165,6 +165,10 @@ def create_rma(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
                       for line in lines]}
 
 
+# The storefront refund's note names what Amazon's Finances API listed the money as (it does not say why).
+AMAZON_REFUND_KIND_NOTES = {"guarantee_claim": "A-to-z Guarantee claim", "chargeback": "chargeback"}
+
+
 def refund(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
     given = action.params.get("amount")
     amount = Decimal(str(given if given is not None else ctx.decision(action).get("fact", {}).get("refund_amount") or "0"))
@@ -182,7 +186,8 @@ def refund(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
                                 lines=[LineSelection(int(line["quantity"]), sku=line["sku"])
                                        for line in payload.get("refund_lines") or ()],
                                 restock_type=restock,
-                                note=f"Amazon {action.params.get('reason_code') or 'refund'} (ordersync decision {action.decision_id})")
+                                note=f"Amazon {action.params.get('reason_code') or AMAZON_REFUND_KIND_NOTES.get(payload.get('amazon_refund_kind'), 'refund')}"
+                                     f" (ordersync decision {action.decision_id})")
     refunded = refund_of(payload, amount)
     parts = refunded.items() if isinstance(refunded, Mapping) else [("order", amount)]
     ctx.store.record_refund(ctx.account, action.amazon_order_id or "", action.decision_id,

@@ -23,7 +23,7 @@ import structlog
 
 from adapters.amazon.client import AmazonClient, order_unknown
 from adapters.amazon.feeds import AdjustedItem, AdjustmentRequest, BuiltFeed, CancelItem, CancelRequest
-from adapters.amazon.finances import of_marketplaces
+from adapters.amazon.finances import of_marketplaces, posting_order
 from adapters.amazon.models import AmazonOrder, AmazonRefund, OrderCursor, OrderStatus, Parsed, ReturnRow
 from adapters.errors import AdapterError, AuthError, InvalidInput, PermanentError, TransientError
 from adapters.shopify.client import OrderNotFound, ShopifyClient, ShopifyRejected
@@ -34,7 +34,8 @@ from daemon.audit.record import decision_record
 from daemon.facts import FactError
 from daemon.pipeline.cancellation_rate import CancellationRate
 from daemon.pipeline.cancellation_rate import measure as measure_cancellation_rate
-from daemon.pipeline.events import (BUYER_REQUEST, CANCEL_REQUEST, REFUND_REQUEST, RETURN, AmazonRefundSeen, NewEvent, Refund,
+from daemon.pipeline.events import (BUYER_REQUEST, BUYER_REQUEST_DUE, CANCEL_REQUEST, REFUND_REQUEST, RETURN, AmazonRefundSeen,
+                                    NewEvent, Refund,
                                     buyer_request_due_events, buyer_request_due_key, buyer_request_events, buyer_request_key,
                                     grid_fields, order_events, refund_of, return_events, storefront_cancellation_events,
                                     storefront_cancellation_key, storefront_refund_events, storefront_refund_key,
@@ -43,6 +44,7 @@ from daemon.pipeline.executors import EXECUTORS, AccountContext
 from daemon.pipeline.fact_builder import build_fact
 from daemon.rules.engine import Decision, DecisionError, EngineDisagreement, RulesEngine
 from daemon.store import DecisionToRecord, Store
+from daemon.store.batches import NotQueued
 from daemon.store.models import ADJUSTMENT_FEED, BATCH_CREATED, BATCH_SUBMITTED, CANCEL_FEED, QUEUED_FOR_BATCH, Action
 
 log = structlog.get_logger("ordersync.pipeline")
@@ -183,6 +185,17 @@ def _earlier_refunds(refunds: Sequence[StorefrontRefund]) -> dict[str, tuple[Sto
     return earlier
 
 
+def _money(amount: Decimal) -> str:
+    """42.50 rather than 42.5 or 42.5000, for a person to read; 9.9999 as it is."""
+    cents = amount.quantize(Decimal("0.01"))
+    return str(cents if amount == cents else amount.normalize())
+
+
+def _from_amazon(event: Any) -> bool:
+    """A refund Amazon made (its Finances API), as opposed to one asked for here or made in the storefront."""
+    return event.kind == REFUND_REQUEST and event.payload.get("origin") == "amazon"
+
+
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(600, 2 ** max(0, attempts)))
 
@@ -224,6 +237,33 @@ class Observer:
     def decided(self, ruleset: str | None, rule: str | None) -> None: ...
     def acted(self, action_type: str, outcome: str) -> None: ...
     def polled(self, account: str) -> None: ...
+
+
+@dataclass
+class _FeedRunCheck:
+    """One send_batches run's checks of storefront refunds against Amazon (AccountPipeline._checked_against_amazon)."""
+    held: dict[int, Action] = field(default_factory=dict)  # actions left queued for a later run, by id
+    held_orders: set[str] = field(default_factory=set)     # their orders: later refunds of them wait too
+    paused: str | None = None                              # Amazon did not answer, or refused the app, in this run
+    amazon_refunded: dict[str, Decimal | AmazonRefusal] = field(default_factory=dict)  # by order, read in this run
+
+    def hold(self, action: Action) -> None:
+        self.held[action.id] = action
+        if action.amazon_order_id:
+            self.held_orders.add(action.amazon_order_id)
+
+
+@dataclass(frozen=True)
+class _NotSent:
+    """Why a storefront refund does not go out (AccountPipeline._refunded_meanwhile), for store.withhold."""
+    error: str                # the error view's text, and the action's last error
+    result: dict[str, Any]    # the action's result: why, with the figures
+    retry: bool               # resolving queues it again (failed), or not (withheld for good: rejected)
+
+
+# A send_batches run that finds its listed actions taken by another process (store.NotQueued) this many times
+# stops there; the next run goes on.
+BATCH_RACES_PER_RUN = 5
 
 
 @dataclass
@@ -359,7 +399,7 @@ class AccountPipeline:
                                        f"amazon_refund_unreadable: Amazon's refund event could not be read ({error}). "
                                        f"Check the order's refunds in Seller Central and record any the storefront "
                                        f"does not show by hand, then resolve this.")
-        refunds.sort(key=lambda r: (r.posted, r.amazon_order_id))  # each order's total grows in posting order
+        refunds.sort(key=posting_order)  # each order's total grows in posting order
         seen = [AmazonRefundSeen(refund) for refund in refunds]
         return self._count_stored((REFUND_REQUEST for _ in seen),
                                   self.store.ingest_amazon_refunds(self.name, seen, (AMAZON_REFUNDS, next_since)))
@@ -595,12 +635,23 @@ class AccountPipeline:
             return None, None, None
         if order.currency and refund.currency != order.currency:
             return order, None, f"the refund is in {refund.currency} and Amazon's order in {order.currency}"
+        refunded = self._amazon_refunded(amazon_order_id)
+        if isinstance(refunded, AmazonRefusal):
+            return order, None, refunded.error
+        return order, refunded, None
+
+    def _amazon_refunded(self, amazon_order_id: str) -> Decimal | AmazonRefusal:
+        """What Amazon has refunded on the order in all, read now: its Finances API's refunds, guarantee claims and
+        chargebacks of the order (listFinancialEventsByOrderId, one read), those of this account's marketplaces.
+        AmazonRefusal says why it could not be read (Amazon refused the order, or gave a refund of it that cannot be
+        read: a total without it would be short). AmazonPaused when Amazon does not answer or refuses the app."""
         history = _ask_amazon(lambda: self.amazon.refunds_of_order(amazon_order_id))
         if isinstance(history, AmazonRefusal):
-            return order, None, f"Amazon did not give the order's refunds ({history.error})"
+            return AmazonRefusal(f"Amazon did not give the order's refunds ({history.error})")
         if history.errors:
-            return order, None, f"Amazon gave a refund of the order that cannot be read ({history.errors[0]})"
-        return order, sum((r.amount for r in history.records if of_marketplaces(r, marketplaces)), Decimal(0)), None
+            return AmazonRefusal(f"Amazon gave a refund of the order that cannot be read ({history.errors[0]})")
+        marketplaces = self.amazon.account.marketplace_ids
+        return sum((r.amount for r in history.records if of_marketplaces(r, marketplaces)), Decimal(0))
 
     # -- decide ---------------------------------------------------------------------------------
     def decide(self, limit: int = 500) -> int:
@@ -622,6 +673,8 @@ class AccountPipeline:
         read: dict[str | None, StorefrontOrder | None] = {}
         kits: dict[str, bool | None] = {}
         rate: CancellationRate | None = None  # measured once a run, for the cancellations to be sent to Amazon
+        amazon_totals = self._amazon_totals_now(events)
+        cancelling = self._amazon_cancellations(events)
         for event in events:
             if event.amazon_order_id in waiting:
                 continue
@@ -630,6 +683,10 @@ class AccountPipeline:
                     read[event.amazon_order_id] = self._storefront_of(event.amazon_order_id)
                 storefront = read[event.amazon_order_id]
                 payload = self._with_kit_flag(event.kind, event.payload, kits)
+                if event.amazon_order_id in amazon_totals and _from_amazon(event):
+                    payload = {**payload, "amazon_refunded_now": str(amazon_totals[event.amazon_order_id])}
+                if cancelling is not None and self._answers_buyer_request(event):
+                    payload = {**payload, "amazon_cancellation": cancelling.get(event.amazon_order_id, "none")}
                 if event.kind == CANCEL_REQUEST and event.amazon_order_id:
                     rate = rate or measure_cancellation_rate(self.store, self.name, self.clock())
                     payload = self._with_cancellation_rate(event.amazon_order_id, payload, rate)
@@ -667,6 +724,24 @@ class AccountPipeline:
                          rule=item.record["rule"], actions=[a["type"] for a in decision.actions],
                          decision_id=decision.decision_id)
         return len(decided)
+
+    def _amazon_totals_now(self, events: Sequence[Any]) -> dict[str, Decimal]:
+        """What Amazon has refunded on the orders of the run's refunds Amazon made, in all, as far as read now
+        (amazon_refunded_now): the storefront records no more than that, so a chargeback and its reversal read
+        together do not put the chargeback's money into the storefront, which could not take it back."""
+        orders = {e.amazon_order_id for e in events if e.amazon_order_id and _from_amazon(e)}
+        return self.store.amazon_refunded(self.name, orders) if orders else {}
+
+    def _answers_buyer_request(self, event: Any) -> bool:
+        """A buyer's request that the rules may answer on their own (the account accepts requests), or its reminder:
+        its fact says whether ordersync is cancelling the order on Amazon already (amazon_cancellation)."""
+        return bool(event.amazon_order_id) and (event.kind == BUYER_REQUEST_DUE or (
+            event.kind == BUYER_REQUEST and bool(self.settings.get("accept_buyer_requests"))))
+
+    def _amazon_cancellations(self, events: Sequence[Any]) -> dict[str, str] | None:
+        """ordersync's cancellations on Amazon of the orders whose buyer requests the run decides (one lookup)."""
+        orders = {e.amazon_order_id for e in events if self._answers_buyer_request(e)}
+        return self.store.amazon_cancellations(self.name, orders) if orders else None
 
     def _with_cancellation_rate(self, amazon_order_id: str, payload: dict, rate: CancellationRate) -> dict:
         """A cancellation's payload with Amazon's cancellation rate as it is and as it would be with this order
@@ -741,27 +816,172 @@ class AccountPipeline:
         return AccountContext(self.name, self.shopify, self.store)
 
     def send_batches(self) -> int:
-        """Queued Amazon-bound actions out as feeds, at most `batch_size` messages each."""
+        """Queued Amazon-bound actions out as feeds, at most `batch_size` messages each. A refund made in the storefront
+        is first checked against Amazon's refunds of the order as they are now (_checked_against_amazon): one Amazon
+        could not be asked about stays queued for a later run, and is left out of this run's listings. A feed is
+        filled with the next queued actions in place of those held back or withheld (_next_feed): Amazon allows
+        few createFeed calls (a burst of 15, then one every 2 minutes). When another process batched or withheld
+        one of the listed actions first (store.NotQueued: nothing was recorded), the queue is listed again."""
         self._settle_batches_in_doubt()
-        sent = 0
-        for kind in (CANCEL_FEED, ADJUSTMENT_FEED):
-            while True:
-                actions = self.store.queued_amazon_actions(self.name, kind, self.batch_size)
-                if not actions:
-                    break
-                # Load the feed schemas (most of a second in a fresh process) before the batch is recorded:
-                # a crash between recording a batch and Amazon's answer to createFeed leaves it in doubt.
-                self.amazon.validator
-                batch = self.store.create_batch(self.name, kind, [a.id for a in actions])
+        sent, races = 0, 0
+        check = _FeedRunCheck()
+        try:
+            for kind in (CANCEL_FEED, ADJUSTMENT_FEED):
+                while True:
+                    actions = self._next_feed(kind, check)
+                    if not actions:
+                        break
+                    # Load the feed schemas (most of a second in a fresh process) before the batch is recorded:
+                    # a crash between recording a batch and Amazon's answer to createFeed leaves it in doubt.
+                    self.amazon.validator
+                    try:
+                        batch = self.store.create_batch(self.name, kind, [a.id for a in actions])
+                    except NotQueued as exc:
+                        races += 1
+                        log.warning("feed not made: another process batched or withheld some of its actions first; "
+                                    "listing the queue again", account=self.name, feed_type=kind, error=str(exc))
+                        if races >= BATCH_RACES_PER_RUN:
+                            return sent
+                        continue
+                    try:
+                        sent += self._submit(batch.batch.id, kind, batch.messages)
+                    except AdapterError as exc:
+                        # Built but not accepted: every step before createFeed was answered, or createFeed was
+                        # answered with an error; either way Amazon has no feed. Try the same batch next run.
+                        log.warning("feed not sent", account=self.name, batch=batch.batch.id, error=str(exc))
+                        self._retry_here.add(batch.batch.id)
+                        return sent
+            return sent
+        finally:
+            self._report_held(check)
+
+    def _next_feed(self, kind: str, check: _FeedRunCheck) -> list[Action]:
+        """The next feed's actions of this kind: the oldest queued, up to batch_size, that may go out now. Refunds are
+        checked first (_checked_against_amazon); those held back or withheld are replaced by the next in the queue,
+        listed page by page, until the feed is full or the queue has no more. Those held back earlier in the run
+        are passed over."""
+        chosen: list[Action] = []
+        after: int | None = None
+        while len(chosen) < self.batch_size:
+            need = self.batch_size - len(chosen)
+            listed = self.store.queued_amazon_actions(self.name, kind, need + len(check.held), after=after)
+            if not listed:
+                break
+            fresh = [a for a in listed if a.id not in check.held][:need]
+            after = (fresh or listed)[-1].id
+            chosen += self._checked_against_amazon(fresh, check) if kind == ADJUSTMENT_FEED else fresh
+        return chosen
+
+    def _report_held(self, check: _FeedRunCheck) -> None:
+        """Storefront refunds a run held back (Amazon did not answer, or refused the app), and the later refunds of
+        their orders, wait for a later run with no end set: each run that holds them says so, in the log (how many,
+        their orders, since when the oldest has waited for a feed) and in the observer (outcome "held", once per
+        action and run), so that one waiting for long is seen."""
+        if not check.held:
+            return
+        for action in check.held.values():
+            self.observer.acted(action.type, "held")
+        oldest = min(_aware(a.updated_at) for a in check.held.values())
+        log.warning("refunds held back: Amazon's refunds of their orders could not be read again before sending "
+                    "storefront refunds; they stay queued for a later feed", account=self.name, held=len(check.held),
+                    amazon_order_ids=sorted(check.held_orders), queued_since=_stamp(oldest),
+                    waiting_hours=round((_aware(self.clock()) - oldest).total_seconds() / 3600, 1),
+                    error=check.paused)
+
+    def _checked_against_amazon(self, actions: Sequence[Action], check: _FeedRunCheck) -> list[Action]:
+        """The refunds that may go out in this feed. A refund made in the storefront was compared with Amazon's refunds
+        of the order when it was read, maybe days ago (it may have waited for approval): if Amazon has refunded more
+        since (a person in Seller Central, an A-to-z claim, a chargeback) than ordersync's own refunds of the order
+        explain, the buyer got the money meanwhile, and this one would refund them twice. It is withheld for good
+        (rejected, observer outcome "withheld"), and the order goes to the error view saying so (store.withhold:
+        resolving does not send it). One whose refunds Amazon gives unreadably (maybe once) is not sent either, but
+        failed (outcome "failed"): resolving queues it again, to be checked with the next feed. When Amazon does not
+        answer, or refuses the app, the refund stays queued for a later run, and so do the others of this run that
+        need the check (Amazon is not asked again in this run) and the later refunds of their orders (an order's
+        refunds go to Amazon in the order decided); _report_held says so. Other refunds (an operator's `orders
+        refund` is an order to refund) are not checked, and go. One Finances read per order checked in a run."""
+        passing: list[Action] = []
+        for action in actions:
+            if action.amazon_order_id in check.held_orders:
+                check.hold(action)
+                continue
+            fact = self.context.decision(action).get("fact", {})
+            if fact.get("origin") != "storefront":
+                passing.append(action)
+                continue
+            if check.paused is not None:
+                check.hold(action)
+                continue
+            order_id = action.amazon_order_id or ""
+            if order_id not in check.amazon_refunded:
                 try:
-                    sent += self._submit(batch.batch.id, kind, batch.messages)
-                except AdapterError as exc:
-                    # Built but not accepted: every step before createFeed was answered, or createFeed was
-                    # answered with an error; either way Amazon has no feed. Try the same batch next run.
-                    log.warning("feed not sent", account=self.name, batch=batch.batch.id, error=str(exc))
-                    self._retry_here.add(batch.batch.id)
-                    return sent
-        return sent
+                    check.amazon_refunded[order_id] = self._amazon_refunded(order_id)
+                except AmazonPaused as exc:
+                    log.warning("storefront refunds held back: Amazon did not answer or refused the app, so Amazon's "
+                                "refunds of the order could not be read again before sending; they go with a later feed",
+                                account=self.name, amazon_order_id=order_id, error=str(exc))
+                    check.paused = str(exc)
+                    check.hold(action)
+                    continue
+            not_sent = self._refunded_meanwhile(action, fact, check.amazon_refunded[order_id])
+            if not_sent is None:
+                passing.append(action)
+                continue
+            if self.store.withhold(action.id, not_sent.error, FAILED_REFUND, not_sent.result, retry=not_sent.retry):
+                self.observer.acted(action.type, "failed" if not_sent.retry else "withheld")
+                log.error("storefront refund not sent to Amazon", account=self.name, amazon_order_id=order_id,
+                          action_id=action.id, error=not_sent.error, retry_on_resolve=not_sent.retry)
+        return passing
+
+    def _refunded_meanwhile(self, action: Action, fact: Mapping[str, Any],
+                            refunded: Decimal | AmazonRefusal) -> _NotSent | None:
+        """Why this storefront refund must not go to Amazon, `refunded` being what Amazon has refunded on the order now;
+        None when it may. Amazon's total when the refund was read (`then`) may have grown since by ordersync's own
+        refunds of the order that Amazon had not listed then and that may have reached Amazon by now (done, or in a
+        feed: store.amazon_refunds_sent). Those counted:
+        - of those decided before this one, the ones the poll found Amazon had not listed (their action ids in the
+          event's refunds_on_their_way_ids; their sum is refunds_on_their_way_to_amazon); one a person rejected, or
+          that failed, or that still waits for approval or a feed, explains nothing, and neither does any other
+          earlier one (Amazon's total then has it). A decision read before the ids were recorded counts none;
+        - those decided after it, all: Amazon listed none of them then, and one may have gone out first while this one
+          waited for approval.
+        Anything more is someone else's refund of the order (Seller Central, an A-to-z claim, a chargeback): the refund
+        is withheld for good. Amazon's refunds unreadable now: not sent, to be checked again once resolved."""
+        amount, order_id = fact.get("refund_amount"), action.amazon_order_id
+        checked_at = _stamp(self.clock())
+        to_do = (f"Check the order in Seller Central; refund there whatever of {amount} the buyer is still owed, then "
+                 f"resolve this (resolving does not send it).")
+        if isinstance(refunded, AmazonRefusal):
+            return _NotSent(
+                f"storefront_refund_not_rechecked: {amount} was refunded on order {order_id} in the storefront, but "
+                f"Amazon's refunds of the order could not be read again before sending it: {refunded.error}. Not sent "
+                f"to Amazon yet, so the buyer is not refunded twice. Resolve this to have it checked against Amazon "
+                f"again and sent with the next feed (it is not sent if Amazon refunded the order meanwhile).",
+                {"withheld": "amazon_refunds_unreadable", "amazon_error": refunded.error,
+                 "amazon_refunded_then": fact.get("amazon_refunded_total"), "checked_at": checked_at}, retry=True)
+        if fact.get("amazon_refunded_total") is None:
+            return _NotSent(
+                f"storefront_refund_not_rechecked: {amount} was refunded on order {order_id} in the storefront, but "
+                f"its decision does not say what Amazon had refunded when it was read, so what Amazon refunded since "
+                f"cannot be told. Not sent to Amazon, so the buyer is not refunded twice. {to_do}",
+                {"withheld": "amazon_refunded_then_unknown", "amazon_refunded_now": _money(refunded),
+                 "checked_at": checked_at}, retry=False)
+        then = Decimal(str(fact["amazon_refunded_total"]))
+        unlisted = set(self.context.event_payload(action).get("refunds_on_their_way_ids") or ())
+        counted = [(action_id, paid) for action_id, paid in self.store.amazon_refunds_sent(self.name, order_id or "")
+                   if action_id in unlisted or action_id > action.id]
+        ours = sum((paid for _, paid in counted), Decimal(0))
+        if refunded <= then + ours:
+            return None
+        return _NotSent(
+            f"storefront_refund_refunded_meanwhile: Amazon refunded {_money(refunded - then)} on order {order_id} since "
+            f"the storefront refund of {amount} was read, {_money(refunded - then - ours)} more than ordersync's own "
+            f"refunds explain (Amazon showed {_money(then)} refunded then and shows {_money(refunded)} now; ordersync's "
+            f"own refunds that may have reached Amazon since: {_money(ours)}): not sent to Amazon, so the buyer is not "
+            f"refunded twice. {to_do}",
+            {"withheld": "refunded_meanwhile", "amazon_refunded_then": _money(then), "amazon_refunded_now": _money(refunded),
+             "ordersync_refunds_counted": _money(ours), "ordersync_refund_actions_counted": [i for i, _ in counted],
+             "checked_at": checked_at}, retry=False)
 
     def _submit(self, batch_id: int, kind: str, messages: dict[int, Action]) -> bool:
         """Send one batch's feed; True once Amazon has it (recorded as submitted). A message that does not

@@ -122,7 +122,11 @@ class Evaluator:
         self._rules = tuple((rule, tuple(_compile_test(item) for item in rule.when.items)) for rule in ruleset.rules)
         # Each condition's field, operator and expected value as the trace shows them, made once here:
         # building them again for every decision was most of what a decision record cost.
-        self._explained = tuple((rule, tuple(_explainer(item) for item in rule.when.items)) for rule in ruleset.rules)
+        # With the events each rule can decide, from its top-level `event` condition (None: any): the record's trace
+        # leaves out a rule of another event, which could never have decided this one. In a file of several events
+        # that was most of every record's trace (an order_cancelled decision listed every buyer request rule).
+        self._explained = tuple((rule, tuple(_explainer(item) for item in rule.when.items), _events_of(rule))
+                                for rule in ruleset.rules)
 
     def first_hit(self, fact: dict[str, Any]) -> Rule | None:
         for rule, tests in self._rules:
@@ -140,11 +144,15 @@ class Evaluator:
 
         With failures_only (the decision record's trace, after OPA's `explain=fails`), an earlier rule
         lists under "failed" only the conditions that did not hold (a group with the members that made it
-        fail), which is why it did not decide; the rule that fired still lists every condition. What held
-        is in the record's fact; the full trace is `rules eval --explain`."""
+        fail), which is why it did not decide, and an earlier rule of another event (by its `event`
+        condition) is left out; the rule that fired still lists every condition. What held is in the
+        record's fact; the full trace is `rules eval --explain`."""
         explained = []
-        for rule, explainers in self._explained:
+        event = fact.get("event")
+        for rule, explainers, events in self._explained:
             if failures_only:
+                if events is not None and event not in events:
+                    continue
                 failed = [shown for shown in (explainer(fact, mask, True) for explainer in explainers) if shown is not None]
                 if failed:
                     explained.append({"rule": rule.id, "matched": False, "failed": failed})
@@ -155,6 +163,17 @@ class Evaluator:
             if matched:
                 break
         return explained
+
+
+def _events_of(rule: Rule) -> frozenset[Any] | None:
+    """The events a rule's top-level `event` condition admits (`event: x` or `event: {in: [...]}`); None when it has none."""
+    for item in rule.when.items:
+        if isinstance(item, Condition) and item.field == "event":
+            if item.op == "eq":
+                return frozenset((item.expected,))
+            if item.op == "in":
+                return frozenset(item.expected)
+    return None
 
 
 Mask = Callable[[str, Any], Any]

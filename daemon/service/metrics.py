@@ -171,7 +171,7 @@ class ServiceMetrics:
     |---|---|---|
     | ordersync_events_ingested_total | account, kind | ingest |
     | ordersync_decisions_total | ruleset, rule | decide (rule "no_action" when none fired) |
-    | ordersync_actions_total | type, outcome | dispatch (outcome: done, retry, failed, skipped) |
+    | ordersync_actions_total | type, outcome | dispatch (outcome: done, retry, failed, skipped); feeds: a storefront refund withheld (withheld) or held back while Amazon cannot be asked (held, each run) |
     | ordersync_queue_depth | account, state | dispatch (actions by state) |
     | ordersync_throttle_wait_seconds_total | api | adapters' rate limiters (amazon, shopify) |
     | ordersync_job_runs_total | job, outcome | the service (ok, error, skipped, missed) |

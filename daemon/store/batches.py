@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import exists, insert, or_, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
@@ -15,13 +15,18 @@ from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
 from daemon.store.models import (ADJUSTMENT_FEED, AWAITING_APPROVAL, BATCH_CREATED, BATCH_DONE, BATCH_SUBMITTED,
                                  BLOCKING_STATUSES, CLAIMED, DONE, PENDING,
-                                 FAILED, FEED_FOR_ACTION, QUEUED_FOR_BATCH, Action, AmazonBatch, BatchMessage, Decision,
-                                 Event)
+                                 FAILED, FAILED_SYNC_STATUSES, FEED_FOR_ACTION, QUEUED_FOR_BATCH, REJECTED, Action,
+                                 AmazonBatch, BatchMessage, Decision, Event)
 from daemon.store.orders import mark_order_failed
 from daemon.store.types import utcnow
 
 # message id -> (ok, result code, description), as read from the feed's processing report
 MessageResults = Mapping[int, tuple[bool, str | None, str | None]]
+
+
+class NotQueued(StoreError):
+    """create_batch: some of the actions are no longer waiting for a feed (another process put them in a batch,
+    or withheld them, first). Nothing was recorded: list the queue again."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,11 @@ def _refund_amount(record: Mapping[str, Any]) -> Decimal:
 
 class Batches(Database):
 
-    def queued_amazon_actions(self, account: str, feed_kind: str, limit: int = 15) -> Sequence[Action]:
+    def queued_amazon_actions(self, account: str, feed_kind: str, limit: int = 15,
+                              after: int | None = None) -> Sequence[Action]:
         """Actions waiting for the next feed of this type (models.CANCEL_FEED or ADJUSTMENT_FEED), oldest
         first: approved (or never needing approval), in no batch yet, and with no earlier action of their
-        order pending or claimed."""
+        order pending or claimed. `after`: only those with a greater id (the next page of a listing)."""
         # As for claims (outbox._claimable): nothing of an order goes to Amazon while an earlier action of that
         # order (e.g. the storefront cancel) is still waiting or being carried out. Otherwise Amazon's
         # cancellation can come back by poll and be decided on a storefront that is not cancelled yet.
@@ -64,7 +70,7 @@ class Batches(Database):
                                  earlier.id < Action.id, col(earlier.status).in_(BLOCKING_STATUSES))
         query = (select(Action).where(col(Action.account) == account, col(Action.status) == QUEUED_FOR_BATCH,
                                       col(Action.batch_id).is_(None), col(Action.type).in_(_action_types(feed_kind)),
-                                      ~blocked)
+                                      ~blocked, *(() if after is None else (col(Action.id) > after,)))
                  .order_by(col(Action.id)).limit(limit))
         with self.transaction(write=False) as s:
             return s.scalars(query).all()
@@ -80,20 +86,57 @@ class Batches(Database):
         with self.transaction(write=False) as s:
             return [(payload or {}, _refund_amount(record)) for record, payload in s.execute(query)]
 
-    def amazon_refunds_of_order(self, account: str, amazon_order_id: str) -> list[Decimal]:
-        """The amounts of ordersync's refunds on Amazon of this order that are sent, going out, or waiting for a
-        person (not refused, rejected or failed), in the order they were decided: what Amazon has refunded, or
-        will have, by ordersync's doing."""
-        query = _amazon_refunds(select(Decision.record), account, amazon_order_id,
+    def amazon_refunds_of_order(self, account: str, amazon_order_id: str) -> list[tuple[int, Decimal]]:
+        """ordersync's refunds on Amazon of this order that are sent, going out, or waiting for a person (not
+        refused, rejected or failed), each as its action's id and amount, in the order they were decided: what
+        Amazon has refunded, or will have, by ordersync's doing."""
+        query = _amazon_refunds(select(Action.id, Decision.record), account, amazon_order_id,
                                 (DONE, QUEUED_FOR_BATCH, AWAITING_APPROVAL, PENDING, CLAIMED))
         with self.transaction(write=False) as s:
-            return [_refund_amount(record) for record in s.scalars(query)]
+            return [(action_id, _refund_amount(record)) for action_id, record in s.execute(query)]
+
+    def amazon_refunds_sent(self, account: str, amazon_order_id: str) -> list[tuple[int, Decimal]]:
+        """ordersync's refunds on Amazon of this order that Amazon may have made by now, each as its action's id and
+        amount, in the order decided: done (the feed's processing report accepted it), or in a feed sent or being
+        sent (in a batch, its result not read yet). One waiting for a feed or for a person has not reached Amazon,
+        and one refused, rejected or failed is not counted (nor, so, one failed because ordersync stopped while
+        sending it: what Amazon shows of that one is a person's to check)."""
+        query = (_amazon_refunds(select(Action.id, Decision.record), account, amazon_order_id, (DONE, QUEUED_FOR_BATCH))
+                 .where(or_(col(Action.status) == DONE, col(Action.batch_id).is_not(None))))
+        with self.transaction(write=False) as s:
+            return [(action_id, _refund_amount(record)) for action_id, record in s.execute(query)]
+
+    def withhold(self, action_id: int, error: str, sync_status: str, result: Mapping[str, Any] | None = None, *,
+                 retry: bool = False, now: datetime | None = None) -> bool:
+        """An action waiting for the next feed that must not go out (send_batches found that Amazon refunded the
+        order meanwhile, or could not tell): its order goes in the error view with this sync status and `error`,
+        and the action keeps `error` as its last error and `result` (why, with the figures) as its result. For
+        good (retry False): rejected, so resolving the order takes it out of the view and does not queue the
+        action again, and a person who refunded in Seller Central, or found nothing owed, resolves it. For now
+        (retry True, the reason may pass): failed, so resolving queues it again (store.resolve), to be checked
+        again with the next feed. False, changing nothing, when the action is no longer waiting for a feed
+        (another process put it in a batch, or withheld it, first)."""
+        if sync_status not in FAILED_SYNC_STATUSES:
+            raise StoreError(f"sync status {sync_status!r} is not a failure; one of {', '.join(FAILED_SYNC_STATUSES)}")
+        now = now or utcnow()
+        with self.transaction() as s:
+            action = s.scalars(select(Action).where(col(Action.id) == action_id, col(Action.status) == QUEUED_FOR_BATCH,
+                                                    col(Action.batch_id).is_(None)).with_for_update()).first()
+            if action is None:
+                return False
+            s.execute(update(Action).where(col(Action.id) == action_id)
+                      .values(status=FAILED if retry else REJECTED, last_error=error,
+                              result=dict(result) if result is not None else None, updated_at=now))
+            if action.amazon_order_id:
+                mark_order_failed(s, action.account, action.amazon_order_id, sync_status, error)
+            return True
 
     def create_batch(self, account: str, feed_kind: str, action_ids: Sequence[int],
                      now: datetime | None = None) -> Batch:
         """Put these queued actions into a new batch, message ids 1…n in the order given. Call before
         submitting the feed, so a crash after submitting still knows what the feed carried. Raises
-        StoreError if any of them is not queued for this feed (another process batched it first)."""
+        NotQueued (a StoreError), recording nothing, if any of them is not queued for this feed (another process
+        batched or withheld it first)."""
         if not action_ids:
             raise StoreError("a batch needs at least one action")
         types = _action_types(feed_kind)
@@ -107,8 +150,8 @@ class Batches(Database):
                 col(Action.status) == QUEUED_FOR_BATCH, col(Action.batch_id).is_(None), col(Action.type).in_(types))
                 .values(batch_id=batch.id, updated_at=now)).rowcount
             if taken != len(set(action_ids)):
-                raise StoreError(f"only {taken} of the {len(set(action_ids))} actions are queued for a "
-                                 f"{feed_kind} feed of account {account}; list them again with queued_amazon_actions")
+                raise NotQueued(f"only {taken} of the {len(set(action_ids))} actions are queued for a "
+                                f"{feed_kind} feed of account {account}; list them again with queued_amazon_actions")
             for message_id, action_id in enumerate(action_ids, start=1):
                 s.execute(insert(BatchMessage).values(batch_id=batch.id, message_id=message_id, action_id=action_id))
             actions = {a.id: a for a in s.scalars(select(Action).where(col(Action.batch_id) == batch.id)

@@ -211,6 +211,25 @@ class Orders(Database):
                      if order_id not in cancelled}
             return CancellationWindow(since, orders, cancelled, being)
 
+    def amazon_cancellations(self, account: str, amazon_order_ids: Iterable[str]) -> dict[str, str]:
+        """ordersync's cancellations on Amazon of these orders, as the fact's amazon_cancellation names them: each
+        order with a cancel_on_amazon waiting for a person is "awaiting_approval", one going out or done
+        "on_its_way" (which wins when it has both); orders with neither are left out."""
+        ids = sorted(set(amazon_order_ids))
+        found: dict[str, str] = {}
+        with self.transaction(write=False) as s:
+            for start in range(0, len(ids), IDS_PER_LOOKUP):
+                rows = s.execute(select(col(Action.amazon_order_id), col(Action.status)).where(
+                    col(Action.account) == account, col(Action.amazon_order_id).in_(ids[start:start + IDS_PER_LOOKUP]),
+                    col(Action.type) == "cancel_on_amazon",
+                    col(Action.status).in_((AWAITING_APPROVAL, PENDING, CLAIMED, QUEUED_FOR_BATCH, DONE))))
+                for order_id, status in rows:
+                    if status != AWAITING_APPROVAL:
+                        found[order_id] = "on_its_way"
+                    else:
+                        found.setdefault(order_id, "awaiting_approval")
+        return found
+
     def failed_orders(self, account: str | None = None) -> Sequence[Order]:
         """The error view: orders whose sync failed, not archived, most recently failed first."""
         query = select(Order).where(col(Order.sync_status).in_(FAILED_SYNC_STATUSES), col(Order.archived).is_(False))

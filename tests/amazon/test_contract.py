@@ -92,6 +92,15 @@ def fetch(http, path, **params):
     return answer.status_code, answer.json()
 
 
+def every_list_has_events(body):
+    """Whether a Finances answer has refund, guarantee claim and chargeback events, a reversal among the last."""
+    events = body["payload"]["FinancialEvents"]
+    lists = ("RefundEventList", "GuaranteeClaimEventList", "ChargebackEventList")
+    charges = [charge["ChargeAmount"]["CurrencyAmount"] for event in events.get("ChargebackEventList", [])
+               for item in event["ShipmentItemAdjustmentList"] for charge in item["ItemChargeAdjustmentList"]]
+    return all(events.get(name) for name in lists) and any(amount > 0 for amount in charges)
+
+
 def test_the_stand_ins_own_answers_fit_the_models(sim, models):
     with httpx.Client(base_url=sim.base_url, headers={"x-amz-access-token": access_token(sim)}) as http:
         checks = [
@@ -118,16 +127,20 @@ def test_the_stand_ins_own_answers_fit_the_models(sim, models):
         checks.append(("POST", "/feeds/2021-06-30/documents", (feed_doc.status_code, feed_doc.json())))
         ten_minutes_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
         sim.refund_in_seller_central("113-0000004-0000004", {"10000000000041": "7.25"}, posted=ten_minutes_ago)
+        # One event of each list, a chargeback reversal (positive charges) among them, so every shape is checked.
+        sim.guarantee_claim("113-0000004-0000004", {"10000000000041": "5.00"}, posted=ten_minutes_ago)
+        sim.chargeback("113-0000004-0000004", {"10000000000041": "4.00"}, posted=ten_minutes_ago)
+        sim.chargeback_reversal("113-0000004-0000004", {"10000000000041": "1.50"}, posted=ten_minutes_ago)
         # Not from SINCE: Amazon answers nothing for a window longer than 180 days.
         refunds = fetch(http, "/finances/v0/financialEvents", PostedAfter=(ten_minutes_ago - timedelta(days=1)).isoformat(),
                         MaxResultsPerPage=100, PostedBefore=(ten_minutes_ago + timedelta(minutes=1)).isoformat())
-        assert refunds[1]["payload"]["FinancialEvents"]["RefundEventList"], "the refund event must be in the answer checked"
+        assert every_list_has_events(refunds[1]), "an event of each list must be in the answer checked"
         checks.append(("GET", "/finances/v0/financialEvents", refunds))
         checks.append(("GET", "/finances/v0/financialEvents", fetch(http, "/finances/v0/financialEvents", PostedAfter=SINCE,
                                                                     PostedBefore=datetime.now(timezone.utc).isoformat())))  # too late
         by_order = "/finances/v0/orders/113-0000004-0000004/financialEvents"
         of_order = fetch(http, by_order, MaxResultsPerPage=100)
-        assert of_order[1]["payload"]["FinancialEvents"]["RefundEventList"], "the refund event must be in the answer checked"
+        assert every_list_has_events(of_order[1]), "an event of each list must be in the answer checked"
         checks.append(("GET", by_order, of_order))
         checks.append(("GET", "/finances/v0/orders/113-9999999-9999999/financialEvents",
                        fetch(http, "/finances/v0/orders/113-9999999-9999999/financialEvents")))  # unknown: no events

@@ -1,6 +1,7 @@
 """Refunds Amazon made, read from Finances v0 listFinancialEvents and listFinancialEventsByOrderId: through
 the stand-in (refunds by feed and in Seller Central, paging, the posted window, the two-minute rule, one
-order's refunds, marketplaces) and from answers with bad events."""
+order's refunds, marketplaces, A-to-z guarantee claims, chargebacks and their reversals) and from answers with
+bad events."""
 from __future__ import annotations
 
 import re
@@ -11,8 +12,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from adapters.amazon import AdjustedItem, AdjustmentRequest, AmazonRefund
+from adapters.amazon import AdjustedItem, AdjustmentRequest, AmazonRefund, AmazonRefundItem
 from adapters.amazon.finances import MARKETPLACE_NAMES, of_marketplaces, parse_refund_event
+from adapters.amazon.models import REFUND_KINDS
 from adapters.errors import InvalidInput
 from adapters.sim.server import Response, SimServer
 
@@ -221,6 +223,9 @@ def test_a_malformed_event_is_a_record_error_naming_the_field_and_the_good_ones_
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"payload": {"FinancialEvents": {"RefundEventList": {"AmazonOrderId": "1"}}}}, "payload.FinancialEvents.RefundEventList"),
+    ({"payload": {"FinancialEvents": {"GuaranteeClaimEventList": "none"}}}, "payload.FinancialEvents.GuaranteeClaimEventList"),
+    ({"payload": {"FinancialEvents": {"RefundEventList": [], "ChargebackEventList": {"AmazonOrderId": "1"}}}},
+     "payload.FinancialEvents.ChargebackEventList"),
     ({"payload": {"FinancialEvents": []}}, "payload.FinancialEvents"),
     ({"payload": {"NextToken": 7}}, "payload.NextToken"),
     ({"errors": []}, "payload"),
@@ -382,3 +387,165 @@ def test_a_refund_of_an_order_in_another_marketplace_carries_that_marketplaces_n
     (uk,) = client.refunds_of_order("202-0000001-0000001").records
     assert uk.marketplace == "Amazon.co.uk"
     assert sim.snapshot_refund_events()[0]["marketplace"] == "A1F83G8C2ARO7P"
+
+
+# -- A-to-z guarantee claims and chargebacks: GuaranteeClaimEventList and ChargebackEventList ------------------
+def reversal(order_id, posted="2026-03-02T10:00:00Z", **item_changes):
+    """A chargeback reversal: the money comes back to the seller, so the charge adjustments are positive."""
+    raw = event(order_id, posted=posted, **item_changes)
+    item = raw["ShipmentItemAdjustmentList"][0]
+    item["ItemChargeAdjustmentList"] = [{"ChargeType": "Principal", "ChargeAmount": money(20)}]
+    item["PromotionAdjustmentList"] = []
+    item["ItemFeeAdjustmentList"] = [{"FeeType": "Commission", "FeeAmount": money(-3)}]
+    return raw
+
+
+def test_refund_guarantee_claim_and_chargeback_lists_are_all_read_with_their_kinds_and_sorted(make_client):
+    order_id = "111-0000001-0000001"
+    at_ten = "2026-03-02T10:00:00Z"
+    # Without adjustment ids, a refund, a claim and a chargeback of one item in one second differ only by kind.
+    refund, claim, chargeback = (event(order_id, posted=at_ten, OrderAdjustmentItemId=None) for _ in range(3))
+    earlier_claim = event("222-0000002-0000002", posted="2026-03-02T09:00:00Z")
+    reversed_later = reversal(order_id, posted="2026-03-02T11:00:00Z", OrderAdjustmentItemId="adj-back")
+    pages = [  # the chargeback comes a page before the refund it ties with, yet sorts after it
+        {"payload": {"FinancialEvents": {"ChargebackEventList": [reversed_later, chargeback]}, "NextToken": "1"}},
+        {"payload": {"FinancialEvents": {"RefundEventList": [refund], "GuaranteeClaimEventList": [claim, earlier_claim],
+                                         "ChargebackEventList": None}}},
+    ]
+    server, _ = fake_amazon(pages)
+    with server:
+        parsed = make_client(server).refunds("2026-03-01T00:00:00Z", "2026-03-03T00:00:00Z")
+
+    assert parsed.errors == []
+    assert [(r.amazon_order_id, r.posted, r.kind, r.amount) for r in parsed.records] == [
+        ("222-0000002-0000002", "2026-03-02T09:00:00Z", "guarantee_claim", Decimal("16.6")),
+        (order_id, at_ten, "refund", Decimal("16.6")),
+        (order_id, at_ten, "guarantee_claim", Decimal("16.6")),
+        (order_id, at_ten, "chargeback", Decimal("16.6")),
+        (order_id, "2026-03-02T11:00:00Z", "chargeback", Decimal("-20")),  # back to the seller: not given back
+    ]
+    assert [r.key for r in parsed.records[1:]] == [
+        f"{at_ten}|10000000000011", f"guarantee_claim|{at_ten}|10000000000011", f"chargeback|{at_ten}|10000000000011",
+        "chargeback|2026-03-02T11:00:00Z|adj-back"]
+
+
+def test_a_bad_guarantee_claim_or_chargeback_event_is_a_record_error_naming_its_list(make_client):
+    order_id = "111-0000001-0000001"
+    pages = [{"payload": {"FinancialEvents": {
+        "RefundEventList": [event(order_id, posted="soon")],
+        "GuaranteeClaimEventList": [event(order_id), event(order_id, OrderItemId=None)],
+        "ChargebackEventList": [{k: v for k, v in event(order_id).items() if k != "AmazonOrderId"}, reversal(order_id)],
+    }}}]
+    server, _ = fake_amazon(pages, BY_ORDER)
+    with server:
+        parsed = make_client(server).refunds_of_order(order_id)
+
+    assert [(r.kind, r.amount) for r in parsed.records] == [("guarantee_claim", Decimal("16.6")), ("chargeback", Decimal("-20"))]
+    assert [(e.where, e.message, e.order_id) for e in parsed.errors] == [
+        (f"refund event #1 on page 1 (order {order_id})", "field PostedDate: 'soon' is not an ISO 8601 time", order_id),
+        (f"guarantee claim event #2 on page 1 (order {order_id})", "field ShipmentItemAdjustmentList[0].OrderItemId: missing",
+         order_id),
+        ("chargeback event #1 on page 1", "field AmazonOrderId: missing", None),
+    ]
+
+
+def test_a_refunds_key_is_unchanged_and_a_claims_or_chargebacks_has_its_kind_in_front():
+    raw = event("111-0000001-0000001", posted="2026-03-02T10:00:00.123Z")
+    # Natural keys already stored name refunds by this exact text: it must never change.
+    assert parse_refund_event(raw).key == "2026-03-02T10:00:00Z|adj-111-0000001-0000001"
+    assert parse_refund_event(raw).kind == "refund"
+    assert parse_refund_event(raw, kind="guarantee_claim").key == "guarantee_claim|2026-03-02T10:00:00Z|adj-111-0000001-0000001"
+    assert parse_refund_event(raw, kind="chargeback").key == "chargeback|2026-03-02T10:00:00Z|adj-111-0000001-0000001"
+    assert REFUND_KINDS == ("refund", "guarantee_claim", "chargeback")
+    item = AmazonRefundItem("10000000000011", None, None, 1, Decimal("-2"))
+    # Built as before kinds existed, positionally, it is a refund; a negative amount is allowed (a reversal).
+    built = AmazonRefund("111-0000001-0000001", "2026-03-02T10:00:00Z", "USD", (item,), "Amazon.com")
+    assert (built.kind, built.amount, built.key) == ("refund", Decimal("-2"), "2026-03-02T10:00:00Z|10000000000011")
+    with pytest.raises(ValueError, match="'claim' is not one of refund, guarantee_claim, chargeback"):
+        replace(built, kind="claim")
+    with pytest.raises(ValueError, match="'claim' is not one of"):
+        parse_refund_event(raw, kind="claim")
+
+
+def test_a_guarantee_claim_and_a_chargeback_are_read_from_both_listings_with_their_kinds(lagged_sim, make_client):
+    lagged_sim.refund_in_seller_central("113-0000004-0000004", {"10000000000041": "3.00"}, posted=utc_now() - timedelta(minutes=30))
+    claim = lagged_sim.guarantee_claim("113-0000004-0000004", {"10000000000041": "7.50"}, posted=utc_now() - timedelta(minutes=20))
+    lagged_sim.chargeback("113-0000005-0000005", posted=utc_now() - timedelta(minutes=10))  # all of it: 2 × 20.00
+    client = make_client(lagged_sim)
+
+    parsed = client.refunds(*recent_window())
+
+    assert parsed.errors == []
+    assert [(r.amazon_order_id, r.kind, r.amount) for r in parsed.records] == [
+        ("113-0000004-0000004", "refund", Decimal("3.00")),
+        ("113-0000004-0000004", "guarantee_claim", Decimal("7.50")),
+        ("113-0000005-0000005", "chargeback", Decimal("40.00")),
+    ]
+    assert parsed.records[1].items[0].adjustment_id == claim["items"][0]["adjustment_id"] and claim["kind"] == "guarantee_claim"
+    assert parsed.records[1].key.startswith("guarantee_claim|") and parsed.records[2].key.startswith("chargeback|")
+    assert [(r.kind, r.amount) for r in client.refunds_of_order("113-0000004-0000004").records] == [
+        ("refund", Decimal("3.00")), ("guarantee_claim", Decimal("7.50"))]
+    assert [(r.kind, r.amount) for r in client.refunds_of_order("113-0000005-0000005").records] == [("chargeback", Decimal("40.00"))]
+    # Each in its own list, as Amazon answers; a refund is stored as it always was, with no kind.
+    events = httpx.get(lagged_sim.base_url + FINANCES, params=dict(zip(("PostedAfter", "PostedBefore"), recent_window())),
+                       headers={"x-amz-access-token": access_token(lagged_sim)}).json()["payload"]["FinancialEvents"]
+    assert {name: [e["AmazonOrderId"] for e in found] for name, found in events.items()} == {
+        "RefundEventList": ["113-0000004-0000004"], "GuaranteeClaimEventList": ["113-0000004-0000004"],
+        "ChargebackEventList": ["113-0000005-0000005"]}
+    assert [e.get("kind") for e in lagged_sim.snapshot_refund_events()] == [None, "guarantee_claim", "chargeback"]
+
+
+def test_a_guarantee_claim_and_a_chargeback_count_against_later_refunds_and_feeds(sim, client, xsd_dir):
+    order_id, item = "113-0000004-0000004", "10000000000041"  # 2 × 12.50 paid
+    sim.guarantee_claim(order_id, {item: 15})
+    with pytest.raises(ValueError, match=r"item 10000000000041: a refund of 10.01 exceeds the 10.00 still refundable "
+                                         r"\(paid 25.00, refunded 15.00\)"):
+        sim.refund_in_seller_central(order_id, {item: "10.01"})
+    with pytest.raises(ValueError, match=r"a guarantee claim of 10.01 exceeds the 10.00 still refundable"):
+        sim.guarantee_claim(order_id, {item: "10.01"})
+    sim.chargeback(order_id, {item: 4})
+    with pytest.raises(ValueError, match=r"a chargeback of 6.01 exceeds the 6.00 still refundable"):
+        sim.chargeback(order_id, {item: "6.01"})
+    assert [r["reason"] for r in sim.orders[order_id]["refunds"]] == ["GuaranteeClaim", "Chargeback"]
+
+    # A feed adjustment is checked against what the claim and the chargeback already gave back.
+    feed = client.build_adjustment_feed([AdjustmentRequest(order_id, (AdjustedItem(item, "CustomerReturn", (("Principal", Decimal("7")),)),))])
+    outcome = client.feed_outcome(client.submit_feed(feed), feed)
+    assert not outcome.results[1].success and "exceeds the 6.00 still refundable" in outcome.results[1].description
+    assert len(sim.refund_events) == 2  # the refused adjustment and refunds posted nothing
+
+    assert sim.chargeback(order_id)["items"][0]["principal"] == "6.00"  # by default, all that is left
+    with pytest.raises(ValueError, match="nothing is left to refund"):
+        sim.guarantee_claim(order_id)
+
+
+def test_a_chargeback_reversal_makes_the_money_refundable_again_and_reads_back_negative(lagged_sim, make_client):
+    order_id, item = "113-0000004-0000004", "10000000000041"  # 2 × 12.50 paid
+    lagged_sim.chargeback(order_id, {item: 10}, posted=utc_now() - timedelta(minutes=40))
+    with pytest.raises(ValueError, match=r"item 10000000000041: a chargeback reversal of 10.01 exceeds the 10.00 charged back"):
+        lagged_sim.chargeback_reversal(order_id, {item: "10.01"})
+    with pytest.raises(ValueError, match=r"a chargeback reversal of 1.00 exceeds the 0.00 charged back"):
+        lagged_sim.chargeback_reversal("113-0000005-0000005", {"10000000000051": 1})  # nothing charged back there
+    with pytest.raises(ValueError, match="amounts must map order item ids to amounts"):
+        lagged_sim.chargeback_reversal(order_id, None)
+    with pytest.raises(ValueError, match=r"a refund of 15.01 exceeds the 15.00 still refundable"):
+        lagged_sim.refund_in_seller_central(order_id, {item: "15.01"})
+
+    back = lagged_sim.chargeback_reversal(order_id, {item: 4}, posted=utc_now() - timedelta(minutes=30))
+    assert back["kind"] == "chargeback" and back["items"][0]["reversal"] is True and back["items"][0]["principal"] == "4.00"
+    with pytest.raises(ValueError, match=r"a chargeback reversal of 6.01 exceeds the 6.00 charged back"):
+        lagged_sim.chargeback_reversal(order_id, {item: "6.01"})
+    lagged_sim.refund_in_seller_central(order_id, posted=utc_now() - timedelta(minutes=20))  # the 15 left and the 4 back
+    client = make_client(lagged_sim)
+
+    parsed = client.refunds_of_order(order_id)
+
+    assert [(r.kind, r.amount) for r in parsed.records] == [
+        ("chargeback", Decimal("10.00")), ("chargeback", Decimal("-4.00")), ("refund", Decimal("19.00"))]
+    assert sum(r.amount for r in parsed.records) == Decimal("25.00")  # what the buyer got back, all told: what was paid
+    assert [(r.kind, r.amount) for r in client.refunds(*recent_window()).records] == [(r.kind, r.amount) for r in parsed.records]
+    (rendered,) = httpx.get(lagged_sim.base_url + BY_ORDER.format(orderId=order_id), headers={"x-amz-access-token": access_token(lagged_sim)}
+                            ).json()["payload"]["FinancialEvents"]["ChargebackEventList"][1]["ShipmentItemAdjustmentList"]
+    # Money back to the seller: the charge positive, and the commission Amazon had returned taken again.
+    assert rendered["ItemChargeAdjustmentList"][0]["ChargeAmount"]["CurrencyAmount"] == 4.0
+    assert rendered["ItemFeeAdjustmentList"][0]["FeeAmount"]["CurrencyAmount"] == -0.6

@@ -94,3 +94,27 @@ def test_dropped_and_slow_requests_are_journaled_too(sim):
     faults = [(e["path"], e["fault"]) for e in httpx.get(sim.base_url + "/_sim/journal").json() if e["fault"]]
     assert faults == [("/orders/2026-01-01/orders/113-0000001-0000001", "drop"),
                       ("/orders/2026-01-01/orders/113-0000001-0000001", "slow")]
+
+
+def test_sim_refunds_files_a_guarantee_claim_a_chargeback_and_a_reversal_by_kind(sim):
+    order_id, item = "113-0000004-0000004", "10000000000041"  # 2 × 12.50 paid
+
+    def post(**body):
+        return httpx.post(sim.base_url + "/_sim/refunds", json={"order_id": order_id, **body})
+
+    claim = post(kind="guarantee_claim", amounts={item: 10})
+    assert claim.status_code == 200 and claim.json()["refund"]["kind"] == "guarantee_claim"
+    assert post(kind="chargeback", amounts={item: 6}).json()["refund"]["kind"] == "chargeback"
+    over = post(kind="guarantee_claim", amounts={item: "9.01"})
+    assert over.status_code == 400 and "a guarantee claim of 9.01 exceeds the 9.00 still refundable" in over.json()["error"]
+    assert "amounts must map" in post(kind="chargeback_reversal").json()["error"]
+    reversal = post(kind="chargeback_reversal", amounts={item: 2}, posted="2026-03-02T10:00:00Z")
+    assert reversal.status_code == 200 and reversal.json()["refund"]["items"][0]["reversal"] is True
+    assert reversal.json()["refund"]["posted"] == "2026-03-02T10:00:00.000Z"
+    unknown = post(kind="claim")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"] == "kind 'claim' is not one of refund, guarantee_claim, chargeback, chargeback_reversal"
+    assert post(amounts={item: "11.00"}).json()["refund"].get("kind") is None  # no kind: a Seller Central refund, as before
+    assert [(e.get("kind"), e["items"][0]["principal"]) for e in httpx.get(sim.base_url + "/_sim/refunds").json()] == [
+        ("guarantee_claim", "10.00"), ("chargeback", "6.00"), ("chargeback", "2.00"), (None, "11.00")]
+    assert post(amounts={item: "0.01"}).status_code == 400  # 10 + 6 - 2 + 11: all 25.00 given back

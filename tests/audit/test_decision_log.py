@@ -45,7 +45,9 @@ def test_a_record_holds_what_was_known_which_rule_of_which_version_and_what_was_
     assert record["account"] == "globex" and record["amazon_order_id"] == "112-0"
     assert record["ruleset"] == "cancellation" and record["rule"] == "hold-on-buyer-request"
     assert record["rules_sha256"] == __import__("hashlib").sha256((rules_dir / "cancellation.yaml").read_bytes()).hexdigest()
-    assert record["trace"][0]["rule"] == "hold-on-buyer-request" and record["trace"][0]["matched"]
+    assert record["trace"][-1]["rule"] == "hold-on-buyer-request" and record["trace"][-1]["matched"]
+    # Before it, only rules of the same event, each with why it did not decide.
+    assert [e["rule"] for e in record["trace"][:-1]] == ["accept-buyer-request-after-approval", "accept-buyer-request"]
     assert [a["type"] for a in record["actions"]] == ["hold_order", "add_note", "notify"]
     assert record["fact"]["shipping_status"] == "Unshipped"
     assert record["engine"]["name"] == "durable_rules"

@@ -218,3 +218,73 @@ def listing_windows(harness: Harness) -> list[tuple[datetime, datetime]]:
 
     return [(arg(e, "PostedAfter"), arg(e, "PostedBefore")) for e in harness.standins.amazon.journal.entries()
             if e["operation"] == "listFinancialEvents" and "NextToken" not in e["query"]]
+
+
+def test_an_a_to_z_claim_is_recorded_in_the_storefront_and_counts_against_a_later_refund(db_url: str, tmp_path: Path) -> None:
+    """Amazon lists an A-to-z Guarantee claim it granted apart from refunds (GuaranteeClaimEventList): the buyer
+    got the money back all the same, so the storefront records it, and a refund the operator asks for later may
+    not pay it again (DOMAIN 12)."""
+    with running([KETTLE], db_url, tmp_path) as harness:
+        harness.drive()
+        item = harness.standins.amazon.orders[KETTLE["id"]]["lines"][0]["item_id"]
+        harness.standins.amazon.guarantee_claim(KETTLE["id"], {item: "30.00"})
+        harness.drive()
+
+        [decision] = amazon_refund_decisions(harness, KETTLE)
+        assert (decision.record["rule"], decision.record["fact"]["amazon_refund_kind"]) == ("mirror-amazon-refund", "guarantee_claim")
+        assert storefront_refunds(harness, KETTLE) == [Decimal("30.00")]
+        assert harness.standins.shop_order(KETTLE["id"])["refunds"][0]["note"].startswith("Amazon A-to-z Guarantee claim")
+        assert harness.store.get_order(ACCOUNT, KETTLE["id"]).amazon_refunded == Decimal("30.00")
+
+        _refund(harness, KETTLE["id"], "20.00", "after-the-claim")  # 10.00 is all the buyer has left to get back
+        [operators] = [d for d in all_decisions(harness.store) if d.record["amazon_order_id"] == KETTLE["id"]
+                       and d.record["fact"].get("origin") == "operator"]
+        assert operators.record["rule"] == "refuse-over-refund"
+        assert storefront_refunds(harness, KETTLE) == [Decimal("30.00")]
+        assert [r["reason"] for r in harness.standins.amazon.orders[KETTLE["id"]]["refunds"]] == ["GuaranteeClaim"]
+
+
+def test_a_chargeback_is_recorded_and_its_reversal_goes_to_the_error_view(db_url: str, tmp_path: Path) -> None:
+    """A chargeback (ChargebackEventList) is money the buyer got back; reversed, the payment is the seller's again,
+    which Shopify cannot show (a refund cannot be taken back), so a person corrects the books."""
+    with running([TOASTER], db_url, tmp_path) as harness:
+        harness.drive()
+        item = harness.standins.amazon.orders[TOASTER["id"]]["lines"][0]["item_id"]
+        harness.standins.amazon.chargeback(TOASTER["id"], {item: "25.00"})
+        harness.drive()
+        assert storefront_refunds(harness, TOASTER) == [Decimal("25.00")]
+        assert harness.standins.shop_order(TOASTER["id"])["refunds"][0]["note"].startswith("Amazon chargeback")
+        assert harness.store.failed_orders(ACCOUNT) == []
+
+        harness.standins.amazon.chargeback_reversal(TOASTER["id"], {item: "25.00"})
+        harness.drive()
+        reversal = [d for d in amazon_refund_decisions(harness, TOASTER) if Decimal(d.record["fact"]["refund_amount"]) < 0]
+        assert [d.record["rule"] for d in reversal] == ["amazon-chargeback-reversed"]
+        assert harness.store.get_order(ACCOUNT, TOASTER["id"]).amazon_refunded == Decimal("0.00")
+        [failed] = harness.store.failed_orders(ACCOUNT)
+        assert failed.sync_status == "Failed Refund" and "amazon_chargeback_reversed" in failed.last_error
+        assert storefront_refunds(harness, TOASTER) == [Decimal("25.00")]  # nothing refunded again, nothing undone
+
+
+def test_the_fact_schema_knows_every_kind_of_amazon_refund_the_adapter_reads() -> None:
+    from adapters.amazon.models import REFUND_KINDS
+    from daemon.facts import FIELDS
+    assert FIELDS["amazon_refund_kind"].values == REFUND_KINDS
+
+
+def test_a_chargeback_reversed_before_ordersync_read_it_never_reaches_the_storefront(db_url: str, tmp_path: Path) -> None:
+    """A chargeback and its reversal read in one run (an order's history, a first run, a stop): each is decided
+    against what Amazon shows refunded now, nothing, so the storefront records neither (it could not take the
+    chargeback back), and nothing needs a person."""
+    with running([TOASTER], db_url, tmp_path) as harness:
+        harness.drive()
+        item = harness.standins.amazon.orders[TOASTER["id"]]["lines"][0]["item_id"]
+        now = datetime.now(timezone.utc)
+        harness.standins.amazon.chargeback(TOASTER["id"], {item: "25.00"}, posted=now - timedelta(hours=5))
+        harness.standins.amazon.chargeback_reversal(TOASTER["id"], {item: "25.00"}, posted=now - timedelta(minutes=30))
+        harness.drive()
+
+        decided = sorted((Decimal(d.record["fact"]["refund_amount"]), d.record["rule"]) for d in amazon_refund_decisions(harness, TOASTER))
+        assert decided == [(Decimal("-25.00"), "amazon-refund-of-nothing"), (Decimal("25.00"), "amazon-refund-already-in-storefront")]
+        assert storefront_refunds(harness, TOASTER) == []
+        assert harness.store.failed_orders(ACCOUNT) == []

@@ -160,3 +160,18 @@ def test_version_3_cancelled_rows_count_against_the_cancellation_rate_until_the_
         assert (window.orders, window.cancelled) == (1, {"A-1"})
         store.upsert_order("acme", "A-1", cancelled_by_seller=False)  # the buyer cancelled it, the poll says
         assert store.cancellation_window("acme", datetime.now(timezone.utc) - timedelta(days=7)).cancelled == frozenset()
+
+
+def test_version_4_stores_read_amazons_refunds_again_from_the_first_runs_start(db_url: str, monkeypatch) -> None:
+    """0005 removes each account's Amazon refunds cursor, and only it: the poll's next run reads 30 days again and
+    meets the claims and chargebacks it did not read before; the other polls go on from where they were."""
+    from daemon.store import migrations
+    with open_store(db_url) as store:
+        monkeypatch.setattr(migrations, "STEPS", migrations.STEPS[:4])
+        assert upgrade(store) == [1, 2, 3, 4]
+        store.set_cursor("acme", "amazon_refunds", "2026-12-01T00:00:00Z")
+        store.set_cursor("acme", "orders", '{"since": "x"}')
+        monkeypatch.undo()
+        assert upgrade(store) == list(range(5, head() + 1))
+        assert store.cursor("acme", "amazon_refunds") is None
+        assert store.cursor("acme", "orders") == '{"since": "x"}'

@@ -17,7 +17,8 @@ from daemon.store.db import Database
 from daemon.store.errors import SchemaOutOfDate, SchemaTooNew
 from daemon.store.types import UTCDateTime, utcnow
 
-STEPS = ("0001_initial", "0002_idempotency_key_index", "0003_amazon_refunded", "0004_cancelled_by_seller")
+STEPS = ("0001_initial", "0002_idempotency_key_index", "0003_amazon_refunded", "0004_cancelled_by_seller",
+         "0005_reread_amazon_refunds")
 
 # Any constant works; it only has to be the same for every ordersync process on the database.
 _PG_LOCK_KEY = 0x6F726473  # "ords"

@@ -1,0 +1,107 @@
+"""An account that accepts buyers' cancellation requests without a person (settings.accept_buyer_requests; DOMAIN 1:
+"let a person or a rule answer within the window") cancels an order that has not started to ship, in the storefront
+and on Amazon, with the buyer's reason BuyerCanceled, which keeps it out of the cancellation rate (DOMAIN 8)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from lxml import etree
+
+from daemon.store.models import CANCEL_FEED
+
+from .harness import ACCOUNT, INITIAL_LEVEL, SETTINGS, all_decisions, feed_messages
+from .test_pipeline import BUYER_REQUEST, Harness, running
+
+ORDER = BUYER_REQUEST["id"]
+ACCEPTING = {**SETTINGS, "accept_buyer_requests": True}
+QUEUED = {**ACCEPTING, "queue_refunds_and_cancellations": True, "queue_auto_submit": False}
+
+
+def cancel_reasons(harness: Harness) -> list[str]:
+    """The CancelReason of every item of every cancellation feed message Amazon accepted."""
+    with harness.standins.amazon.lock:
+        contents = [harness.standins.amazon.documents[f["input"]]["content"] for f in harness.standins.amazon.feeds.values()]
+    return [el.text for content in contents for el in etree.fromstring(content).iter() if etree.QName(el).localname == "CancelReason"]
+
+
+def later(harness: Harness, hours: float) -> None:
+    harness.pipeline.clock = lambda: datetime.now(timezone.utc) + timedelta(hours=hours)
+
+
+def rules_of(harness: Harness, event: str) -> list[str]:
+    return [d.record["rule"] for d in all_decisions(harness.store) if d.record["event"] == event]
+
+
+def test_a_buyers_request_is_cancelled_in_both_places_with_the_buyers_reason(db_url: str, tmp_path: Path) -> None:
+    with running([BUYER_REQUEST], db_url, tmp_path) as harness:
+        harness.pipeline.settings = dict(ACCEPTING)
+        harness.drive()
+        harness.drive()  # Amazon's cancellation comes back with the order poll
+
+        decision = harness.decision_of(ORDER, "buyer_cancel_requested")
+        assert (decision.record["rule"], decision.record["fact"]["amazon_cancellation"]) == ("accept-buyer-request", "none")
+        shop = harness.standins.shop_order(ORDER)
+        assert shop["cancelledAt"] and shop["cancelReason"] == "CUSTOMER"
+        assert harness.standins.levels()["LAMP-01"] == INITIAL_LEVEL + 1  # back on the shelf, once
+        assert feed_messages(harness.standins.amazon) == {(ORDER, CANCEL_FEED): 1}
+        assert cancel_reasons(harness) == ["BuyerCanceled"]
+        assert harness.standins.amazon.orders[ORDER]["status"] == "Canceled"
+        assert rules_of(harness, "order_cancelled") == ["already-cancelled-in-storefront"]  # the echo needs nothing
+        # The buyer asked and the answer was the buyer's reason: Amazon's rate does not count it, nor does ordersync's.
+        assert harness.store.get_order(ACCOUNT, ORDER).cancelled_by_seller is False
+        assert harness.store.failed_orders(ACCOUNT) == []
+
+
+def test_with_the_queue_on_the_accepted_cancellation_waits_for_approval_and_is_reminded_not_repeated(
+        db_url: str, tmp_path: Path) -> None:
+    with running([BUYER_REQUEST], db_url, tmp_path) as harness:
+        harness.pipeline.settings = dict(QUEUED)
+        harness.drive()
+        assert harness.decision_of(ORDER, "buyer_cancel_requested").record["rule"] == "accept-buyer-request-after-approval"
+        [waiting] = harness.store.awaiting_approval(ACCOUNT)
+        assert waiting.type == "cancel_on_amazon" and waiting.params["reason_code"] == "BuyerCanceled"
+        assert harness.shopify.get_order(harness.shopify.find_order(ORDER)).order_status == "On Hold"
+        assert harness.standins.amazon.feeds == {}
+
+        # Nobody approved it as the window closes: the operators are told to approve, and nothing is queued again.
+        later(harness, 37)
+        assert harness.pipeline.remind_buyer_requests() == 1
+        harness.drive(polls=False)
+        [due] = [d for d in all_decisions(harness.store) if d.record["event"] == "buyer_request_due"]
+        assert (due.record["rule"], due.record["fact"]["amazon_cancellation"]) == (
+            "buyer-request-cancellation-awaiting-approval", "awaiting_approval")
+        assert [a.id for a in harness.store.awaiting_approval(ACCOUNT)] == [waiting.id]
+
+        assert harness.store.approve([waiting.id]) == 1
+        harness.pipeline.clock = lambda: datetime.now(timezone.utc)
+        harness.drive()
+        harness.drive()
+        assert cancel_reasons(harness) == ["BuyerCanceled"]
+        assert harness.standins.shop_order(ORDER)["cancelledAt"]  # Amazon's cancellation mirrored back
+        assert harness.store.failed_orders(ACCOUNT) == []
+
+
+def test_a_request_read_from_the_order_report_first_is_held_then_accepted_when_due(db_url: str, tmp_path: Path) -> None:
+    """The order report's row names no lines (Amazon's cancellation names each line's reason), so the request is
+    held; the order poll's copy of the request is the same request and is not decided again; the reminders job
+    reads the order from Amazon and the request is accepted then."""
+    with running([BUYER_REQUEST], db_url, tmp_path) as harness:
+        harness.pipeline.settings = dict(ACCEPTING)
+        assert harness.pipeline.poll_order_report() == 1
+        harness.pipeline.decide()
+        harness.drive()
+        assert rules_of(harness, "buyer_cancel_requested") == ["hold-on-buyer-request"]
+        assert harness.shopify.get_order(harness.shopify.find_order(ORDER)).order_status == "On Hold"
+        assert harness.standins.amazon.feeds == {}
+
+        later(harness, 37)
+        assert harness.pipeline.remind_buyer_requests() == 1
+        harness.drive(polls=False)
+        harness.pipeline.clock = lambda: datetime.now(timezone.utc)
+        harness.drive()
+        assert rules_of(harness, "buyer_request_due") == ["accept-buyer-request-when-due"]
+        assert harness.standins.shop_order(ORDER)["cancelledAt"]
+        assert cancel_reasons(harness) == ["BuyerCanceled"]
+        assert harness.standins.amazon.orders[ORDER]["status"] == "Canceled"
+        assert harness.store.failed_orders(ACCOUNT) == []
