@@ -47,7 +47,7 @@ REASON_CODES = tuple(dict.fromkeys(("",) + CANCEL_REASONS + ("PricingError",) + 
 
 
 # amazon_cancellation's values (daemon.store.orders.Orders.amazon_cancellations gives the last two).
-AMAZON_CANCELLATIONS = ("none", "awaiting_approval", "on_its_way")
+AMAZON_CANCELLATIONS = ("none", "awaiting_approval", "on_its_way", "other_reason")
 
 
 @dataclass(frozen=True)
@@ -143,11 +143,14 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
     FieldSpec("has_kit_items", BOOL, "a returned SKU is a kit (a fixed bundle in Shopify); set on returns"),
     FieldSpec("storefront_cancel_reason", ENUM, "Shopify's reason for a cancellation made in the storefront ('' if none)",
               ("", "CUSTOMER", "DECLINED", "FRAUD", "INVENTORY", "STAFF", "OTHER")),
+    FieldSpec("fulfillment_started", BOOL, "the storefront has begun fulfilling the order: a fulfillment order in "
+              "progress (being packed, or taken by a fulfillment service) or units shipped"),
     FieldSpec("lines_requested", INT, "on a buyer's request and its reminder: the order's lines the buyer asked to cancel "
               "(Amazon flags them line by line; line_count when the whole order)"),
     FieldSpec("amazon_cancellation", ENUM, "on a buyer's request (when the account accepts them) and on its reminder: "
-              "ordersync's own cancellation of the order on Amazon: none, awaiting_approval (in the approval queue), "
-              "on_its_way (going out in a feed, or sent and Amazon not showing the order cancelled yet)",
+              "ordersync's own cancellation of the order on Amazon: none; with the buyer's reason BuyerCanceled, "
+              "awaiting_approval (in the approval queue) or on_its_way (going out in a feed, or sent and Amazon not "
+              "showing the order cancelled yet); other_reason, one with another reason (which Amazon's rate counts)",
               AMAZON_CANCELLATIONS),
     FieldSpec("do_not_send_to_amazon", BOOL, "the person cancelling asked not to tell Amazon (in the storefront: the tag do-not-send-to-amazon)"),
     FieldSpec("hours_since_request", NUMBER, "hours since the buyer asked to cancel (Amazon's window is 48)"),

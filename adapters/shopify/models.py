@@ -51,6 +51,9 @@ _DROPSHIP_BY_REQUEST = {
     "CANCELLATION_ACCEPTED": DropshipStatus.PROCESSED,
     "CLOSED": DropshipStatus.PROCESSED,
 }
+# Fulfillment order statuses that mean someone has begun fulfilling it: IN_PROGRESS ("being processed": marked in
+# progress, or accepted by a fulfillment service) and INCOMPLETE (some of it fulfilled, the rest can no longer be).
+FULFILLMENT_STARTED = frozenset({"IN_PROGRESS", "INCOMPLETE"})
 _DROPSHIP_RANK = [DropshipStatus.NONE, DropshipStatus.PENDING, DropshipStatus.REQUESTED, DropshipStatus.PROCESSED]
 
 
@@ -170,6 +173,7 @@ class StorefrontOrder:
             "order_total": self.current_total,
             "paid_total": self.paid_total,
             "refunded_total": self.refunded_total,
+            "fulfillment_started": self.units_shipped > 0 or any(fo.status in FULFILLMENT_STARTED for fo in self.fulfillment_orders),
         }
 
 

@@ -12,7 +12,8 @@ from daemon.facts import FIELDS
 from daemon.pipeline.events import CANCELLED
 
 # From the storefront: its own statuses, what was shipped from it, and its money.
-STOREFRONT_FIELDS = ("storefront_order_id", "shipping_status", "order_status", "dropship_status", "paid_total", "refunded_total")
+STOREFRONT_FIELDS = ("storefront_order_id", "shipping_status", "order_status", "dropship_status", "paid_total", "refunded_total",
+                     "fulfillment_started")
 
 
 def build_fact(kind: str, account: str, amazon_order_id: str | None, payload: Mapping[str, Any],

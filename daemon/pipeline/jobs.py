@@ -246,6 +246,9 @@ class _FeedRunCheck:
     held_orders: set[str] = field(default_factory=set)     # their orders: later refunds of them wait too
     paused: str | None = None                              # Amazon did not answer, or refused the app, in this run
     amazon_refunded: dict[str, Decimal | AmazonRefusal] = field(default_factory=dict)  # by order, read in this run
+    # By feed kind, the last queued action the run's listings have passed (batched, held or withheld): the next
+    # listing starts after it, so held actions are not listed again and again (each listing is one page).
+    passed: dict[str, int] = field(default_factory=dict)
 
     def hold(self, action: Action) -> None:
         self.held[action.id] = action
@@ -828,6 +831,7 @@ class AccountPipeline:
         try:
             for kind in (CANCEL_FEED, ADJUSTMENT_FEED):
                 while True:
+                    mark = check.passed.get(kind)
                     actions = self._next_feed(kind, check)
                     if not actions:
                         break
@@ -842,6 +846,7 @@ class AccountPipeline:
                                     "listing the queue again", account=self.name, feed_type=kind, error=str(exc))
                         if races >= BATCH_RACES_PER_RUN:
                             return sent
+                        check.passed[kind] = mark  # the feed's other actions are listed again
                         continue
                     try:
                         sent += self._submit(batch.batch.id, kind, batch.messages)
@@ -861,14 +866,13 @@ class AccountPipeline:
         listed page by page, until the feed is full or the queue has no more. Those held back earlier in the run
         are passed over."""
         chosen: list[Action] = []
-        after: int | None = None
         while len(chosen) < self.batch_size:
             need = self.batch_size - len(chosen)
-            listed = self.store.queued_amazon_actions(self.name, kind, need + len(check.held), after=after)
+            listed = self.store.queued_amazon_actions(self.name, kind, need, after=check.passed.get(kind))
             if not listed:
                 break
-            fresh = [a for a in listed if a.id not in check.held][:need]
-            after = (fresh or listed)[-1].id
+            check.passed[kind] = listed[-1].id
+            fresh = [a for a in listed if a.id not in check.held]
             chosen += self._checked_against_amazon(fresh, check) if kind == ADJUSTMENT_FEED else fresh
         return chosen
 

@@ -212,22 +212,27 @@ class Orders(Database):
             return CancellationWindow(since, orders, cancelled, being)
 
     def amazon_cancellations(self, account: str, amazon_order_ids: Iterable[str]) -> dict[str, str]:
-        """ordersync's cancellations on Amazon of these orders, as the fact's amazon_cancellation names them: each
-        order with a cancel_on_amazon waiting for a person is "awaiting_approval", one going out or done
-        "on_its_way" (which wins when it has both); orders with neither are left out."""
+        """ordersync's cancellations on Amazon of these orders, as the fact's amazon_cancellation names them: one with
+        the buyer's reason (BuyerCanceled) going out or done is "on_its_way", one waiting for a person
+        "awaiting_approval"; a cancellation with another reason, waiting, going out or done, is "other_reason" (it
+        does not answer the buyer's request as Amazon's rate wants). The first of these an order has wins; orders
+        with none are left out."""
+        rank = ("on_its_way", "awaiting_approval", "other_reason")
         ids = sorted(set(amazon_order_ids))
         found: dict[str, str] = {}
         with self.transaction(write=False) as s:
             for start in range(0, len(ids), IDS_PER_LOOKUP):
-                rows = s.execute(select(col(Action.amazon_order_id), col(Action.status)).where(
+                rows = s.execute(select(col(Action.amazon_order_id), col(Action.status), col(Action.params)).where(
                     col(Action.account) == account, col(Action.amazon_order_id).in_(ids[start:start + IDS_PER_LOOKUP]),
                     col(Action.type) == "cancel_on_amazon",
                     col(Action.status).in_((AWAITING_APPROVAL, PENDING, CLAIMED, QUEUED_FOR_BATCH, DONE))))
-                for order_id, status in rows:
-                    if status != AWAITING_APPROVAL:
-                        found[order_id] = "on_its_way"
+                for order_id, status, params in rows:
+                    if (params or {}).get("reason_code") != "BuyerCanceled":
+                        state = "other_reason"
                     else:
-                        found.setdefault(order_id, "awaiting_approval")
+                        state = "awaiting_approval" if status == AWAITING_APPROVAL else "on_its_way"
+                    if order_id not in found or rank.index(state) < rank.index(found[order_id]):
+                        found[order_id] = state
         return found
 
     def failed_orders(self, account: str | None = None) -> Sequence[Order]:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from lxml import etree
 
+from daemon.pipeline.operator import request_cancellation
 from daemon.store.models import CANCEL_FEED
 
 from .harness import ACCOUNT, INITIAL_LEVEL, SETTINGS, all_decisions, feed_messages
-from .test_pipeline import BUYER_REQUEST, Harness, running
+from .test_pipeline import BUYER_REQUEST, QUIET, Harness, running
 
 ORDER = BUYER_REQUEST["id"]
 ACCEPTING = {**SETTINGS, "accept_buyer_requests": True}
@@ -105,3 +106,28 @@ def test_a_request_read_from_the_order_report_first_is_held_then_accepted_when_d
         assert cancel_reasons(harness) == ["BuyerCanceled"]
         assert harness.standins.amazon.orders[ORDER]["status"] == "Canceled"
         assert harness.store.failed_orders(ACCOUNT) == []
+
+
+def test_a_request_on_an_order_ordersync_is_cancelling_for_another_reason_is_not_cancelled_again(
+        db_url: str, tmp_path: Path) -> None:
+    """A person cancelled the order here for no stock, waiting for approval; then the buyer asks. That cancellation
+    would count against the rate, and a second one must not be queued: the request is recorded, and the reminder
+    tells the operators to reject the waiting one and cancel with the buyer's reason instead of "approve it"."""
+    with running([QUIET], db_url, tmp_path) as harness:
+        harness.pipeline.settings = dict(QUEUED)
+        harness.drive()
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
+        harness.drive(polls=False)
+        [waiting] = harness.store.awaiting_approval(ACCOUNT)
+        harness.standins.amazon.upsert_orders([{"id": QUIET["id"], "buyer_cancel": {"reason": "Found it cheaper"}}])
+        harness.drive()
+        request = harness.decision_of(QUIET["id"], "buyer_cancel_requested")
+        assert request.record["fact"]["amazon_cancellation"] == "other_reason"
+        assert not request.record["rule"].startswith("accept-")
+        assert [a.id for a in harness.store.awaiting_approval(ACCOUNT)] == [waiting.id]
+
+        later(harness, 37)
+        assert harness.pipeline.remind_buyer_requests() == 1
+        harness.drive(polls=False)
+        assert rules_of(harness, "buyer_request_due") == ["buyer-request-cancellation-with-another-reason"]
+        assert [a.id for a in harness.store.awaiting_approval(ACCOUNT)] == [waiting.id]

@@ -259,10 +259,10 @@ def test_a_chargeback_is_recorded_and_its_reversal_goes_to_the_error_view(db_url
         harness.standins.amazon.chargeback_reversal(TOASTER["id"], {item: "25.00"})
         harness.drive()
         reversal = [d for d in amazon_refund_decisions(harness, TOASTER) if Decimal(d.record["fact"]["refund_amount"]) < 0]
-        assert [d.record["rule"] for d in reversal] == ["amazon-chargeback-reversed"]
+        assert [d.record["rule"] for d in reversal] == ["amazon-refund-taken-back"]
         assert harness.store.get_order(ACCOUNT, TOASTER["id"]).amazon_refunded == Decimal("0.00")
         [failed] = harness.store.failed_orders(ACCOUNT)
-        assert failed.sync_status == "Failed Refund" and "amazon_chargeback_reversed" in failed.last_error
+        assert failed.sync_status == "Failed Refund" and "amazon_refund_taken_back" in failed.last_error
         assert storefront_refunds(harness, TOASTER) == [Decimal("25.00")]  # nothing refunded again, nothing undone
 
 

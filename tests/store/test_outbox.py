@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from daemon.store import Store, StoreError
+from daemon.store.models import CANCEL_FEED
 from tests.store.conftest import T0
 
 NOTE = {"type": "add_note", "text": "hello"}
@@ -223,3 +224,25 @@ def test_orders_with_open_actions_are_those_still_waiting_or_being_carried_out(s
     [note] = store.claim_actions("w", now=T0)
     store.complete_action(note.id, {}, worker="w")
     assert store.orders_with_open_actions("acme") == set()
+
+
+def test_amazon_cancellations_say_whether_an_order_is_being_cancelled_with_the_buyers_reason(store: Store, decided) -> None:
+    """What a buyer's request is told of ordersync's own cancellation of its order (the fact's amazon_cancellation):
+    with BuyerCanceled, waiting for a person or going out (done too: Amazon may not show it yet); with another reason,
+    which Amazon's rate counts, whatever its state; a rejected one is no cancellation."""
+    buyers = {"type": "cancel_on_amazon", "reason_code": "BuyerCanceled"}
+    decided([buyers, {"type": "queue_for_approval"}], order="A")
+    decided([buyers], order="B")
+    decided([{"type": "cancel_on_amazon", "reason_code": "NoInventory"}], order="C")
+    decided([{"type": "cancel_on_amazon", "reason_code": "NoInventory"}], order="D")
+    decided([buyers], order="D")
+    decided([buyers], order="E")
+    decided([buyers, {"type": "queue_for_approval"}], order="F")
+    [sent] = [a for a in store.queued_amazon_actions("acme", CANCEL_FEED) if a.amazon_order_id == "E"]
+    batch = store.create_batch("acme", CANCEL_FEED, [sent.id])
+    store.record_batch_results(batch.batch.id, {number: (True, None, None) for number in batch.messages})
+    [rejected] = [a for a in store.awaiting_approval("acme") if a.amazon_order_id == "F"]
+    store.reject([rejected.id])
+    assert store.get_action(sent.id).status == "done"
+    assert store.amazon_cancellations("acme", ["A", "B", "C", "D", "E", "F", "G"]) == {
+        "A": "awaiting_approval", "B": "on_its_way", "C": "other_reason", "D": "on_its_way", "E": "on_its_way"}
