@@ -46,7 +46,7 @@ ADJUSTMENT_REASONS = (
 REASON_CODES = tuple(dict.fromkeys(("",) + CANCEL_REASONS + ("PricingError",) + ADJUSTMENT_REASONS))
 
 
-# amazon_cancellation's values (daemon.store.orders.Orders.amazon_cancellations gives the last two).
+# amazon_cancellation's values (daemon.store.orders.Orders.amazon_cancellations gives every one but none).
 AMAZON_CANCELLATIONS = ("none", "awaiting_approval", "on_its_way", "other_reason")
 
 

@@ -18,7 +18,7 @@ from daemon.config import AccountConfig, Config
 from daemon.facts import ADJUSTMENT_REASONS, CANCEL_REASONS
 from daemon.store import Store
 from daemon.store.models import SYNC_STATUSES, Order
-from daemon.store.types import MONEY_PLACES, to_money
+from daemon.store.types import MONEY_PLACES, money_text, to_money
 
 if TYPE_CHECKING:
     from daemon.pipeline.operator import RefundLine
@@ -30,7 +30,6 @@ GRID = ("The orders grid: every order imported from Amazon, whether its sync wen
 AMAZON_STATUSES = tuple(status.value for status in OrderStatus)
 FULFILLMENT = {"fba": "FBA", "fbm": "FBM"}
 DEFAULT_LIMIT = 200
-CENTS = Decimal("0.01")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -212,10 +211,7 @@ def _limit(text: str) -> int:
 
 
 def _amount_text(amount: Decimal | None) -> str | None:
-    """42.50 rather than 42.5000 (PostgreSQL's NUMERIC(18,4)); 9.9999 as it is."""
-    if amount is None:
-        return None
-    return str(amount.quantize(CENTS) if amount == amount.quantize(CENTS) else amount.normalize())
+    return None if amount is None else money_text(amount)
 
 
 def _money(amount: Decimal | None, currency: str | None) -> str:

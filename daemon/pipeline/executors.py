@@ -182,12 +182,12 @@ def refund(ctx: AccountContext, action: Action) -> Mapping[str, Any]:
         # 30.00 CAD recorded as 30.00 USD would be wrong money; a person converts it.
         raise PermanentError(f"the refund is in {currency} and storefront order {order.name or order.id} is in "
                              f"{order.currency}; record it there by hand", code="CURRENCY_MISMATCH")
+    what = action.params.get("reason_code") or AMAZON_REFUND_KIND_NOTES.get(payload.get("amazon_refund_kind"), "refund")
     result = ctx.shopify.refund(order, idempotency_key=action.idempotency_key, amount=amount,
                                 lines=[LineSelection(int(line["quantity"]), sku=line["sku"])
                                        for line in payload.get("refund_lines") or ()],
                                 restock_type=restock,
-                                note=f"Amazon {action.params.get('reason_code') or AMAZON_REFUND_KIND_NOTES.get(payload.get('amazon_refund_kind'), 'refund')}"
-                                     f" (ordersync decision {action.decision_id})")
+                                note=f"Amazon {what} (ordersync decision {action.decision_id})")
     refunded = refund_of(payload, amount)
     parts = refunded.items() if isinstance(refunded, Mapping) else [("order", amount)]
     ctx.store.record_refund(ctx.account, action.amazon_order_id or "", action.decision_id,

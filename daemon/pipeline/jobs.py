@@ -46,6 +46,7 @@ from daemon.rules.engine import Decision, DecisionError, EngineDisagreement, Rul
 from daemon.store import DecisionToRecord, Store
 from daemon.store.batches import NotQueued
 from daemon.store.models import ADJUSTMENT_FEED, BATCH_CREATED, BATCH_SUBMITTED, CANCEL_FEED, QUEUED_FOR_BATCH, Action
+from daemon.store.types import money_text
 
 log = structlog.get_logger("ordersync.pipeline")
 T = TypeVar("T")
@@ -185,12 +186,6 @@ def _earlier_refunds(refunds: Sequence[StorefrontRefund]) -> dict[str, tuple[Sto
     return earlier
 
 
-def _money(amount: Decimal) -> str:
-    """42.50 rather than 42.5 or 42.5000, for a person to read; 9.9999 as it is."""
-    cents = amount.quantize(Decimal("0.01"))
-    return str(cents if amount == cents else amount.normalize())
-
-
 def _from_amazon(event: Any) -> bool:
     """A refund Amazon made (its Finances API), as opposed to one asked for here or made in the storefront."""
     return event.kind == REFUND_REQUEST and event.payload.get("origin") == "amazon"
@@ -212,10 +207,7 @@ class AmazonRefusal:
     unknown_order: bool = False
 
 
-R = TypeVar("R")
-
-
-def _ask_amazon(call: Callable[[], R]) -> R | AmazonRefusal:
+def _ask_amazon(call: Callable[[], T]) -> T | AmazonRefusal:
     """What Amazon answers about one order, or its refusal; AmazonPaused when Amazon does not answer, or refuses the
     app (a revoked authorisation, a missing role), which says nothing about the order."""
     try:
@@ -968,7 +960,7 @@ class AccountPipeline:
                 f"storefront_refund_not_rechecked: {amount} was refunded on order {order_id} in the storefront, but "
                 f"its decision does not say what Amazon had refunded when it was read, so what Amazon refunded since "
                 f"cannot be told. Not sent to Amazon, so the buyer is not refunded twice. {to_do}",
-                {"withheld": "amazon_refunded_then_unknown", "amazon_refunded_now": _money(refunded),
+                {"withheld": "amazon_refunded_then_unknown", "amazon_refunded_now": money_text(refunded),
                  "checked_at": checked_at}, retry=False)
         then = Decimal(str(fact["amazon_refunded_total"]))
         unlisted = set(self.context.event_payload(action).get("refunds_on_their_way_ids") or ())
@@ -978,13 +970,13 @@ class AccountPipeline:
         if refunded <= then + ours:
             return None
         return _NotSent(
-            f"storefront_refund_refunded_meanwhile: Amazon refunded {_money(refunded - then)} on order {order_id} since "
-            f"the storefront refund of {amount} was read, {_money(refunded - then - ours)} more than ordersync's own "
-            f"refunds explain (Amazon showed {_money(then)} refunded then and shows {_money(refunded)} now; ordersync's "
-            f"own refunds that may have reached Amazon since: {_money(ours)}): not sent to Amazon, so the buyer is not "
-            f"refunded twice. {to_do}",
-            {"withheld": "refunded_meanwhile", "amazon_refunded_then": _money(then), "amazon_refunded_now": _money(refunded),
-             "ordersync_refunds_counted": _money(ours), "ordersync_refund_actions_counted": [i for i, _ in counted],
+            f"storefront_refund_refunded_meanwhile: Amazon refunded {money_text(refunded - then)} on order {order_id} "
+            f"since the storefront refund of {amount} was read, {money_text(refunded - then - ours)} more than "
+            f"ordersync's own refunds explain (Amazon showed {money_text(then)} refunded then and shows "
+            f"{money_text(refunded)} now; ordersync's own refunds that may have reached Amazon since: "
+            f"{money_text(ours)}): not sent to Amazon, so the buyer is not refunded twice. {to_do}",
+            {"withheld": "refunded_meanwhile", "amazon_refunded_then": money_text(then), "amazon_refunded_now": money_text(refunded),
+             "ordersync_refunds_counted": money_text(ours), "ordersync_refund_actions_counted": [i for i, _ in counted],
              "checked_at": checked_at}, retry=False)
 
     def _submit(self, batch_id: int, kind: str, messages: dict[int, Action]) -> bool:

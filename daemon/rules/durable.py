@@ -96,16 +96,6 @@ def referenced_fields(ruleset: RuleSet) -> list[str]:
     return sorted({"event"}.union(*(referenced_fields_of(rule) for rule in ruleset.rules)))
 
 
-def _may_fire_for(rule: Rule, event: str) -> bool:
-    """False only when a top-level test on `event` excludes it."""
-    for test in rule.when.items:
-        if isinstance(test, Condition) and test.field == "event":
-            if test.op == "eq" and test.expected != event or test.op == "in" and event not in test.expected \
-                    or test.op == "ne" and test.expected == event or test.op == "not_in" and event in test.expected:
-                return False
-    return True
-
-
 def engine_keys(ruleset: RuleSet) -> dict[str, str]:
     """Short names for the posted fields: the core parses every event's JSON, so fewer bytes decide faster.
     They also keep dotted settings names from meaning nested objects to durable_rules."""
@@ -137,7 +127,7 @@ class DurableRuleset:
         # event fails on its event test whatever else the fact holds, so its fields cannot change the pick.
         self._posted: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = {}
         for event in ruleset.events:
-            names = sorted({"event"} | {name for rule in ruleset.rules if _may_fire_for(rule, event)
+            names = sorted({"event"} | {name for rule in ruleset.rules if rule.may_fire_for(event)
                                         for name in referenced_fields_of(rule)})
             self._posted[event] = (tuple((n, keys[n]) for n in names if FIELDS[n].kind != DECIMAL),
                                    tuple((n, keys[n]) for n in names if FIELDS[n].kind == DECIMAL))

@@ -122,11 +122,12 @@ class Evaluator:
         self._rules = tuple((rule, tuple(_compile_test(item) for item in rule.when.items)) for rule in ruleset.rules)
         # Each condition's field, operator and expected value as the trace shows them, made once here:
         # building them again for every decision was most of what a decision record cost.
-        # With the events each rule can decide, from its top-level `event` condition (None: any): the record's trace
-        # leaves out a rule of another event, which could never have decided this one. In a file of several events
-        # that was most of every record's trace (an order_cancelled decision listed every buyer request rule).
-        self._explained = tuple((rule, tuple(_explainer(item) for item in rule.when.items), _events_of(rule))
-                                for rule in ruleset.rules)
+        self._explained = tuple((rule, tuple(_explainer(item) for item in rule.when.items)) for rule in ruleset.rules)
+        # By event, the rules its top-level `event` condition keeps from deciding it: the record's trace leaves them
+        # out, as they could never have decided. In a file of several events they were most of every record's trace
+        # (an order_cancelled decision listed every buyer request rule).
+        self._other_events = {event: frozenset(rule.id for rule in ruleset.rules if not rule.may_fire_for(event))
+                              for event in ruleset.events}
 
     def first_hit(self, fact: dict[str, Any]) -> Rule | None:
         for rule, tests in self._rules:
@@ -148,11 +149,11 @@ class Evaluator:
         condition) is left out; the rule that fired still lists every condition. What held is in the
         record's fact; the full trace is `rules eval --explain`."""
         explained = []
-        event = fact.get("event")
-        for rule, explainers, events in self._explained:
+        others = self._other_events.get(fact.get("event"), frozenset()) if failures_only else frozenset()
+        for rule, explainers in self._explained:
+            if rule.id in others:
+                continue
             if failures_only:
-                if events is not None and event not in events:
-                    continue
                 failed = [shown for shown in (explainer(fact, mask, True) for explainer in explainers) if shown is not None]
                 if failed:
                     explained.append({"rule": rule.id, "matched": False, "failed": failed})
@@ -163,17 +164,6 @@ class Evaluator:
             if matched:
                 break
         return explained
-
-
-def _events_of(rule: Rule) -> frozenset[Any] | None:
-    """The events a rule's top-level `event` condition admits (`event: x` or `event: {in: [...]}`); None when it has none."""
-    for item in rule.when.items:
-        if isinstance(item, Condition) and item.field == "event":
-            if item.op == "eq":
-                return frozenset((item.expected,))
-            if item.op == "in":
-                return frozenset(item.expected)
-    return None
 
 
 Mask = Callable[[str, Any], Any]

@@ -73,6 +73,15 @@ class Rule:
     then: tuple[ActionCall, ...]
     position: Position = field(compare=False)
 
+    def may_fire_for(self, event: str) -> bool:
+        """False only when a top-level test on `event` excludes it."""
+        for test in self.when.items:
+            if isinstance(test, Condition) and test.field == "event":
+                if test.op == "eq" and test.expected != event or test.op == "in" and event not in test.expected \
+                        or test.op == "ne" and test.expected == event or test.op == "not_in" and event in test.expected:
+                    return False
+        return True
+
 
 @dataclass(frozen=True)
 class RuleSet:

@@ -15,9 +15,9 @@ from daemon.store.db import Database
 from daemon.store.errors import NotFound, StoreError
 from daemon.store.models import (ADJUSTMENT_FEED, AWAITING_APPROVAL, BATCH_CREATED, BATCH_DONE, BATCH_SUBMITTED,
                                  BLOCKING_STATUSES, CLAIMED, DONE, PENDING,
-                                 FAILED, FAILED_SYNC_STATUSES, FEED_FOR_ACTION, QUEUED_FOR_BATCH, REJECTED, Action,
+                                 FAILED, FEED_FOR_ACTION, QUEUED_FOR_BATCH, REJECTED, Action,
                                  AmazonBatch, BatchMessage, Decision, Event)
-from daemon.store.orders import mark_order_failed
+from daemon.store.orders import check_failure_status, mark_order_failed
 from daemon.store.types import utcnow
 
 # message id -> (ok, result code, description), as read from the feed's processing report
@@ -116,8 +116,7 @@ class Batches(Database):
         (retry True, the reason may pass): failed, so resolving queues it again (store.resolve), to be checked
         again with the next feed. False, changing nothing, when the action is no longer waiting for a feed
         (another process put it in a batch, or withheld it, first)."""
-        if sync_status not in FAILED_SYNC_STATUSES:
-            raise StoreError(f"sync status {sync_status!r} is not a failure; one of {', '.join(FAILED_SYNC_STATUSES)}")
+        check_failure_status(sync_status)
         now = now or utcnow()
         with self.transaction() as s:
             action = s.scalars(select(Action).where(col(Action.id) == action_id, col(Action.status) == QUEUED_FOR_BATCH,

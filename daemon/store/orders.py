@@ -116,6 +116,12 @@ def record_amazon_refunded(s: Session, account: str, totals: Mapping[str, Decima
                                                   set_={"amazon_refunded": total, "updated_at": now}))
 
 
+def check_failure_status(sync_status: str) -> None:
+    """StoreError unless `sync_status` is one the error view shows (Failed Cancellation, Failed Refund, ...)."""
+    if sync_status not in FAILED_SYNC_STATUSES:
+        raise StoreError(f"sync status {sync_status!r} is not a failure; one of {', '.join(FAILED_SYNC_STATUSES)}")
+
+
 def mark_order_failed(s: Session, account: str, amazon_order_id: str, sync_status: str, error: str) -> None:
     _upsert(s, account, amazon_order_id, {"sync_status": sync_status, "last_error": error})
 

@@ -10,11 +10,11 @@ from sqlmodel import Session, col
 
 from daemon.actions import ACTIONS, AMAZON_BOUND, AMAZON_FOLLOWS
 from daemon.store.db import Database
-from daemon.store.errors import NotFound, StoreError
+from daemon.store.errors import NotFound
 from daemon.store.inbox import insert_new_events
 from daemon.store.models import (AWAITING_APPROVAL, BLOCKING_STATUSES, CANCEL_FEED, CLAIMED, DONE, FAILED,
-                                 FAILED_SYNC_STATUSES, FEED_FOR_ACTION, PENDING, QUEUED_FOR_BATCH, REJECTED, Action)
-from daemon.store.orders import mark_order_failed
+                                 FEED_FOR_ACTION, PENDING, QUEUED_FOR_BATCH, REJECTED, Action)
+from daemon.store.orders import check_failure_status, mark_order_failed
 from daemon.store.types import utcnow
 
 CANCELLATION_REJECTED = "cancellation_rejected"  # daemon.facts.EVENTS
@@ -103,8 +103,8 @@ class Outbox(Database):
         order that is shipping, nor a refund Shopify refused go out on Amazon alone. The caller passes False
         when the refusal leaves the storefront as Amazon's side expects it (the order cancelled already).
         `ordersync errors resolve` queues them all again, in order."""
-        if sync_status is not None and sync_status not in FAILED_SYNC_STATUSES:
-            raise StoreError(f"sync status {sync_status!r} is not a failure; one of {', '.join(FAILED_SYNC_STATUSES)}")
+        if sync_status is not None:
+            check_failure_status(sync_status)
         with self.transaction() as s:
             action = _get(s, action_id)
             if not _owned(action, worker):

@@ -15,8 +15,15 @@ from sqlalchemy import JSON, DateTime, Numeric, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+CENTS = Decimal("0.01")
 MONEY_PLACES = 4          # daemon.facts.MAX_DECIMAL_PLACES: the most any amount in a fact carries
 MONEY_DIGITS = 18
+
+
+def money_text(amount: Decimal) -> str:
+    """An amount as a person reads it: 42.50 rather than 42.5 or 42.5000 (PostgreSQL's NUMERIC(18,4)); 9.9999 as it is."""
+    cents = amount.quantize(CENTS)
+    return str(cents if amount == cents else amount.normalize())
 
 
 def to_money(value: Any, name: str = "money") -> Decimal:
