@@ -147,7 +147,8 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
               "progress (being packed, or taken by a fulfillment service) or units shipped"),
     FieldSpec("lines_requested", INT, "on a buyer's request and its reminder: the order's lines the buyer asked to cancel "
               "(Amazon flags them line by line; line_count when the whole order)"),
-    FieldSpec("amazon_cancellation", ENUM, "on a buyer's request (when the account accepts them) and on its reminder: "
+    FieldSpec("amazon_cancellation", ENUM, "on a buyer's request (when the account accepts them), on its reminder and on "
+              "a cancellation made here: "
               "ordersync's own cancellation of the order on Amazon: none; with the buyer's reason BuyerCanceled, "
               "awaiting_approval (in the approval queue) or on_its_way (going out in a feed, or sent and Amazon not "
               "showing the order cancelled yet); other_reason, one with another reason (which Amazon's rate counts)",

@@ -4,16 +4,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from daemon.cli.common import Listing, listing_group, subcommand, when, with_store
 from daemon.config import Config
 from daemon.store import NotFound, Store
-from daemon.store.models import Action
+from daemon.store.models import AWAITING_APPROVAL, Action
+
+if TYPE_CHECKING:
+    from daemon.pipeline.cancellation_rate import RateIfSent
 
 QUEUE = ("The approval queue: Amazon-bound actions (cancel_on_amazon, refund_on_amazon) of decisions whose rule "
          "also said queue_for_approval. Nothing goes to Amazon until a person approves them; approved actions go "
          "out with the next feed, rejected ones never do (they are kept, with the reason, as rejected).")
+OVER_RATE = "--over-cancellation-rate"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -22,11 +27,24 @@ def register(commands: argparse._SubParsersAction) -> None:
         description=QUEUE,
         list_help="list the actions awaiting approval (the default)", list_handler=run_list)
 
+    # The figures are daemon.pipeline.cancellation_rate's (AMAZON_TARGET_PERCENT, FEWEST_ORDERS_JUDGED), written out
+    # here: the CLI loads the pipeline only for a command that needs it.
     approve = subcommand(
         sub, "approve", run_approve, "let the actions go out with the next Amazon feed",
         "Approve the actions with these ids (from `ordersync approvals`): they go out with the next Amazon feed. "
-        "Ids that are not awaiting approval are named and left as they are; the others are approved all the "
-        "same, and the exit code is 1.")
+        "A cancellation (cancel_on_amazon) is held with the 7-day cancellation rate as if it alone were sent, maybe "
+        "days ago, so first each account's rate is counted again, as it is now, with all its cancellations among the "
+        "ids that the rate counts (FBM orders of the week not counted yet; not BuyerCanceled answering a buyer's "
+        "request). If they would raise it to 2.5% or more (Amazon wants it under 2.5%), none of that account's "
+        "cancellations is approved, a message says the rate now and with them, and the exit code is 1: approve "
+        f"fewer, or give {OVER_RATE} to approve them all the same. Weeks of fewer than 100 FBM orders are not "
+        "checked, as the shipped rule leaves them alone. Refunds, and the cancellations of accounts whose rate stays "
+        "under, are approved as usual; for each account, the rate with its approved cancellations is printed. Ids "
+        "that are not awaiting approval are named and left as they are; the others are approved all the same, and "
+        "the exit code is 1.")
+    approve.add_argument(OVER_RATE, action="store_true",
+                         help="approve the cancellations even if they raise an account's 7-day cancellation rate to "
+                              "Amazon's 2.5%% or more")
     reject = subcommand(
         sub, "reject", run_reject, "drop the actions; they never go to Amazon",
         "Reject the actions with these ids (from `ordersync approvals`): they never go to Amazon and are kept as "
@@ -66,20 +84,84 @@ def run_list(args: argparse.Namespace, config: Config, store: Store) -> int:
 
 @with_store("ordersync approvals approve")
 def run_approve(args: argparse.Namespace, config: Config, store: Store) -> int:
-    return _decide(args, store, Store.approve, "approved", "queued for the next Amazon feed")
+    held = _held_cancellations(store, args.ids)
+    rates = _rates_if_sent(store, held)
+    refused = [] if args.over_cancellation_rate else sorted(account for account, rate in rates.items()
+                                                             if rate.too_high)
+    kept = {action.id for account in refused for action in held[account]}
+    code = _decide(args, store, Store.approve, "approved", "queued for the next Amazon feed",
+                   [action_id for action_id in args.ids if action_id not in kept])
+    for account, rate in rates.items():
+        if account not in refused:
+            print(_rate_line(account, rate))
+    for account in refused:
+        print(_refusal(account, rates[account], [action.id for action in held[account]]), file=sys.stderr)
+    return 1 if refused else code
+
+
+def _held_cancellations(store: Store, ids: Iterable[int]) -> dict[str, list[Action]]:
+    """The cancellations among the ids that await approval, by account (the other ids are _decide's to report)."""
+    held: dict[str, list[Action]] = {}
+    for action_id in dict.fromkeys(ids):
+        try:
+            action = store.get_action(action_id)
+        except NotFound:
+            continue
+        if action.type == "cancel_on_amazon" and action.status == AWAITING_APPROVAL:
+            held.setdefault(action.account, []).append(action)
+    return held
+
+
+def _rates_if_sent(store: Store, held: dict[str, list[Action]]) -> dict[str, RateIfSent]:
+    """Each account's cancellation rate now and with all its held cancellations among the ids sent too, measured
+    before any is approved: each was held with the rate as if it alone were sent, maybe days ago."""
+    from daemon.pipeline.cancellation_rate import rate_if_sent
+
+    now = datetime.now(timezone.utc)
+    return {account: rate_if_sent(store, account, now, [_order_and_reason(action) for action in actions])
+            for account, actions in held.items()}
+
+
+def _order_and_reason(cancellation: Action) -> tuple[str, str]:
+    return cancellation.amazon_order_id or "", str(cancellation.params.get("reason_code") or "")
+
+
+def _rate_line(account: str, rate: RateIfSent) -> str:
+    from daemon.pipeline.cancellation_rate import AMAZON_TARGET_PERCENT, FEWEST_ORDERS_JUDGED
+
+    line = f"account {account}: 7-day cancellation rate {rate.now:.2f}% now, {rate.after:.2f}% with these approved"
+    if rate.too_high:
+        return f"{line} (Amazon wants it under {AMAZON_TARGET_PERCENT}%; approved with {OVER_RATE})"
+    if rate.over_target:
+        return f"{line} (not checked: {rate.orders} FBM orders this week, fewer than {FEWEST_ORDERS_JUDGED})"
+    return line
+
+
+def _refusal(account: str, rate: RateIfSent, ids: list[int]) -> str:
+    from daemon.pipeline.cancellation_rate import AMAZON_TARGET_PERCENT
+
+    counting = len(rate.counting)
+    which = f"cancellation{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
+    counted = "it counts" if len(ids) == 1 else f"{counting} of them {'counts' if counting == 1 else 'count'}"
+    return (f"ordersync approvals approve: account {account}: approving {which} would raise the 7-day cancellation "
+            f"rate from {rate.now:.2f}% now to {rate.after:.2f}% ({counted}, among {rate.orders} FBM orders; Amazon "
+            f"wants it under {AMAZON_TARGET_PERCENT}%), so none of them is approved. Approve fewer; or ask the buyers "
+            "to request the cancellation on Amazon and, once a request arrives, cancel with reason BuyerCanceled "
+            "(`ordersync orders cancel ACCOUNT ORDER --reason BuyerCanceled`), which does not count, and reject the "
+            f"held one; or give {OVER_RATE} to approve them all the same.")
 
 
 @with_store("ordersync approvals reject")
 def run_reject(args: argparse.Namespace, config: Config, store: Store) -> int:
     return _decide(args, store, lambda s, ids: s.reject(ids, args.reason), "rejected",
-                   f"kept as rejected, never sent to Amazon (reason: {args.reason})")
+                   f"kept as rejected, never sent to Amazon (reason: {args.reason})", args.ids)
 
 
 def _decide(args: argparse.Namespace, store: Store, change: Callable[[Store, list[int]], int], done: str,
-            outcome: str) -> int:
+            outcome: str, ids: Iterable[int]) -> int:
     changed: list[int] = []
     left: list[str] = []
-    for action_id in dict.fromkeys(args.ids):
+    for action_id in dict.fromkeys(ids):
         # One id at a time: each change is its own transaction, and which ids were not waiting is exact.
         if change(store, [action_id]):
             changed.append(action_id)

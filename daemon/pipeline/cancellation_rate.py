@@ -9,13 +9,15 @@ buyer request with BuyerCanceled. It is an estimate: Amazon's own figure in Sell
 the one that counts.
 
 A cancellation to be sent to Amazon gets the rate in its fact, as it is and as it would be, so a rule in
-rules/cancellation.yaml can stop it for a person before it goes (approvals); `ordersync orders
-cancellation-rate` and the metric ordersync_cancellation_rate_percent show it."""
+rules/cancellation.yaml can stop it for a person before it goes (approvals). A person approving held
+cancellations gets the rate again, with all of them counted as it is now (rate_if_sent): each was held with the
+rate as if it alone were sent, when it was held. `ordersync orders cancellation-rate` and the metric
+ordersync_cancellation_rate_percent show it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from daemon.pipeline.events import buyer_request_key
 from daemon.store import Store
@@ -42,29 +44,39 @@ class CancellationRate:
 
     def fields_for(self, amazon_order_id: str, row: Order | None, fulfillment: str | None, reason_code: str,
                    buyer_requested: bool) -> dict[str, Any]:
-        """The fact's fields of a cancellation of this order about to be sent to Amazon with `reason_code`. It counts
-        unless Amazon ships the order (FBA), the order is older than the window, it is counted already, or it
-        answers the buyer's request with the buyer's reason (BuyerCanceled). An order the grid has no creation day
-        of counts as in the window, one more order of it: the estimate errs towards asking a person."""
-        created = row.created_on_amazon if row is not None else None  # the store's times are aware (UTC)
-        in_window = created is None or created >= self.since
-        fbm = (fulfillment or (row.fulfillment if row is not None else None)) == "FBM"
-        for_the_buyer = buyer_requested and reason_code == "BuyerCanceled"
-        counts = fbm and in_window and not for_the_buyer and amazon_order_id not in self.counted
-        new_to_window = counts and created is None
+        """The fact's fields of a cancellation of this order about to be sent to Amazon with `reason_code`."""
+        counts, new_to_window = self.would_count(amazon_order_id, row, fulfillment, reason_code, buyer_requested)
         orders = self.orders + new_to_window
         self._decided[amazon_order_id] = (counts, new_to_window)
         return {"buyer_requested_cancel": buyer_requested, "cancellation_counts": counts,
                 "cancellation_rate": self.percent, "cancellation_rate_if_cancelled": percent(len(self.counted) + counts, orders),
                 "cancellation_rate_orders": orders}
 
+    def would_count(self, amazon_order_id: str, row: Order | None, fulfillment: str | None, reason_code: str,
+                    buyer_requested: bool) -> tuple[bool, bool]:
+        """Whether a cancellation of this order sent to Amazon with `reason_code` counts, and whether it is one more
+        order of the window. It counts unless Amazon ships the order (FBA), the order is older than the window, it
+        is counted already, or it answers the buyer's request with the buyer's reason (BuyerCanceled). An order the
+        grid has no creation day of counts as in the window, one more order of it: the estimate errs towards asking
+        a person."""
+        created = row.created_on_amazon if row is not None else None  # the store's times are aware (UTC)
+        in_window = created is None or created >= self.since
+        fbm = (fulfillment or (row.fulfillment if row is not None else None)) == "FBM"
+        for_the_buyer = buyer_requested and reason_code == "BuyerCanceled"
+        counts = fbm and in_window and not for_the_buyer and amazon_order_id not in self.counted
+        return counts, counts and created is None
+
     def decided(self, amazon_order_id: str, action_types: Iterable[str]) -> None:
         """A cancellation decided in this run that is going to Amazon now counts for the next one decided."""
         types = set(action_types)
         counts, new_to_window = self._decided.pop(amazon_order_id, (False, False))
         if counts and "cancel_on_amazon" in types and "queue_for_approval" not in types:
-            self.counted.add(amazon_order_id)
-            self.orders += new_to_window
+            self.count(amazon_order_id, new_to_window)
+
+    def count(self, amazon_order_id: str, new_to_window: bool) -> None:
+        """The order's cancellation is going to Amazon: the rate counts it from now on."""
+        self.counted.add(amazon_order_id)
+        self.orders += new_to_window
 
 
 def measure(store: Store, account: str, now: datetime) -> CancellationRate:
@@ -78,3 +90,48 @@ def measure(store: Store, account: str, now: datetime) -> CancellationRate:
 def summary(rate: CancellationRate) -> Mapping[str, Any]:
     return {"since": rate.since.isoformat(), "orders": rate.orders, "cancelled": len(rate.counted),
             "percent": rate.percent, "amazon_target_percent": AMAZON_TARGET_PERCENT, "cancelled_orders": sorted(rate.counted)}
+
+
+# Below this many FBM orders a week one cancellation moves the rate by a point or more, so a rate over the
+# target says little: the shipped rule (cancel-over-cancellation-rate, cancellation_rate_orders gte 100) leaves
+# those weeks alone, and so does approving held cancellations (RateIfSent.too_high).
+FEWEST_ORDERS_JUDGED = 100
+
+
+@dataclass(frozen=True)
+class RateIfSent:
+    """An account's rate as it is and as it would be with some held cancellations sent to Amazon too."""
+    now: float
+    after: float
+    orders: int                 # the FBM orders `after` is counted over (an order the grid lacks is one more)
+    counting: tuple[str, ...]   # the orders of the cancellations that the rate would count
+
+    @property
+    def over_target(self) -> bool:
+        """Sending them would raise the rate to Amazon's target or more (Amazon wants it under). Cancellations the
+        rate does not count leave it as it is, so they never are, however high it is already."""
+        return self.after >= AMAZON_TARGET_PERCENT and self.after > self.now
+
+    @property
+    def too_high(self) -> bool:
+        """Over the target in a week of enough orders for the rate to say something: what a person approving is
+        stopped at."""
+        return self.over_target and self.orders >= FEWEST_ORDERS_JUDGED
+
+
+def rate_if_sent(store: Store, account: str, now: datetime, cancellations: Sequence[tuple[str, str]]) -> RateIfSent:
+    """The account's rate now, and with these cancellations (amazon order id, reason code), held for approval,
+    sent to Amazon too: each counted as a cancellation about to be sent is in its fact (CancellationRate.would_count),
+    against the rate as it is now, not as it was when it was held. The held action does not say whether the order is
+    FBM: the grid's row does (an order the grid lacks is not counted)."""
+    rate = measure(store, account, now)
+    before = rate.percent
+    asked = store.stored_keys(account, (buyer_request_key(order_id) for order_id, _ in cancellations))
+    counting: list[str] = []
+    for order_id, reason_code in cancellations:
+        counts, new_to_window = rate.would_count(order_id, store.get_order(account, order_id), None, reason_code,
+                                                 buyer_request_key(order_id) in asked)
+        if counts:
+            rate.count(order_id, new_to_window)  # a second cancellation of the same order does not count again
+            counting.append(order_id)
+    return RateIfSent(before, rate.percent, rate.orders, tuple(counting))

@@ -680,7 +680,7 @@ class AccountPipeline:
                 payload = self._with_kit_flag(event.kind, event.payload, kits)
                 if event.amazon_order_id in amazon_totals and _from_amazon(event):
                     payload = {**payload, "amazon_refunded_now": str(amazon_totals[event.amazon_order_id])}
-                if cancelling is not None and self._answers_buyer_request(event):
+                if cancelling is not None and self._asks_amazon_cancellation(event):
                     payload = {**payload, "amazon_cancellation": cancelling.get(event.amazon_order_id, "none")}
                 if event.kind == CANCEL_REQUEST and event.amazon_order_id:
                     rate = rate or measure_cancellation_rate(self.store, self.name, self.clock())
@@ -727,15 +727,18 @@ class AccountPipeline:
         orders = {e.amazon_order_id for e in events if e.amazon_order_id and _from_amazon(e)}
         return self.store.amazon_refunded(self.name, orders) if orders else {}
 
-    def _answers_buyer_request(self, event: Any) -> bool:
-        """A buyer's request that the rules may answer on their own (the account accepts requests), or its reminder:
-        its fact says whether ordersync is cancelling the order on Amazon already (amazon_cancellation)."""
-        return bool(event.amazon_order_id) and (event.kind == BUYER_REQUEST_DUE or (
-            event.kind == BUYER_REQUEST and bool(self.settings.get("accept_buyer_requests"))))
+    def _asks_amazon_cancellation(self, event: Any) -> bool:
+        """An event whose fact says whether ordersync is cancelling the order on Amazon already (amazon_cancellation):
+        a buyer's request the rules may answer on their own (the account accepts requests), its reminder, and a
+        person's cancellation made here (a second one must not send Amazon another message)."""
+        return bool(event.amazon_order_id) and (
+            event.kind == BUYER_REQUEST_DUE
+            or (event.kind == BUYER_REQUEST and bool(self.settings.get("accept_buyer_requests")))
+            or (event.kind == CANCEL_REQUEST and event.payload.get("origin") == "operator"))
 
     def _amazon_cancellations(self, events: Sequence[Any]) -> dict[str, str] | None:
-        """ordersync's cancellations on Amazon of the orders whose buyer requests the run decides (one lookup)."""
-        orders = {e.amazon_order_id for e in events if self._answers_buyer_request(e)}
+        """ordersync's cancellations on Amazon of the orders of the run's events that ask (one lookup)."""
+        orders = {e.amazon_order_id for e in events if self._asks_amazon_cancellation(e)}
         return self.store.amazon_cancellations(self.name, orders) if orders else None
 
     def _with_cancellation_rate(self, amazon_order_id: str, payload: dict, rate: CancellationRate) -> dict:

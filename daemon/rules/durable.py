@@ -25,13 +25,22 @@ from decimal import Decimal
 from typing import Any
 
 import durable_rules_engine as _core
+import orjson
 
 from daemon.facts import DECIMAL, FIELDS
 from daemon.rules.model import Condition, FieldRef, Group, Rule, RuleSet, Test
 
 NO_ACTION = "__no_action"
-# json.dumps builds a new encoder whenever it is given options; this one is built once.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# json.dumps builds a new encoder whenever it is given options; this one is built once. It encodes what orjson
+# refuses (an integer beyond 64 bits, a lone surrogate); orjson is a fifth of the cost of the rest.
+_encode_plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _encode(event: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(event).decode("utf-8")
+    except TypeError:
+        return _encode_plain(event)
 _OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
 
 

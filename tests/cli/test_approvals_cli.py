@@ -1,20 +1,24 @@
 """`ordersync approvals` as an operator uses it: the Amazon-bound actions held for approval listed from the
 store the config names, approved into the next feed's queue or rejected with a reason, ids that were not
-waiting named (exit 1) while the others still change, exit 2 when the config cannot be used."""
+waiting named (exit 1) while the others still change, exit 2 when the config cannot be used; held cancellations
+approved together only while they keep Amazon's cancellation rate under 2.5% (DOMAIN 8)."""
 from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from daemon.pipeline.events import BUYER_REQUEST, buyer_request_key
 from daemon.store import Store
 from daemon.store.models import ADJUSTMENT_FEED
 from tests.cli.conftest import ACCOUNT_NAME
 
 REFUND = {"type": "refund_on_amazon", "reason_code": "CustomerReturn"}
 CANCEL = {"type": "cancel_on_amazon", "reason_code": "BuyerCanceled"}
+NO_STOCK = {"type": "cancel_on_amazon", "reason_code": "NoInventory"}  # the seller's: the rate counts it
 HOLD = {"type": "queue_for_approval"}
 WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d UTC"
 
@@ -112,3 +116,123 @@ def test_a_config_that_cannot_be_used_is_one_message_and_exit_2(tmp_path: Path, 
         assert (ran.code, ran.out) == (2, "")
         assert ran.err.startswith(f"ordersync {' '.join(command[:2])}: ") and "problem(s) in the configuration" in ran.err
         assert "store.url" in ran.err and "Traceback" not in ran.err
+
+
+# -- the cancellation rate, counted again with every held cancellation approved together ------------------
+def fill_the_week(store: Store, orders: int, cancelled: int) -> list[str]:
+    """The account's FBM orders created on Amazon two days ago, the first `cancelled` of them cancelled by the
+    seller; the ids of the others, whose cancellations can be held."""
+    created = datetime.now(timezone.utc) - timedelta(days=2)
+    ids = [f"111-7{n:06d}-0000000" for n in range(orders)]
+    for n, order_id in enumerate(ids):
+        store.upsert_order(ACCOUNT_NAME, order_id, fulfillment="FBM", created_on_amazon=created,
+                           status="Canceled" if n < cancelled else "Unshipped", cancelled_by_seller=n < cancelled)
+    return ids[cancelled:]
+
+
+def held_cancellations(store: Store, decided, orders: list[str], action: dict = NO_STOCK) -> list[int]:
+    return [held(store, decided, order, action)[0] for order in orders]
+
+
+def statuses(store: Store, ids: list[int]) -> list[str]:
+    return [store.get_action(action_id).status for action_id in ids]
+
+
+def test_held_cancellations_that_together_take_the_rate_to_2_5_are_not_approved_refunds_still_are(
+        store: Store, decided, config: Path, ordersync) -> None:
+    week = fill_the_week(store, orders=200, cancelled=3)  # 1.5%: each held alone would make it 2.0%
+    cancellations = held_cancellations(store, decided, week[:3])
+    refund, _ = held(store, decided, week[3], REFUND)
+    decided([NO_STOCK, HOLD], order="111-0000009-0000009", account="main-uk")  # another account's
+
+    ran = ordersync("approvals", "approve", "--config", config, *cancellations, refund)
+    assert ran.code == 1
+    assert ran.lines == [f"approved 1 action ({refund}): queued for the next Amazon feed"]
+    ids = ", ".join(map(str, cancellations))
+    assert ran.err.strip() == (
+        f"ordersync approvals approve: account main-us: approving cancellations {ids} would raise the 7-day "
+        "cancellation rate from 1.50% now to 3.00% (3 of them count, among 200 FBM orders; Amazon wants it under "
+        "2.5%), so none of them is approved. Approve fewer; or ask the buyers to request the cancellation on Amazon "
+        "and, once a request arrives, cancel with reason BuyerCanceled (`ordersync orders cancel ACCOUNT ORDER "
+        "--reason BuyerCanceled`), which does not count, and reject the held one; or give --over-cancellation-rate "
+        "to approve them all the same.")
+    assert statuses(store, cancellations) == ["awaiting_approval"] * 3
+    assert store.get_action(refund).status == "queued_for_batch"
+
+    # The other account's cancellation goes with them; only main-us's are kept back.
+    [other] = [a.id for a in store.awaiting_approval("main-uk")]
+    ran = ordersync("approvals", "approve", "--config", config, cancellations[0], cancellations[1], other)
+    assert ran.code == 1 and ran.lines[0] == f"approved 1 action ({other}): queued for the next Amazon feed"
+    assert "account main-us: approving cancellations" in ran.err and "from 1.50% now to 2.50%" in ran.err
+    assert ran.lines[1:] == ["account main-uk: 7-day cancellation rate 0.00% now, 0.00% with these approved"]
+    assert statuses(store, cancellations) == ["awaiting_approval"] * 3
+
+
+def test_a_cancellation_that_keeps_the_rate_under_is_approved_and_the_next_is_counted_against_it(
+        store: Store, decided, config: Path, ordersync) -> None:
+    week = fill_the_week(store, orders=200, cancelled=3)  # 1.5%
+    first, second = held_cancellations(store, decided, week[:2])
+
+    ran = ordersync("approvals", "approve", "--config", config, first)
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines == [f"approved 1 action ({first}): queued for the next Amazon feed",
+                         "account main-us: 7-day cancellation rate 1.50% now, 2.00% with these approved"]
+    assert store.get_action(first).status == "queued_for_batch"
+
+    # Held with 2.0% in its message; with the first going out it would make 2.5%.
+    ran = ordersync("approvals", "approve", "--config", config, second)
+    assert (ran.code, ran.lines) == (1, ["approved no action"])
+    assert (f"account main-us: approving cancellation {second} would raise the 7-day cancellation rate from 2.00% "
+            "now to 2.50% (it counts, among 200 FBM orders;") in ran.err
+    assert store.get_action(second).status == "awaiting_approval"
+
+
+def test_over_cancellation_rate_approves_them_all_the_same(store: Store, decided, config: Path, ordersync) -> None:
+    week = fill_the_week(store, orders=200, cancelled=3)
+    cancellations = held_cancellations(store, decided, week[:3])
+
+    ran = ordersync("approvals", "approve", "--config", config, "--over-cancellation-rate", *cancellations)
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines == [f"approved 3 actions ({', '.join(map(str, cancellations))}): queued for the next Amazon feed",
+                         "account main-us: 7-day cancellation rate 1.50% now, 3.00% with these approved (Amazon wants "
+                         "it under 2.5%; approved with --over-cancellation-rate)"]
+    assert statuses(store, cancellations) == ["queued_for_batch"] * 3
+
+
+def test_approve_s_help_tells_of_the_check_and_the_flag(ordersync, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        ordersync("approvals", "approve", "--help")
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert ("If they would raise it to 2.5% or more (Amazon wants it under 2.5%), none of that account's "
+            "cancellations is approved") in help_text
+    assert "give --over-cancellation-rate to approve them all the same" in help_text
+    assert "Weeks of fewer than 100 FBM orders are not checked" in help_text
+
+
+def test_buyer_canceled_answering_a_buyer_s_request_does_not_count(store: Store, decided, config: Path,
+                                                                  ordersync) -> None:
+    week = fill_the_week(store, orders=200, cancelled=4)  # 2.0%: Amazon's 2.5% is one counted cancellation away
+    asked, not_asked = week[:2]
+    store.ingest(ACCOUNT_NAME, buyer_request_key(asked), BUYER_REQUEST, {}, amazon_order_id=asked)
+    for_the_buyer = held_cancellations(store, decided, [asked], CANCEL)
+    unasked = held_cancellations(store, decided, [not_asked], CANCEL)
+
+    # BuyerCanceled with no request from the buyer counts: 2.5%.
+    ran = ordersync("approvals", "approve", "--config", config, *unasked)
+    assert (ran.code, ran.lines) == (1, ["approved no action"]) and "from 2.00% now to 2.50%" in ran.err
+
+    ran = ordersync("approvals", "approve", "--config", config, *for_the_buyer)
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines[1:] == ["account main-us: 7-day cancellation rate 2.00% now, 2.00% with these approved"]
+    assert statuses(store, for_the_buyer + unasked) == ["queued_for_batch", "awaiting_approval"]
+
+
+def test_a_week_of_fewer_than_100_fbm_orders_is_not_checked(store: Store, decided, config: Path, ordersync) -> None:
+    week = fill_the_week(store, orders=40, cancelled=0)
+    cancellations = held_cancellations(store, decided, week[:3])
+
+    ran = ordersync("approvals", "approve", "--config", config, *cancellations)
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines[1:] == ["account main-us: 7-day cancellation rate 0.00% now, 7.50% with these approved (not "
+                             "checked: 40 FBM orders this week, fewer than 100)"]
+    assert statuses(store, cancellations) == ["queued_for_batch"] * 3

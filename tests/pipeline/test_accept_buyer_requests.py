@@ -131,3 +131,39 @@ def test_a_request_on_an_order_ordersync_is_cancelling_for_another_reason_is_not
         harness.drive(polls=False)
         assert rules_of(harness, "buyer_request_due") == ["buyer-request-cancellation-with-another-reason"]
         assert [a.id for a in harness.store.awaiting_approval(ACCOUNT)] == [waiting.id]
+
+
+def test_a_persons_cancellation_of_an_order_whose_request_was_accepted_sends_amazon_nothing_more(
+        db_url: str, tmp_path: Path) -> None:
+    """The accepted cancellation waits for approval; a person, not seeing it, cancels the order here too. Amazon
+    would get two messages (the second refused: a Failed Cancellation for a cancelled order). It gets one."""
+    with running([BUYER_REQUEST], db_url, tmp_path) as harness:
+        harness.pipeline.settings = dict(QUEUED)
+        harness.drive()
+        [waiting] = harness.store.awaiting_approval(ACCOUNT)
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, ORDER, "NoInventory")
+        harness.drive(polls=False)
+        second = harness.decision_of(ORDER, "cancel_requested")
+        assert (second.record["rule"], second.record["fact"]["amazon_cancellation"]) == (
+            "cancel-already-on-its-way-to-amazon", "awaiting_approval")
+        assert [a.id for a in harness.store.awaiting_approval(ACCOUNT)] == [waiting.id]
+
+        assert harness.store.approve([waiting.id]) == 1
+        harness.drive()
+        harness.drive()
+        assert feed_messages(harness.standins.amazon) == {(ORDER, CANCEL_FEED): 1}
+        assert cancel_reasons(harness) == ["BuyerCanceled"]
+        assert harness.store.failed_orders(ACCOUNT) == []
+
+
+def test_a_persons_cancellation_of_an_order_amazon_has_cancelled_sends_amazon_nothing(db_url: str, tmp_path: Path) -> None:
+    with running([BUYER_REQUEST], db_url, tmp_path) as harness:
+        harness.pipeline.settings = dict(ACCEPTING)
+        harness.drive()
+        harness.drive()
+        assert harness.standins.amazon.orders[ORDER]["status"] == "Canceled"
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, ORDER, "NoInventory")
+        harness.drive()
+        assert harness.decision_of(ORDER, "cancel_requested").record["rule"] == "cancel-of-order-cancelled-on-amazon"
+        assert feed_messages(harness.standins.amazon) == {(ORDER, CANCEL_FEED): 1}  # the accepted request's, alone
+        assert harness.store.failed_orders(ACCOUNT) == []
