@@ -47,7 +47,7 @@ REASON_CODES = tuple(dict.fromkeys(("",) + CANCEL_REASONS + ("PricingError",) + 
 
 
 # amazon_cancellation's values (daemon.store.orders.Orders.amazon_cancellations gives every one but none).
-AMAZON_CANCELLATIONS = ("none", "awaiting_approval", "on_its_way", "other_reason")
+AMAZON_CANCELLATIONS = ("none", "awaiting_approval", "on_its_way", "other_reason", "other_reason_on_its_way")
 
 
 @dataclass(frozen=True)
@@ -147,23 +147,26 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
               "progress (being packed, or taken by a fulfillment service) or units shipped"),
     FieldSpec("lines_requested", INT, "on a buyer's request and its reminder: the order's lines the buyer asked to cancel "
               "(Amazon flags them line by line; line_count when the whole order)"),
-    FieldSpec("amazon_cancellation", ENUM, "on a buyer's request (when the account accepts them), on its reminder and on "
-              "a cancellation made here: "
-              "ordersync's own cancellation of the order on Amazon: none; with the buyer's reason BuyerCanceled, "
-              "awaiting_approval (in the approval queue) or on_its_way (going out in a feed, or sent and Amazon not "
-              "showing the order cancelled yet); other_reason, one with another reason (which Amazon's rate counts)",
+    FieldSpec("amazon_cancellation", ENUM, "on a buyer's request (when the account accepts them), on its reminder, on a "
+              "cancellation made here and on a rejected one: ordersync's own cancellation of the order on Amazon: none; "
+              "with the buyer's reason BuyerCanceled, awaiting_approval (in the approval queue) or on_its_way (going "
+              "out in a feed, or sent and Amazon not showing the order cancelled yet); with another reason (which "
+              "Amazon's rate counts), other_reason (in the approval queue) or other_reason_on_its_way",
               AMAZON_CANCELLATIONS),
     FieldSpec("do_not_send_to_amazon", BOOL, "the person cancelling asked not to tell Amazon (in the storefront: the tag do-not-send-to-amazon)"),
     FieldSpec("hours_since_request", NUMBER, "hours since the buyer asked to cancel (Amazon's window is 48)"),
-    FieldSpec("buyer_requested_cancel", BOOL, "on a cancellation made here or in the storefront: the buyer asked Amazon "
-              "to cancel the order"),
-    FieldSpec("cancellation_counts", BOOL, "on a cancellation made here or in the storefront: Amazon's cancellation rate "
-              "would count it (an FBM order of the last 7 days not counted yet, and not the answer to the buyer's request "
-              "with reason BuyerCanceled)"),
-    FieldSpec("cancellation_rate", NUMBER, "on a cancellation made here or in the storefront: the account's cancellation "
-              "rate in percent, as ordersync counts it: FBM orders of the last 7 days the seller cancelled, other than "
-              "for the buyer's request with BuyerCanceled, per 100 FBM orders of those 7 days (Amazon wants it under 2.5)"),
-    FieldSpec("cancellation_rate_if_cancelled", NUMBER, "the cancellation_rate with this order cancelled on Amazon too"),
+    FieldSpec("buyer_requested_cancel", BOOL, "on a cancellation made here or in the storefront, and on a refund made "
+              "here that gives units up: the buyer asked Amazon to cancel the order"),
+    FieldSpec("cancellation_counts", BOOL, "on a cancellation made here or in the storefront, and on a refund made "
+              "here that gives units up (Amazon hears of them as cancelled): Amazon's cancellation rate would count it "
+              "(an FBM order of the last 7 days not counted yet, and not the answer to the buyer's request with reason "
+              "BuyerCanceled)"),
+    FieldSpec("cancellation_rate", NUMBER, "on a cancellation made here or in the storefront, and on a refund made here "
+              "that gives units up: the account's cancellation rate in percent, as ordersync counts it: FBM orders of "
+              "the last 7 days the seller cancelled (or some units of), other than for the buyer's request with "
+              "BuyerCanceled, per 100 FBM orders of those 7 days (Amazon wants it under 2.5)"),
+    FieldSpec("cancellation_rate_if_cancelled", NUMBER, "the cancellation_rate with this order cancelled on Amazon too "
+              "(or some of its units)"),
     FieldSpec("cancellation_rate_orders", INT, "the FBM orders of the last 7 days that cancellation_rate_if_cancelled is counted over"),
     FieldSpec("rejection_reason", TEXT, "why a person rejected the cancellation (`ordersync approvals reject --reason`)"),
     *_settings(

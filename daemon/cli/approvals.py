@@ -32,14 +32,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     approve = subcommand(
         sub, "approve", run_approve, "let the actions go out with the next Amazon feed",
         "Approve the actions with these ids (from `ordersync approvals`): they go out with the next Amazon feed. "
-        "A cancellation (cancel_on_amazon) is held with the 7-day cancellation rate as if it alone were sent, maybe "
+        "A cancellation (cancel_on_amazon, or a refund_on_amazon of units that could not be fulfilled, which Amazon "
+        "hears of as cancelled) is held with the 7-day cancellation rate as if it alone were sent, maybe "
         "days ago, so first each account's rate is counted again, as it is now, with all its cancellations among the "
         "ids that the rate counts (FBM orders of the week not counted yet; not BuyerCanceled answering a buyer's "
         "request). If they would raise it to 2.5% or more (Amazon wants it under 2.5%), none of that account's "
-        "cancellations is approved, a message says the rate now and with them, and the exit code is 1: approve "
-        f"fewer, or give {OVER_RATE} to approve them all the same. Weeks of fewer than 100 FBM orders are not "
-        "checked, as the shipped rule leaves them alone. Refunds, and the cancellations of accounts whose rate stays "
-        "under, are approved as usual; for each account, the rate with its approved cancellations is printed. Ids "
+        "cancellations the rate counts is approved, a message says the rate now and with them, and the exit code is "
+        f"1: approve fewer, or give {OVER_RATE} to approve them all the same. Weeks of fewer than 100 FBM orders "
+        "are not checked, as the shipped rules leave them alone. Cancellations the rate does not count, other "
+        "refunds, and the cancellations of accounts whose rate stays under, are approved as usual; for each account, "
+        "the rate with its approved cancellations is printed. Ids "
         "that are not awaiting approval are named and left as they are; the others are approved all the same, and "
         "the exit code is 1.")
     approve.add_argument(OVER_RATE, action="store_true",
@@ -88,28 +90,42 @@ def run_approve(args: argparse.Namespace, config: Config, store: Store) -> int:
     rates = _rates_if_sent(store, held)
     refused = [] if args.over_cancellation_rate else sorted(account for account, rate in rates.items()
                                                              if rate.too_high)
-    kept = {action.id for account in refused for action in held[account]}
+    # Only the cancellations the rate counts are kept back: one it does not count (BuyerCanceled answering the buyer's
+    # request, an FBA order's) changes nothing, and the buyer's has a 48-hour window.
+    kept = {account: [action.id for action in held[account] if action.amazon_order_id in rates[account].counting]
+            for account in refused}
+    kept_ids = {action_id for ids in kept.values() for action_id in ids}
     code = _decide(args, store, Store.approve, "approved", "queued for the next Amazon feed",
-                   [action_id for action_id in args.ids if action_id not in kept])
+                   [action_id for action_id in args.ids if action_id not in kept_ids])
     for account, rate in rates.items():
         if account not in refused:
             print(_rate_line(account, rate))
     for account in refused:
-        print(_refusal(account, rates[account], [action.id for action in held[account]]), file=sys.stderr)
+        print(_refusal(account, rates[account], kept[account]), file=sys.stderr)
     return 1 if refused else code
 
 
 def _held_cancellations(store: Store, ids: Iterable[int]) -> dict[str, list[Action]]:
-    """The cancellations among the ids that await approval, by account (the other ids are _decide's to report)."""
+    """The cancellations among the ids that await approval, by account (the other ids are _decide's to report): each
+    cancel_on_amazon, and each refund_on_amazon that gives units up, which Amazon hears of as cancelled."""
     held: dict[str, list[Action]] = {}
     for action_id in dict.fromkeys(ids):
         try:
             action = store.get_action(action_id)
         except NotFound:
             continue
-        if action.type == "cancel_on_amazon" and action.status == AWAITING_APPROVAL:
+        if action.status == AWAITING_APPROVAL and (
+                action.type == "cancel_on_amazon" or (action.type == "refund_on_amazon" and _gives_units_up(store, action))):
             held.setdefault(action.account, []).append(action)
     return held
+
+
+def _gives_units_up(store: Store, refund: Action) -> bool:
+    """A refund of units that could not be fulfilled (DOMAIN 13), as its event says."""
+    from daemon.pipeline.events import units_given_up
+
+    decision = store.get_decision(refund.decision_id)
+    return decision is not None and bool(units_given_up(store.get_event(decision.event_id).payload))
 
 
 def _rates_if_sent(store: Store, held: dict[str, list[Action]]) -> dict[str, RateIfSent]:

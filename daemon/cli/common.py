@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import sys
+import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -117,8 +118,20 @@ def listing_group(commands: argparse._SubParsersAction, name: str, *, help: str,
     return sub
 
 
+class FlagKeepingHelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, except that a line never breaks at a hyphen: `--over-cancellation-rate` split as
+    `--over-` and `cancellation-rate` is no flag a person can copy."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False)
+
+
 def subcommand(sub: argparse._SubParsersAction, name: str, handler: Handler, help: str, description: str) -> argparse.ArgumentParser:
-    command = sub.add_parser(name, help=help, description=description)
+    command = sub.add_parser(name, help=help, description=description, formatter_class=FlagKeepingHelpFormatter)
     config_argument(command, either_side=True)
     command.set_defaults(handler=handler)
     return command

@@ -5,11 +5,13 @@ cancellation that answers the buyer's request on Amazon with the buyer's reason 
 nor one the buyer or Amazon made themselves. Here the 7 days are the orders created on Amazon in the last 7
 days (the grid's created_on_amazon), and the cancelled ones are those Amazon shows cancelled by the seller
 (events.cancelled_by_seller) and those ordersync is cancelling on Amazon right now, unless it answers a stored
-buyer request with BuyerCanceled. It is an estimate: Amazon's own figure in Seller Central (Account Health) is
-the one that counts.
+buyer request with BuyerCanceled, or giving some units up on (a refund of units that could not be fulfilled, which
+Amazon hears of as cancelled: it counts item cancellations too). It is an estimate: Amazon's own figure in Seller
+Central (Account Health) is the one that counts.
 
-A cancellation to be sent to Amazon gets the rate in its fact, as it is and as it would be, so a rule in
-rules/cancellation.yaml can stop it for a person before it goes (approvals). A person approving held
+A cancellation to be sent to Amazon, or a refund made here that gives units up, gets the rate in its fact, as it
+is and as it would be, so a rule in rules/cancellation.yaml or rules/refund.yaml can stop it for a person before
+it goes (approvals). A person approving held
 cancellations gets the rate again, with all of them counted as it is now (rate_if_sent): each was held with the
 rate as if it alone were sent, when it was held. `ordersync orders cancellation-rate` and the metric
 ordersync_cancellation_rate_percent show it."""
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
-from daemon.pipeline.events import buyer_request_key
+from daemon.pipeline.events import buyer_request_key, units_given_up
 from daemon.store import Store
 from daemon.store.models import Order
 
@@ -67,10 +69,11 @@ class CancellationRate:
         return counts, counts and created is None
 
     def decided(self, amazon_order_id: str, action_types: Iterable[str]) -> None:
-        """A cancellation decided in this run that is going to Amazon now counts for the next one decided."""
+        """A cancellation decided in this run that is going to Amazon now (or a refund giving units up) counts for the
+        next one decided."""
         types = set(action_types)
         counts, new_to_window = self._decided.pop(amazon_order_id, (False, False))
-        if counts and "cancel_on_amazon" in types and "queue_for_approval" not in types:
+        if counts and types & {"cancel_on_amazon", "refund_on_amazon"} and "queue_for_approval" not in types:
             self.count(amazon_order_id, new_to_window)
 
     def count(self, amazon_order_id: str, new_to_window: bool) -> None:
@@ -84,7 +87,10 @@ def measure(store: Store, account: str, now: datetime) -> CancellationRate:
     asked = store.stored_keys(account, (buyer_request_key(order_id) for order_id in window.being_cancelled))
     being = {order_id for order_id, reason in window.being_cancelled.items()
              if not (buyer_request_key(order_id) in asked and reason == "BuyerCanceled")}
-    return CancellationRate(window.since, window.orders, set(window.cancelled) | being)
+    # Units a refund gives up (DOMAIN 13, `orders refund --unfulfilled`) reach Amazon as cancelled, with an adjustment
+    # reason, never the buyer's BuyerCanceled: Amazon counts item cancellations as it counts orders'.
+    giving_up = {order_id for order_id, payload in window.being_refunded if units_given_up(payload)}
+    return CancellationRate(window.since, window.orders, set(window.cancelled) | being | giving_up)
 
 
 def summary(rate: CancellationRate) -> Mapping[str, Any]:

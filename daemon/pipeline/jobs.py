@@ -45,6 +45,7 @@ from daemon.pipeline.fact_builder import build_fact
 from daemon.rules.engine import Decision, DecisionError, EngineDisagreement, RulesEngine
 from daemon.store import DecisionToRecord, Store
 from daemon.store.batches import NotQueued
+from daemon.store.outbox import CANCELLATION_REJECTED
 from daemon.store.models import ADJUSTMENT_FEED, BATCH_CREATED, BATCH_SUBMITTED, CANCEL_FEED, QUEUED_FOR_BATCH, Action
 from daemon.store.types import money_text
 
@@ -682,7 +683,7 @@ class AccountPipeline:
                     payload = {**payload, "amazon_refunded_now": str(amazon_totals[event.amazon_order_id])}
                 if cancelling is not None and self._asks_amazon_cancellation(event):
                     payload = {**payload, "amazon_cancellation": cancelling.get(event.amazon_order_id, "none")}
-                if event.kind == CANCEL_REQUEST and event.amazon_order_id:
+                if self._counts_as_cancellation(event):
                     rate = rate or measure_cancellation_rate(self.store, self.name, self.clock())
                     payload = self._with_cancellation_rate(event.amazon_order_id, payload, rate)
             except TransientError as exc:
@@ -697,7 +698,7 @@ class AccountPipeline:
                           amazon_order_id=event.amazon_order_id, error=str(exc))
                 continue
             decided.append((DecisionToRecord(event.id, decision_record(decision), decision.actions), decision))
-            if rate is not None and event.kind == CANCEL_REQUEST:
+            if rate is not None and self._counts_as_cancellation(event):
                 rate.decided(event.amazon_order_id, (a["type"] for a in decision.actions))
             if decision.actions and event.amazon_order_id:
                 waiting.add(event.amazon_order_id)
@@ -727,12 +728,22 @@ class AccountPipeline:
         orders = {e.amazon_order_id for e in events if e.amazon_order_id and _from_amazon(e)}
         return self.store.amazon_refunded(self.name, orders) if orders else {}
 
+    @staticmethod
+    def _counts_as_cancellation(event: Any) -> bool:
+        """An event whose fact carries Amazon's cancellation rate: a cancellation to be sent to Amazon, or a refund made
+        here that gives units up (DOMAIN 13), which Amazon hears of as cancelled."""
+        if not event.amazon_order_id:
+            return False
+        return event.kind == CANCEL_REQUEST or (
+            event.kind == REFUND_REQUEST and event.payload.get("origin") == "operator" and bool(units_given_up(event.payload)))
+
     def _asks_amazon_cancellation(self, event: Any) -> bool:
         """An event whose fact says whether ordersync is cancelling the order on Amazon already (amazon_cancellation):
-        a buyer's request the rules may answer on their own (the account accepts requests), its reminder, and a
-        person's cancellation made here (a second one must not send Amazon another message)."""
+        a buyer's request the rules may answer on their own (the account accepts requests), its reminder, a person's
+        cancellation made here (a second one must not send Amazon another message), and a rejected cancellation
+        (its order's hold is not released while another cancellation of it goes on)."""
         return bool(event.amazon_order_id) and (
-            event.kind == BUYER_REQUEST_DUE
+            event.kind in (BUYER_REQUEST_DUE, CANCELLATION_REJECTED)
             or (event.kind == BUYER_REQUEST and bool(self.settings.get("accept_buyer_requests")))
             or (event.kind == CANCEL_REQUEST and event.payload.get("origin") == "operator"))
 

@@ -17,7 +17,7 @@ from daemon.store.db import Database
 from daemon.store.decisions import APPROVAL
 from daemon.store.errors import NotFound, StoreError
 from daemon.store.models import (AWAITING_APPROVAL, CLAIMED, DONE, FAILED, FAILED_SYNC_STATUSES, ORDER_CREATED, PENDING,
-                                 QUEUED_FOR_BATCH, Action, Order, OrderLine)
+                                 QUEUED_FOR_BATCH, Action, Decision, Event, Order, OrderLine)
 from daemon.store.types import to_money, utcnow
 
 ORDER_FIELDS = frozenset({"storefront_order_id", "status", "sync_status", "fulfillment", "order_total", "currency",
@@ -34,6 +34,9 @@ class CancellationWindow:
     orders: int                   # FBM orders created on Amazon since `since`
     cancelled: frozenset[str]     # of them, the ones Amazon shows cancelled by the seller
     being_cancelled: Mapping[str, str]  # of them, the ones ordersync is cancelling on Amazon, with the reason it gives
+    # Of them, those ordersync is refunding on Amazon, each with its refund's event payload (one a refund): a refund
+    # of units that could not be fulfilled tells Amazon they are cancelled (daemon.pipeline.cancellation_rate).
+    being_refunded: Sequence[tuple[str, Mapping[str, Any]]] = ()
 
 
 def _upsert(s: Session, account: str, amazon_order_id: str, values: Mapping[str, Any]) -> Order:
@@ -215,15 +218,25 @@ class Orders(Database):
                 .order_by(col(Action.id))).all()
             being = {order_id: str((params or {}).get("reason_code") or "") for order_id, params in sending
                      if order_id not in cancelled}
-            return CancellationWindow(since, orders, cancelled, being)
+            refunding = s.execute(
+                select(_grid.amazon_order_id, col(Event.payload)).select_from(Order.__table__).join(
+                    Action, and_(col(Action.account) == _grid.account, col(Action.amazon_order_id) == _grid.amazon_order_id))
+                .join(Decision, col(Decision.decision_id) == col(Action.decision_id))
+                .join(Event, col(Event.id) == col(Decision.event_id))
+                .where(in_window, col(Action.type) == "refund_on_amazon",
+                       col(Action.status).in_((PENDING, CLAIMED, QUEUED_FOR_BATCH, DONE)))
+                .order_by(col(Action.id))).all()
+            refunded = [(order_id, payload or {}) for order_id, payload in refunding if order_id not in cancelled]
+            return CancellationWindow(since, orders, cancelled, being, refunded)
 
     def amazon_cancellations(self, account: str, amazon_order_ids: Iterable[str]) -> dict[str, str]:
         """ordersync's cancellations on Amazon of these orders, as the fact's amazon_cancellation names them: one with
         the buyer's reason (BuyerCanceled) going out or done is "on_its_way", one waiting for a person
-        "awaiting_approval"; a cancellation with another reason, waiting, going out or done, is "other_reason" (it
-        does not answer the buyer's request as Amazon's rate wants). The first of these an order has wins; orders
-        with none are left out."""
-        rank = ("on_its_way", "awaiting_approval", "other_reason")
+        "awaiting_approval"; one with another reason (which does not answer the buyer's request as Amazon's rate
+        wants) is "other_reason_on_its_way" going out or done, "other_reason" waiting for a person. What is going
+        to Amazon already wins over what waits, an order's BuyerCanceled over another reason; orders with none are
+        left out."""
+        rank = ("on_its_way", "other_reason_on_its_way", "awaiting_approval", "other_reason")
         ids = sorted(set(amazon_order_ids))
         found: dict[str, str] = {}
         with self.transaction(write=False) as s:
@@ -233,10 +246,11 @@ class Orders(Database):
                     col(Action.type) == "cancel_on_amazon",
                     col(Action.status).in_((AWAITING_APPROVAL, PENDING, CLAIMED, QUEUED_FOR_BATCH, DONE))))
                 for order_id, status, params in rows:
-                    if (params or {}).get("reason_code") != "BuyerCanceled":
-                        state = "other_reason"
+                    waiting = status == AWAITING_APPROVAL
+                    if (params or {}).get("reason_code") == "BuyerCanceled":
+                        state = "awaiting_approval" if waiting else "on_its_way"
                     else:
-                        state = "awaiting_approval" if status == AWAITING_APPROVAL else "on_its_way"
+                        state = "other_reason" if waiting else "other_reason_on_its_way"
                     if order_id not in found or rank.index(state) < rank.index(found[order_id]):
                         found[order_id] = state
         return found

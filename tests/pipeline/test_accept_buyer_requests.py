@@ -12,7 +12,7 @@ from daemon.pipeline.operator import request_cancellation
 from daemon.store.models import CANCEL_FEED
 
 from .harness import ACCOUNT, INITIAL_LEVEL, SETTINGS, all_decisions, feed_messages
-from .test_pipeline import BUYER_REQUEST, QUIET, Harness, running
+from .test_pipeline import BUYER_REQUEST, CANCELLED_BY_BUYER, QUIET, Harness, running
 
 ORDER = BUYER_REQUEST["id"]
 ACCEPTING = {**SETTINGS, "accept_buyer_requests": True}
@@ -164,6 +164,66 @@ def test_a_persons_cancellation_of_an_order_amazon_has_cancelled_sends_amazon_no
         assert harness.standins.amazon.orders[ORDER]["status"] == "Canceled"
         assert request_cancellation(harness.store, harness.amazon, ACCOUNT, ORDER, "NoInventory")
         harness.drive()
-        assert harness.decision_of(ORDER, "cancel_requested").record["rule"] == "cancel-of-order-cancelled-on-amazon"
+        assert harness.decision_of(ORDER, "cancel_requested").record["rule"] == "cancel-in-both-places-already"
         assert feed_messages(harness.standins.amazon) == {(ORDER, CANCEL_FEED): 1}  # the accepted request's, alone
+        assert harness.store.failed_orders(ACCOUNT) == []
+
+
+def test_a_persons_cancellation_of_an_order_amazon_cancelled_but_the_storefront_did_not_cancels_it_there_only(
+        db_url: str, tmp_path: Path) -> None:
+    """An account that does not mirror Amazon's cancellations: the person cancels the storefront copy from here, and
+    Amazon, which shows the order cancelled, is not sent a message it would refuse."""
+    with running([CANCELLED_BY_BUYER], db_url, tmp_path) as harness:
+        harness.pipeline.settings = {**SETTINGS, "sync_cancellations": False}
+        harness.drive()
+        assert harness.standins.shop_order(CANCELLED_BY_BUYER["id"])["cancelledAt"] is None
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, CANCELLED_BY_BUYER["id"], "BuyerCanceled")
+        harness.drive()
+        assert harness.decision_of(CANCELLED_BY_BUYER["id"], "cancel_requested").record["rule"] == \
+            "cancel-of-order-cancelled-on-amazon-with-restock"
+        assert harness.standins.shop_order(CANCELLED_BY_BUYER["id"])["cancelledAt"]
+        assert harness.standins.amazon.feeds == {}
+        assert harness.store.failed_orders(ACCOUNT) == []
+
+
+def test_a_second_cancellation_made_here_after_one_with_another_reason_went_out_sends_amazon_nothing_more(
+        db_url: str, tmp_path: Path) -> None:
+    with running([QUIET], db_url, tmp_path) as harness:
+        harness.drive()
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
+        harness.pipeline.decide()
+        harness.dispatcher.run()  # the storefront is cancelled; Amazon's message is queued for the next feed
+        # Another reason is a request of its own, as `orders cancel` stores it.
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "GeneralAdjustment",
+                                    request_id="GeneralAdjustment:with-amazon")
+        harness.drive()
+        second = [d.record for d in all_decisions(harness.store) if d.record["event"] == "cancel_requested"][-1]
+        assert (second["rule"], second["fact"]["amazon_cancellation"]) == (
+            "cancel-already-on-its-way-to-amazon", "other_reason_on_its_way")
+        assert feed_messages(harness.standins.amazon) == {(QUIET["id"], CANCEL_FEED): 1}
+        assert cancel_reasons(harness) == ["NoInventory"]
+        assert harness.store.failed_orders(ACCOUNT) == []
+
+
+def test_rejecting_a_held_cancellation_after_cancelling_again_for_the_buyer_keeps_the_order_held(
+        db_url: str, tmp_path: Path) -> None:
+    """The over-rate advice: cancel again with BuyerCanceled, then reject the held one. The rejection must not release
+    the hold while the BuyerCanceled cancellation waits for approval (the order would ship)."""
+    with running([QUIET], db_url, tmp_path) as harness:
+        harness.pipeline.settings = dict(QUEUED)
+        harness.drive()
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
+        harness.drive(polls=False)
+        [no_stock] = harness.store.awaiting_approval(ACCOUNT)
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "BuyerCanceled",
+                                    request_id="BuyerCanceled:with-amazon")
+        harness.drive(polls=False)
+        assert {a.params["reason_code"] for a in harness.store.awaiting_approval(ACCOUNT)} == {"NoInventory", "BuyerCanceled"}
+
+        assert harness.store.reject([no_stock.id], "cancelled again for the buyer") == 1
+        harness.drive(polls=False)
+        rejected = harness.decision_of(QUIET["id"], "cancellation_rejected")
+        assert (rejected.record["rule"], rejected.record["fact"]["amazon_cancellation"]) == (
+            "rejected-cancellation-with-another-going-on", "awaiting_approval")
+        assert harness.shopify.get_order(harness.shopify.find_order(QUIET["id"])).order_status == "On Hold"
         assert harness.store.failed_orders(ACCOUNT) == []

@@ -9,10 +9,10 @@ from pathlib import Path
 from adapters.amazon.models import AmazonOrder, AmazonOrderLine, OrderStatus
 from daemon.pipeline.cancellation_rate import measure
 from daemon.pipeline.events import cancelled_by_seller
-from daemon.pipeline.operator import request_cancellation
+from daemon.pipeline.operator import RefundLine, request_cancellation, request_refund
 from daemon.store import Store
 
-from .harness import ACCOUNT, all_decisions
+from .harness import ACCOUNT, all_decisions, feed_messages
 from .test_pipeline import BUYER_REQUEST, CANCELLED_BY_BUYER, PARTIAL, QUIET, running
 
 KEEPS = {"id": "114-0000041-0000041", "lines": [{"sku": "VASE-41", "quantity": 1, "price": "20.00"}]}
@@ -132,3 +132,52 @@ def test_cancellations_decided_in_one_run_count_for_each_other(db_url: str, tmp_
         assert decided[QUIET["id"]]["fact"]["cancellation_rate_if_cancelled"] == 2.0
         assert decided[KEEPS["id"]]["rule"] == "cancel-over-cancellation-rate"
         assert (decided[KEEPS["id"]]["fact"]["cancellation_rate"], decided[KEEPS["id"]]["fact"]["cancellation_rate_if_cancelled"]) == (2.0, 2.5)
+
+
+def refund_a_plate_that_could_not_be_fulfilled(harness) -> dict:
+    """`orders refund ... --line PLATE-01:1 --unfulfilled --reason NoInventory` on QUIET (2 plates, none shipped): the
+    unit is given up, and Amazon hears of it as cancelled (DOMAIN 13), which its rate counts."""
+    assert request_refund(harness.store, harness.amazon, ACCOUNT, QUIET["id"], None, "NoInventory",
+                          lines=[RefundLine("PLATE-01", 1)], unfulfilled=True)
+    harness.pipeline.decide()
+    [decided] = [d.record for d in all_decisions(harness.store) if d.record["event"] == "refund_requested"]
+    return decided
+
+
+def test_units_given_up_by_a_refund_over_the_rate_wait_for_a_person_on_amazons_side(db_url: str, tmp_path: Path) -> None:
+    with running([QUIET, KEEPS], db_url, tmp_path) as harness:
+        harness.drive()
+        fill_the_week(harness.store, orders=118, cancelled=2)  # 120 FBM orders, 2 cancelled: 1.67%
+
+        decided = refund_a_plate_that_could_not_be_fulfilled(harness)
+        assert decided["rule"] == "unfulfilled-refund-over-cancellation-rate"
+        assert (decided["fact"]["cancellation_counts"], decided["fact"]["cancellation_rate"],
+                decided["fact"]["cancellation_rate_if_cancelled"]) == (True, 1.67, 2.5)
+        harness.drive(polls=False)
+        [waiting] = harness.store.awaiting_approval(ACCOUNT)
+        assert waiting.type == "refund_on_amazon"
+        assert [m["field"] for m in harness.mutations(QUIET["id"])] == ["refundCreate"]  # the storefront, as asked
+        assert harness.standins.amazon.feeds == {}
+        assert measure(harness.store, ACCOUNT, datetime.now(timezone.utc)).percent == 1.67  # held: not counted
+
+        # Approving it re-counts the rate with it (ordersync approvals approve): sent with the flag only.
+        approved = harness.store.approve([waiting.id])
+        assert approved == 1
+        harness.drive(polls=False)
+        assert feed_messages(harness.standins.amazon) == {(QUIET["id"], "POST_PAYMENT_ADJUSTMENT_DATA"): 1}
+
+
+def test_units_given_up_by_a_refund_count_in_the_rate_from_the_moment_they_are_decided(db_url: str, tmp_path: Path) -> None:
+    with running([QUIET, KEEPS], db_url, tmp_path) as harness:
+        harness.drive()
+        fill_the_week(harness.store, orders=158, cancelled=2)  # 160 FBM orders, 2 cancelled: 1.25%
+
+        decided = refund_a_plate_that_could_not_be_fulfilled(harness)
+        assert decided["rule"] == "operator-refund"
+        assert decided["fact"]["cancellation_rate_if_cancelled"] == 1.88
+        # Queued for the next feed, Amazon not told yet: it counts already, and a cancellation decided now sees it.
+        assert measure(harness.store, ACCOUNT, datetime.now(timezone.utc)).percent == 1.88
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, KEEPS["id"], "NoInventory")
+        harness.pipeline.decide()
+        cancelled = cancel_decisions(harness)[KEEPS["id"]]
+        assert (cancelled["rule"], cancelled["fact"]["cancellation_rate"]) == ("cancel-over-cancellation-rate", 1.88)

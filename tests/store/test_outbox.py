@@ -229,7 +229,7 @@ def test_orders_with_open_actions_are_those_still_waiting_or_being_carried_out(s
 def test_amazon_cancellations_say_whether_an_order_is_being_cancelled_with_the_buyers_reason(store: Store, decided) -> None:
     """What a buyer's request is told of ordersync's own cancellation of its order (the fact's amazon_cancellation):
     with BuyerCanceled, waiting for a person or going out (done too: Amazon may not show it yet); with another reason,
-    which Amazon's rate counts, whatever its state; a rejected one is no cancellation."""
+    which Amazon's rate counts, the same two; a rejected one is no cancellation. What goes out wins over what waits."""
     buyers = {"type": "cancel_on_amazon", "reason_code": "BuyerCanceled"}
     decided([buyers, {"type": "queue_for_approval"}], order="A")
     decided([buyers], order="B")
@@ -238,11 +238,15 @@ def test_amazon_cancellations_say_whether_an_order_is_being_cancelled_with_the_b
     decided([buyers], order="D")
     decided([buyers], order="E")
     decided([buyers, {"type": "queue_for_approval"}], order="F")
+    decided([{"type": "cancel_on_amazon", "reason_code": "NoInventory"}, {"type": "queue_for_approval"}], order="H")
+    decided([{"type": "cancel_on_amazon", "reason_code": "NoInventory"}], order="I")
+    decided([buyers, {"type": "queue_for_approval"}], order="I")
     [sent] = [a for a in store.queued_amazon_actions("acme", CANCEL_FEED) if a.amazon_order_id == "E"]
     batch = store.create_batch("acme", CANCEL_FEED, [sent.id])
     store.record_batch_results(batch.batch.id, {number: (True, None, None) for number in batch.messages})
     [rejected] = [a for a in store.awaiting_approval("acme") if a.amazon_order_id == "F"]
     store.reject([rejected.id])
     assert store.get_action(sent.id).status == "done"
-    assert store.amazon_cancellations("acme", ["A", "B", "C", "D", "E", "F", "G"]) == {
-        "A": "awaiting_approval", "B": "on_its_way", "C": "other_reason", "D": "on_its_way", "E": "on_its_way"}
+    assert store.amazon_cancellations("acme", ["A", "B", "C", "D", "E", "F", "G", "H", "I"]) == {
+        "A": "awaiting_approval", "B": "on_its_way", "C": "other_reason_on_its_way", "D": "on_its_way", "E": "on_its_way",
+        "H": "other_reason", "I": "other_reason_on_its_way"}
