@@ -28,6 +28,7 @@ EVENTS = (
     "refund_requested",        # money is to go back (from Amazon, the storefront or an operator)
     "order_updated",           # anything else that changed on the order
     "cancellation_rejected",   # a person rejected a cancellation waiting in ordersync's approval queue
+    "refund_rejected",         # a person rejected a refund on Amazon waiting in ordersync's approval queue
 )
 
 # Amazon's cancel reasons (OrderAcknowledgement.xsd) and adjustment reasons (OrderAdjustment.xsd).
@@ -168,7 +169,7 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in [
     FieldSpec("cancellation_rate_if_cancelled", NUMBER, "the cancellation_rate with this order cancelled on Amazon too "
               "(or some of its units)"),
     FieldSpec("cancellation_rate_orders", INT, "the FBM orders of the last 7 days that cancellation_rate_if_cancelled is counted over"),
-    FieldSpec("rejection_reason", TEXT, "why a person rejected the cancellation (`ordersync approvals reject --reason`)"),
+    FieldSpec("rejection_reason", TEXT, "why a person rejected the cancellation or refund (`ordersync approvals reject --reason`)"),
     *_settings(
         ("sync_cancellations", True, "mirror Amazon cancellations in the storefront"),
         ("sync_storefront_cancellations", True, "tell Amazon of orders cancelled in the storefront"),

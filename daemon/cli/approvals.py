@@ -87,22 +87,52 @@ def run_list(args: argparse.Namespace, config: Config, store: Store) -> int:
 @with_store("ordersync approvals approve")
 def run_approve(args: argparse.Namespace, config: Config, store: Store) -> int:
     held = _held_cancellations(store, args.ids)
+    seconds = _second_messages(store, held)
+    held = {account: [action for action in actions if action.id not in seconds] for account, actions in held.items()}
     rates = _rates_if_sent(store, held)
     refused = [] if args.over_cancellation_rate else sorted(account for account, rate in rates.items()
                                                              if rate.too_high)
     # Only the cancellations the rate counts are kept back: one it does not count (BuyerCanceled answering the buyer's
     # request, an FBA order's) changes nothing, and the buyer's has a 48-hour window.
-    kept = {account: [action.id for action in held[account] if action.amazon_order_id in rates[account].counting]
+    kept = {account: [action for action in held[account] if action.amazon_order_id in rates[account].counting]
             for account in refused}
-    kept_ids = {action_id for ids in kept.values() for action_id in ids}
+    kept_ids = set(seconds) | {action.id for actions in kept.values() for action in actions}
     code = _decide(args, store, Store.approve, "approved", "queued for the next Amazon feed",
                    [action_id for action_id in args.ids if action_id not in kept_ids])
     for account, rate in rates.items():
         if account not in refused:
             print(_rate_line(account, rate))
+    for why in dict.fromkeys(seconds.values()):
+        print(f"ordersync approvals approve: {why}", file=sys.stderr)
     for account in refused:
         print(_refusal(account, rates[account], kept[account]), file=sys.stderr)
-    return 1 if refused else code
+    return 1 if refused or seconds else code
+
+
+def _second_messages(store: Store, held: dict[str, list[Action]]) -> dict[int, str]:
+    """The held cancellations that would be a second message to Amazon about their order (Amazon refuses it, and the
+    order shows a Failed Cancellation though it is cancelled), each with why: one of an order ordersync's cancellation
+    is going out for, or was sent for, and several of one order given together (a person picks one)."""
+    why: dict[int, str] = {}
+    for account, actions in held.items():
+        cancellations: dict[str, list[Action]] = {}
+        for action in actions:
+            if action.type == "cancel_on_amazon":
+                cancellations.setdefault(action.amazon_order_id or "", []).append(action)
+        going = store.amazon_cancellations(account, cancellations)
+        for order_id, same_order in cancellations.items():
+            ids = ", ".join(str(action.id) for action in same_order)
+            if going.get(order_id) in ("on_its_way", "other_reason_on_its_way"):
+                reason = (f"account {account}: order {order_id} has a cancellation going out to Amazon, or sent, already: "
+                          f"cancellation {ids} would be a second message, which Amazon refuses, so it is not approved; "
+                          f"reject it (ordersync approvals reject {ids} --reason ...).")
+            elif len(same_order) > 1:
+                reason = (f"account {account}: cancellations {ids} are of the same order {order_id}: Amazon would get a "
+                          "message for each and refuse the second, so none is approved; approve one and reject the others.")
+            else:
+                continue
+            why.update((action.id, reason) for action in same_order)
+    return why
 
 
 def _held_cancellations(store: Store, ids: Iterable[int]) -> dict[str, list[Action]]:
@@ -153,18 +183,37 @@ def _rate_line(account: str, rate: RateIfSent) -> str:
     return line
 
 
-def _refusal(account: str, rate: RateIfSent, ids: list[int]) -> str:
+def _refusal(account: str, rate: RateIfSent, kept: list[Action]) -> str:
     from daemon.pipeline.cancellation_rate import AMAZON_TARGET_PERCENT
 
+    refunds = [action.id for action in kept if action.type == "refund_on_amazon"]
+    cancellations = [action.id for action in kept if action.type != "refund_on_amazon"]
+    which = " and ".join(part for part in (
+        _numbered("cancellation", cancellations), _numbered("refund", refunds, " (of units that could not be fulfilled)"))
+        if part)
     counting = len(rate.counting)
-    which = f"cancellation{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
-    counted = "it counts" if len(ids) == 1 else f"{counting} of them {'counts' if counting == 1 else 'count'}"
+    counted = "it counts" if len(kept) == 1 else f"{counting} of them {'counts' if counting == 1 else 'count'}"
+    advice = ["approve fewer"]
+    if cancellations:
+        advice.append("ask the buyers to request the cancellation on Amazon and, once a request arrives, cancel with "
+                      "reason BuyerCanceled (`ordersync orders cancel ACCOUNT ORDER --reason BuyerCanceled`), which does "
+                      "not count, and reject the held one")
+    if refunds:
+        advice.append("approve a refund once the week allows (Amazon expects its units shipped until it hears)")
+    advice.append(f"give {OVER_RATE} to approve them all the same")
     return (f"ordersync approvals approve: account {account}: approving {which} would raise the 7-day cancellation "
             f"rate from {rate.now:.2f}% now to {rate.after:.2f}% ({counted}, among {rate.orders} FBM orders; Amazon "
-            f"wants it under {AMAZON_TARGET_PERCENT}%), so none of them is approved. Approve fewer; or ask the buyers "
-            "to request the cancellation on Amazon and, once a request arrives, cancel with reason BuyerCanceled "
-            "(`ordersync orders cancel ACCOUNT ORDER --reason BuyerCanceled`), which does not count, and reject the "
-            f"held one; or give {OVER_RATE} to approve them all the same.")
+            f"wants it under {AMAZON_TARGET_PERCENT}%), so none of them is approved. {_sentence('; or '.join(advice))}.")
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _numbered(what: str, ids: list[int], of: str = "") -> str:
+    if not ids:
+        return ""
+    return f"{what}{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}{of}"
 
 
 @with_store("ordersync approvals reject")

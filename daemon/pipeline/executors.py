@@ -25,8 +25,8 @@ SHOPIFY_CANCEL_REASONS = {"BuyerCanceled": "CUSTOMER", "NoInventory": "INVENTORY
                           "RiskAssessmentInformationNotValid": "FRAUD"}
 REJECT_STATUS = {"order_cancelled": FAILED_CANCELLATION, "cancel_requested": FAILED_CANCELLATION,
                  "buyer_cancel_requested": FAILED_CANCELLATION, "buyer_request_due": FAILED_CANCELLATION,
-                 "refund_requested": FAILED_REFUND,
-                 "return_reported": FAILED_REFUND}
+                 "refund_requested": FAILED_REFUND, "return_reported": FAILED_REFUND,
+                 "cancellation_rejected": FAILED_CANCELLATION, "refund_rejected": FAILED_REFUND}
 
 
 @dataclass

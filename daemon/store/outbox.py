@@ -12,12 +12,15 @@ from daemon.actions import ACTIONS, AMAZON_BOUND, AMAZON_FOLLOWS
 from daemon.store.db import Database
 from daemon.store.errors import NotFound
 from daemon.store.inbox import insert_new_events
-from daemon.store.models import (AWAITING_APPROVAL, BLOCKING_STATUSES, CANCEL_FEED, CLAIMED, DONE, FAILED,
-                                 FEED_FOR_ACTION, PENDING, QUEUED_FOR_BATCH, REJECTED, Action)
+from daemon.store.models import (ADJUSTMENT_FEED, AWAITING_APPROVAL, BLOCKING_STATUSES, CANCEL_FEED, CLAIMED, DONE,
+                                 FAILED, FEED_FOR_ACTION, PENDING, QUEUED_FOR_BATCH, REJECTED, Action, Decision, Event)
 from daemon.store.orders import check_failure_status, mark_order_failed
 from daemon.store.types import utcnow
 
 CANCELLATION_REJECTED = "cancellation_rejected"  # daemon.facts.EVENTS
+REFUND_REJECTED = "refund_rejected"  # daemon.facts.EVENTS
+# What a rejected refund's event carries of the refund's own (for the rules' message).
+_REFUND_FIELDS = ("refund_amount", "units_cancelled", "currency")
 HOLD_ORDER = "hold_order"  # daemon.actions.ACTIONS
 
 _earlier = aliased(Action)
@@ -154,7 +157,9 @@ class Outbox(Database):
 
         A rejected cancellation also becomes a cancellation_rejected event, in the same transaction, for the
         rules to decide what follows: the decision that queued it put the order on hold so that it could not
-        ship meanwhile, and nobody would otherwise release it (the shipped policy does)."""
+        ship meanwhile, and nobody would otherwise release it (the shipped policy does). A rejected refund becomes
+        a refund_rejected event: the storefront shows the refund (recorded when it was decided, or made there by a
+        person) and Amazon never pays it (the shipped policy puts the order in the error view)."""
         ids = list(action_ids)
         with self.transaction() as s:
             waiting = s.scalars(select(Action).where(col(Action.id).in_(ids), col(Action.status) == AWAITING_APPROVAL)
@@ -166,14 +171,29 @@ class Outbox(Database):
                       .values(status=REJECTED, last_error=reason, updated_at=now))
             for action in waiting:
                 if FEED_FOR_ACTION.get(action.type) == CANCEL_FEED:
-                    # The holds its own decision placed: those are the ones the rejection settles.
+                    # The holds placed by the order's decisions whose cancellation is rejected, this one's and any
+                    # rejected before it while another went on (its hold stayed then): those the rejection settles.
+                    # The rules release them only when no cancellation of the order goes on any more.
+                    rejected = select(Action.decision_id).where(
+                        col(Action.account) == action.account, col(Action.amazon_order_id) == action.amazon_order_id,
+                        col(Action.type) == action.type, col(Action.status) == REJECTED)
                     holds = s.scalars(select(Action.idempotency_key).where(
-                        col(Action.decision_id) == action.decision_id, col(Action.type) == HOLD_ORDER)).all()
+                        or_(col(Action.decision_id) == action.decision_id, col(Action.decision_id).in_(rejected)),
+                        col(Action.type) == HOLD_ORDER).order_by(col(Action.id))).all()
                     insert_new_events(s, action.account, [{
                         "account": action.account, "natural_key": f"{CANCELLATION_REJECTED}:{action.id}",
                         "kind": CANCELLATION_REJECTED, "amazon_order_id": action.amazon_order_id,
                         "payload": {"origin": "operator", "rejection_reason": reason, "rejected_action_id": action.id,
                                     "holds_to_release": list(holds)},
+                        "received_at": now, "failures": 0}])
+                elif FEED_FOR_ACTION.get(action.type) == ADJUSTMENT_FEED:
+                    refunded = s.scalars(select(Event.payload).join(Decision, col(Decision.event_id) == col(Event.id))
+                                         .where(col(Decision.decision_id) == action.decision_id)).first() or {}
+                    insert_new_events(s, action.account, [{
+                        "account": action.account, "natural_key": f"{REFUND_REJECTED}:{action.id}",
+                        "kind": REFUND_REJECTED, "amazon_order_id": action.amazon_order_id,
+                        "payload": {"origin": "operator", "rejection_reason": reason, "rejected_action_id": action.id,
+                                    **{name: refunded[name] for name in _REFUND_FIELDS if name in refunded}},
                         "received_at": now, "failures": 0}])
             return len(waiting)
 

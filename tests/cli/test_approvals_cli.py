@@ -260,7 +260,9 @@ def test_a_held_refund_of_units_that_could_not_be_fulfilled_counts_as_a_cancella
 
     ran = ordersync("approvals", "approve", "--config", config, giving_up)
     assert (ran.code, ran.lines) == (1, ["approved no action"])
-    assert f"approving cancellation {giving_up} would raise the 7-day cancellation rate from 2.00% now to 2.50%" in ran.err
+    assert (f"approving refund {giving_up} (of units that could not be fulfilled) would raise the 7-day cancellation rate "
+            "from 2.00% now to 2.50%") in ran.err
+    assert "Approve fewer; or approve a refund once the week allows" in ran.err and "BuyerCanceled" not in ran.err
     assert store.get_action(giving_up).status == "awaiting_approval"
 
     ran = ordersync("approvals", "approve", "--config", config, "--over-cancellation-rate", giving_up)
@@ -281,3 +283,22 @@ def test_a_cancellation_the_rate_does_not_count_is_approved_though_the_others_ar
     assert ran.lines == [f"approved 1 action ({for_the_buyer}): queued for the next Amazon feed"]
     assert f"approving cancellations {', '.join(map(str, counted))} would raise" in ran.err
     assert statuses(store, counted) == ["awaiting_approval"] * 3
+
+
+def test_a_cancellation_of_an_order_being_cancelled_already_or_two_of_one_order_are_not_approved(
+        store: Store, decided, config: Path, ordersync) -> None:
+    """Each would be a second message to Amazon about its order, which Amazon refuses (a Failed Cancellation for an
+    order that is cancelled)."""
+    week = fill_the_week(store, orders=1000, cancelled=0)
+    decided([NO_STOCK], order=week[0], account=ACCOUNT_NAME)  # going out with the next feed
+    [second] = held_cancellations(store, decided, [week[0]], CANCEL)
+    twins = held_cancellations(store, decided, [week[1], week[1]])
+    alone = held_cancellations(store, decided, [week[2]])
+
+    ran = ordersync("approvals", "approve", "--config", config, second, *twins, *alone)
+    assert ran.code == 1
+    assert ran.lines[0] == f"approved 1 action ({alone[0]}): queued for the next Amazon feed"
+    assert (f"order {week[0]} has a cancellation going out to Amazon, or sent, already: cancellation {second} would be "
+            "a second message") in ran.err
+    assert f"cancellations {twins[0]}, {twins[1]} are of the same order {week[1]}" in ran.err
+    assert statuses(store, [second, *twins]) == ["awaiting_approval"] * 3

@@ -227,3 +227,11 @@ def test_rejecting_a_held_cancellation_after_cancelling_again_for_the_buyer_keep
             "rejected-cancellation-with-another-going-on", "awaiting_approval")
         assert harness.shopify.get_order(harness.shopify.find_order(QUIET["id"])).order_status == "On Hold"
         assert harness.store.failed_orders(ACCOUNT) == []
+
+        # The buyer changes their mind: the second is rejected too, and every hold the two placed is lifted.
+        [buyers] = harness.store.awaiting_approval(ACCOUNT)
+        assert harness.store.reject([buyers.id], "buyer keeps the order") == 1
+        harness.drive(polls=False)
+        assert rules_of(harness, "cancellation_rejected") == ["rejected-cancellation-with-another-going-on",
+                                                              "release-hold-after-rejected-cancellation"]
+        assert harness.shopify.get_order(harness.shopify.find_order(QUIET["id"])).order_status == "In Process"

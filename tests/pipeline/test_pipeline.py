@@ -196,6 +196,26 @@ def test_an_operators_whole_order_refund_of_a_two_line_order_reaches_amazon_shar
         assert harness.store.failed_orders(ACCOUNT) == []
 
 
+def test_a_refund_rejected_in_the_approval_queue_puts_the_order_in_the_error_view(db_url: str, tmp_path: Path) -> None:
+    """The storefront recorded the refund when it was decided; Amazon never pays it: a person must settle the two."""
+    order = {"id": "114-0000008-0000008", "lines": TWO_LINES}
+    with running([order], db_url, tmp_path) as harness:
+        harness.pipeline.settings = {**SETTINGS, "queue_refunds_and_cancellations": True, "queue_auto_submit": False}
+        harness.drive()
+        _refund(harness, order["id"], "12.50", "one-mug")
+        [waiting] = harness.store.awaiting_approval(ACCOUNT)
+        assert waiting.type == "refund_on_amazon"
+        assert harness.store.reject([waiting.id], "wrong order") == 1
+        harness.drive(polls=False)
+        rejected = harness.decision_of(order["id"], "refund_rejected")
+        assert rejected.record["rule"] == "rejected-refund-recorded-in-storefront"
+        [failed] = harness.store.failed_orders(ACCOUNT)
+        assert failed.sync_status == "Failed Refund"
+        assert failed.last_error.startswith("amazon_not_told: The refund of 12.50 on order 114-0000008-0000008 is in the "
+                                            "storefront, and its refund on Amazon was rejected")
+        assert harness.standins.amazon.feeds == {}
+
+
 def test_two_refunds_of_a_two_line_order_that_add_up_to_what_was_paid_both_reach_amazon(db_url: str, tmp_path: Path) -> None:
     # The second is shared by what each line has left after the first, so no item goes over its price.
     order = {"id": "114-0000009-0000009", "lines": TWO_LINES}
