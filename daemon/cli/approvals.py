@@ -39,19 +39,23 @@ def register(commands: argparse._SubParsersAction) -> None:
         "request). If they would raise it to 2.5% or more (Amazon wants it under 2.5%), none of that account's "
         "cancellations the rate counts is approved, a message says the rate now and with them, and the exit code is "
         f"1: approve fewer, or give {OVER_RATE} to approve them all the same. Weeks of fewer than 100 FBM orders "
-        "are not checked, as the shipped rules leave them alone. Cancellations the rate does not count, other "
-        "refunds, and the cancellations of accounts whose rate stays under, are approved as usual; for each account, "
-        "the rate with its approved cancellations is printed. Ids "
-        "that are not awaiting approval are named and left as they are; the others are approved all the same, and "
-        "the exit code is 1.")
+        "are not checked, as the shipped rules leave them alone. A cancellation that would be a second message to "
+        "Amazon about its order (Amazon shows the order cancelled, ordersync's cancellation of it is going out or "
+        "was sent, or several of one order are given together) is never approved: Amazon refuses it, and the order "
+        "would show a Failed Cancellation; it is named, and the exit code is 1. The other ids (cancellations the "
+        "rate does not count, other refunds, and the cancellations of accounts whose rate stays under) are approved "
+        "as usual; for each account, the rate with its approved cancellations is printed. Ids that are not awaiting "
+        "approval are named and left as they are; the others are approved all the same, and the exit code is 1.")
     approve.add_argument(OVER_RATE, action="store_true",
                          help="approve the cancellations even if they raise an account's 7-day cancellation rate to "
                               "Amazon's 2.5%% or more")
     reject = subcommand(
         sub, "reject", run_reject, "drop the actions; they never go to Amazon",
         "Reject the actions with these ids (from `ordersync approvals`): they never go to Amazon and are kept as "
-        "rejected with the reason. A rejected cancellation is also an event the running daemon decides by the "
-        "rules (the shipped policy releases the hold placed while it waited, and notes the reason on the order). "
+        "rejected with the reason. A rejected cancellation or refund is also an event the running daemon decides by "
+        "the rules: the shipped policy releases the holds the order's rejected cancellations placed, and notes the "
+        "reason on the order (only notes it while another cancellation of the order goes on); a rejected refund puts "
+        "the order in the error view, as the storefront shows the refund and Amazon never pays it. "
         "Ids that are not awaiting approval are named and left as they are; the others are rejected all the "
         "same, and the exit code is 1.")
     for command in (approve, reject):
@@ -100,7 +104,7 @@ def run_approve(args: argparse.Namespace, config: Config, store: Store) -> int:
     code = _decide(args, store, Store.approve, "approved", "queued for the next Amazon feed",
                    [action_id for action_id in args.ids if action_id not in kept_ids])
     for account, rate in rates.items():
-        if account not in refused:
+        if account not in refused and held[account]:
             print(_rate_line(account, rate))
     for why in dict.fromkeys(seconds.values()):
         print(f"ordersync approvals approve: {why}", file=sys.stderr)
@@ -122,10 +126,15 @@ def _second_messages(store: Store, held: dict[str, list[Action]]) -> dict[int, s
         going = store.amazon_cancellations(account, cancellations)
         for order_id, same_order in cancellations.items():
             ids = ", ".join(str(action.id) for action in same_order)
-            if going.get(order_id) in ("on_its_way", "other_reason_on_its_way"):
+            which = f"cancellation{'s' if len(same_order) > 1 else ''} {ids} would be"
+            row = store.get_order(account, order_id)
+            if row is not None and row.status == "Canceled":
+                reason = (f"account {account}: Amazon shows order {order_id} cancelled already: {which} a message Amazon "
+                          f"refuses, so not approved; reject (ordersync approvals reject {ids} --reason ...).")
+            elif going.get(order_id) in ("on_its_way", "other_reason_on_its_way"):
                 reason = (f"account {account}: order {order_id} has a cancellation going out to Amazon, or sent, already: "
-                          f"cancellation {ids} would be a second message, which Amazon refuses, so it is not approved; "
-                          f"reject it (ordersync approvals reject {ids} --reason ...).")
+                          f"{which} a second message, which Amazon refuses, so not approved; reject "
+                          f"(ordersync approvals reject {ids} --reason ...).")
             elif len(same_order) > 1:
                 reason = (f"account {account}: cancellations {ids} are of the same order {order_id}: Amazon would get a "
                           "message for each and refuse the second, so none is approved; approve one and reject the others.")

@@ -20,7 +20,7 @@ from daemon.store.types import utcnow
 CANCELLATION_REJECTED = "cancellation_rejected"  # daemon.facts.EVENTS
 REFUND_REJECTED = "refund_rejected"  # daemon.facts.EVENTS
 # What a rejected refund's event carries of the refund's own (for the rules' message).
-_REFUND_FIELDS = ("refund_amount", "units_cancelled", "currency")
+_REFUND_FIELDS = ("refund_amount", "currency")
 HOLD_ORDER = "hold_order"  # daemon.actions.ACTIONS
 
 _earlier = aliased(Action)
@@ -193,7 +193,10 @@ class Outbox(Database):
                         "account": action.account, "natural_key": f"{REFUND_REJECTED}:{action.id}",
                         "kind": REFUND_REJECTED, "amazon_order_id": action.amazon_order_id,
                         "payload": {"origin": "operator", "rejection_reason": reason, "rejected_action_id": action.id,
-                                    **{name: refunded[name] for name in _REFUND_FIELDS if name in refunded}},
+                                    **{name: refunded[name] for name in _REFUND_FIELDS if name in refunded},
+                                    # Units a refund made here gave up; a storefront refund's event has Amazon's
+                                    # cancelled units of the order there, which no refund gave up.
+                                    "units_cancelled": refunded.get("units_cancelled", 0) if refunded.get("origin") == "operator" else 0},
                         "received_at": now, "failures": 0}])
             return len(waiting)
 

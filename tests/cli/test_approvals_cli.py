@@ -294,10 +294,15 @@ def test_a_cancellation_of_an_order_being_cancelled_already_or_two_of_one_order_
     [second] = held_cancellations(store, decided, [week[0]], CANCEL)
     twins = held_cancellations(store, decided, [week[1], week[1]])
     alone = held_cancellations(store, decided, [week[2]])
+    [cancelled_meanwhile] = held_cancellations(store, decided, [week[3]])
+    store.upsert_order(ACCOUNT_NAME, week[3], status="Canceled")  # the buyer cancelled on Amazon while it waited
 
-    ran = ordersync("approvals", "approve", "--config", config, second, *twins, *alone)
+    ran = ordersync("approvals", "approve", "--config", config, second, *twins, *alone, cancelled_meanwhile)
     assert ran.code == 1
     assert ran.lines[0] == f"approved 1 action ({alone[0]}): queued for the next Amazon feed"
+    assert (f"Amazon shows order {week[3]} cancelled already: cancellation {cancelled_meanwhile} would be a message "
+            "Amazon refuses, so not approved") in ran.err
+    assert store.get_action(cancelled_meanwhile).status == "awaiting_approval"
     assert (f"order {week[0]} has a cancellation going out to Amazon, or sent, already: cancellation {second} would be "
             "a second message") in ran.err
     assert f"cancellations {twins[0]}, {twins[1]} are of the same order {week[1]}" in ran.err

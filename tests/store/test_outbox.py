@@ -250,3 +250,27 @@ def test_amazon_cancellations_say_whether_an_order_is_being_cancelled_with_the_b
     assert store.amazon_cancellations("acme", ["A", "B", "C", "D", "E", "F", "G", "H", "I"]) == {
         "A": "awaiting_approval", "B": "on_its_way", "C": "other_reason_on_its_way", "D": "on_its_way", "E": "on_its_way",
         "H": "other_reason", "I": "other_reason_on_its_way"}
+
+
+def test_a_rejected_refund_becomes_an_event_with_what_it_gave_up(store: Store) -> None:
+    """The rules say what a person must settle: the refund's amount, and the units it gave up in the storefront (a
+    refund made here with --unfulfilled); a storefront refund's event counts Amazon's cancelled units of the order,
+    which no refund gave up."""
+    def held_refund(order: str, payload: dict) -> int:
+        store.ingest("acme", f"refund_requested:{order}", "refund_requested", payload, amazon_order_id=order)
+        [event] = [e for e in store.undecided_events("acme", limit=100) if e.amazon_order_id == order]
+        actions = [{"type": "refund_on_amazon", "reason_code": "NoInventory"}, {"type": "queue_for_approval"}]
+        decision_id = store.record_decision(event.id, {"decision_id": f"dec-{order}", "amazon_order_id": order,
+                                                       "actions": actions}, actions)
+        [waiting] = [a for a in store.awaiting_approval("acme") if a.decision_id == decision_id]
+        return waiting.id
+
+    made_here = held_refund("R1", {"origin": "operator", "units_cancelled": 1, "refund_amount": "9.00"})
+    in_storefront = held_refund("R2", {"origin": "storefront", "units_cancelled": 1, "refund_amount": "5.00"})
+    assert store.reject([made_here, in_storefront], "wrong order") == 2
+    rejected = {e.amazon_order_id: e.payload for e in store.undecided_events("acme", limit=100) if e.kind == "refund_rejected"}
+    assert rejected == {
+        "R1": {"origin": "operator", "rejection_reason": "wrong order", "rejected_action_id": made_here,
+               "refund_amount": "9.00", "units_cancelled": 1},
+        "R2": {"origin": "operator", "rejection_reason": "wrong order", "rejected_action_id": in_storefront,
+               "refund_amount": "5.00", "units_cancelled": 0}}
