@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -32,6 +33,16 @@ def later(harness: Harness, hours: float) -> None:
 
 def rules_of(harness: Harness, event: str) -> list[str]:
     return [d.record["rule"] for d in all_decisions(harness.store) if d.record["event"] == event]
+
+
+def held_for_no_stock(harness: Harness) -> Any:
+    """With the approval queue on, a person's cancellation of QUIET for no stock: held, the order on hold."""
+    harness.pipeline.settings = dict(QUEUED)
+    harness.drive()
+    assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
+    harness.drive(polls=False)
+    [waiting] = harness.store.awaiting_approval(ACCOUNT)
+    return waiting
 
 
 def test_a_buyers_request_is_cancelled_in_both_places_with_the_buyers_reason(db_url: str, tmp_path: Path) -> None:
@@ -114,11 +125,7 @@ def test_a_request_on_an_order_ordersync_is_cancelling_for_another_reason_is_not
     would count against the rate, and a second one must not be queued: the request is recorded, and the reminder
     tells the operators to reject the waiting one and cancel with the buyer's reason instead of "approve it"."""
     with running([QUIET], db_url, tmp_path) as harness:
-        harness.pipeline.settings = dict(QUEUED)
-        harness.drive()
-        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
-        harness.drive(polls=False)
-        [waiting] = harness.store.awaiting_approval(ACCOUNT)
+        waiting = held_for_no_stock(harness)
         harness.standins.amazon.upsert_orders([{"id": QUIET["id"], "buyer_cancel": {"reason": "Found it cheaper"}}])
         harness.drive()
         request = harness.decision_of(QUIET["id"], "buyer_cancel_requested")
@@ -210,11 +217,7 @@ def test_rejecting_a_held_cancellation_after_cancelling_again_for_the_buyer_keep
     """The over-rate advice: cancel again with BuyerCanceled, then reject the held one. The rejection must not release
     the hold while the BuyerCanceled cancellation waits for approval (the order would ship)."""
     with running([QUIET], db_url, tmp_path) as harness:
-        harness.pipeline.settings = dict(QUEUED)
-        harness.drive()
-        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
-        harness.drive(polls=False)
-        [no_stock] = harness.store.awaiting_approval(ACCOUNT)
+        no_stock = held_for_no_stock(harness)
         assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "BuyerCanceled",
                                     request_id="BuyerCanceled:with-amazon")
         harness.drive(polls=False)

@@ -134,9 +134,12 @@ def test_cancellations_decided_in_one_run_count_for_each_other(db_url: str, tmp_
         assert (decided[KEEPS["id"]]["fact"]["cancellation_rate"], decided[KEEPS["id"]]["fact"]["cancellation_rate_if_cancelled"]) == (2.0, 2.5)
 
 
-def refund_a_plate_that_could_not_be_fulfilled(harness) -> dict:
-    """`orders refund ... --line PLATE-01:1 --unfulfilled --reason NoInventory` on QUIET (2 plates, none shipped): the
-    unit is given up, and Amazon hears of it as cancelled (DOMAIN 13), which its rate counts."""
+def refund_a_plate_that_could_not_be_fulfilled(harness, week_of: int) -> dict:
+    """In a week of `week_of` FBM orders, 2 cancelled by the seller: `orders refund ... --line PLATE-01:1 --unfulfilled
+    --reason NoInventory` on QUIET (2 plates, none shipped). The unit is given up, and Amazon hears of it as cancelled
+    (DOMAIN 13), which its rate counts."""
+    harness.drive()
+    fill_the_week(harness.store, orders=week_of - 2, cancelled=2)  # QUIET and KEEPS are the other two
     assert request_refund(harness.store, harness.amazon, ACCOUNT, QUIET["id"], None, "NoInventory",
                           lines=[RefundLine("PLATE-01", 1)], unfulfilled=True)
     harness.pipeline.decide()
@@ -146,10 +149,7 @@ def refund_a_plate_that_could_not_be_fulfilled(harness) -> dict:
 
 def test_units_given_up_by_a_refund_over_the_rate_wait_for_a_person_on_amazons_side(db_url: str, tmp_path: Path) -> None:
     with running([QUIET, KEEPS], db_url, tmp_path) as harness:
-        harness.drive()
-        fill_the_week(harness.store, orders=118, cancelled=2)  # 120 FBM orders, 2 cancelled: 1.67%
-
-        decided = refund_a_plate_that_could_not_be_fulfilled(harness)
+        decided = refund_a_plate_that_could_not_be_fulfilled(harness, week_of=120)  # 2 cancelled: 1.67%
         assert decided["rule"] == "unfulfilled-refund-over-cancellation-rate"
         assert (decided["fact"]["cancellation_counts"], decided["fact"]["cancellation_rate"],
                 decided["fact"]["cancellation_rate_if_cancelled"]) == (True, 1.67, 2.5)
@@ -169,10 +169,7 @@ def test_units_given_up_by_a_refund_over_the_rate_wait_for_a_person_on_amazons_s
 
 def test_units_given_up_by_a_refund_count_in_the_rate_from_the_moment_they_are_decided(db_url: str, tmp_path: Path) -> None:
     with running([QUIET, KEEPS], db_url, tmp_path) as harness:
-        harness.drive()
-        fill_the_week(harness.store, orders=158, cancelled=2)  # 160 FBM orders, 2 cancelled: 1.25%
-
-        decided = refund_a_plate_that_could_not_be_fulfilled(harness)
+        decided = refund_a_plate_that_could_not_be_fulfilled(harness, week_of=160)  # 2 cancelled: 1.25%
         assert decided["rule"] == "operator-refund"
         assert decided["fact"]["cancellation_rate_if_cancelled"] == 1.88
         # Queued for the next feed, Amazon not told yet: it counts already, and a cancellation decided now sees it.
