@@ -55,6 +55,9 @@ class ServiceObserver(Observer):
     def polled(self, account: str) -> None:
         self.service.mark_polled(account)
 
+    def amazon_paused(self, account: str, work: str) -> None:
+        self.service.metrics.amazon_paused.inc(account=account, work=work)
+
 
 def install(service: "Service") -> None:
     config, store = service.config, service.repository

@@ -230,6 +230,9 @@ class Observer:
     def decided(self, ruleset: str | None, rule: str | None) -> None: ...
     def acted(self, action_type: str, outcome: str) -> None: ...
     def polled(self, account: str) -> None: ...
+    # A job stopped early, or held work back, because Amazon did not answer or refused the app (a revoked
+    # authorisation, a role the app lacks): nothing is lost, but nothing moves until it answers again.
+    def amazon_paused(self, account: str, work: str) -> None: ...
 
 
 @dataclass
@@ -438,6 +441,7 @@ class AccountPipeline:
                 except AmazonPaused as exc:
                     log.warning("buyer request reminders paused: Amazon did not answer or refused the app", account=self.name,
                                 amazon_order_id=order_id, error=str(exc))
+                    self.observer.amazon_paused(self.name, BUYER_REQUEST_REMINDERS)
                     break
                 if order is not None:
                     events.extend(buyer_request_due_events(order, request.payload, requested.isoformat()))
@@ -506,6 +510,7 @@ class AccountPipeline:
             except AmazonPaused as exc:
                 log.warning("storefront poll paused: Amazon did not answer or refused the app", account=self.name,
                             amazon_order_id=cancellation.amazon_order_id, error=str(exc))
+                self.observer.amazon_paused(self.name, STOREFRONT_CANCELLATIONS)
                 next_since = _stamp(_parse_stamp(cancellation.updated_at))
                 break
             if order is None:
@@ -580,6 +585,7 @@ class AccountPipeline:
             except AmazonPaused as exc:
                 log.warning("storefront refunds poll paused: Amazon did not answer or refused the app", account=self.name,
                             amazon_order_id=refund.amazon_order_id, error=str(exc))
+                self.observer.amazon_paused(self.name, STOREFRONT_REFUNDS)
                 next_since = min(_stamp(_parse_stamp(refund.updated_at)), next_since)
                 break
             if order is None and problem is None:
@@ -930,6 +936,8 @@ class AccountPipeline:
                     log.warning("storefront refunds held back: Amazon did not answer or refused the app, so Amazon's "
                                 "refunds of the order could not be read again before sending; they go with a later feed",
                                 account=self.name, amazon_order_id=order_id, error=str(exc))
+                    if check.paused is None:
+                        self.observer.amazon_paused(self.name, "feed_check")
                     check.paused = str(exc)
                     check.hold(action)
                     continue

@@ -24,6 +24,7 @@ from adapters.shopify.client import ShopifyClient, ShopifyConfig
 from adapters.sim import amazon as amazon_sim
 from adapters.sim import shopify as shopify_sim
 from adapters.sim.linked import SELLER, SHOP_TOKEN, linked
+from daemon.pipeline.jobs import Observer
 from daemon.store import Store
 from daemon.store.models import ADJUSTMENT_FEED, BLOCKING_STATUSES, CANCEL_FEED, QUEUED_FOR_BATCH
 
@@ -529,3 +530,13 @@ def check_end_state(standins: Standins, store: Store, log_path: Path, operator: 
 
     assert not problems, f"{context}: {len(problems)} problem(s):\n" + "\n".join(problems[:30])
     return Outcome(in_doubt, len(decisions), len(mutations), sum(sent.values()))
+
+
+class PausesSeen(Observer):
+    """What a job told the service of Amazon pausing its work (ordersync_amazon_paused_total), as (account, work)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[str, str]] = []
+
+    def amazon_paused(self, account: str, work: str) -> None:
+        self.pauses.append((account, work))

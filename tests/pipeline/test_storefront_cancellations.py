@@ -12,7 +12,7 @@ from typing import Any
 from adapters.sim.server import Faults
 from daemon.store.models import CANCEL_FEED
 
-from .harness import ACCOUNT, all_decisions, feed_messages
+from .harness import ACCOUNT, PausesSeen, all_decisions, feed_messages
 from .test_pipeline import CANCELLED_BY_BUYER, BUYER_REQUEST, Harness, running
 
 KEEPS = {"id": "114-0000011-0000011", "lines": [{"sku": "VASE-01", "quantity": 1, "price": "22.00"}]}
@@ -127,7 +127,9 @@ def test_an_order_amazon_does_not_know_is_skipped_and_an_amazon_refusal_pauses_t
         later = datetime.now(timezone.utc) + timedelta(hours=1)
         pipeline.clock = lambda: later
         harness.standins.amazon.faults = Faults(error_rate=1.0, error_statuses=[403], path_prefix="/orders")
+        pipeline.observer = seen = PausesSeen()
         assert pipeline.poll_storefront_cancellations() == 0
+        assert seen.pauses == [(ACCOUNT, "storefront_cancellations")]  # for the operators' alert: the run ends ok
         assert json.loads(harness.store.cursor(ACCOUNT, "storefront_cancellations"))["since"] <= \
             max(c.updated_at for c in harness.shopify.cancelled_orders(started))
         harness.standins.amazon.faults = Faults()

@@ -20,7 +20,7 @@ from daemon.pipeline import jobs
 from daemon.pipeline.operator import request_refund
 from daemon.store.models import ADJUSTMENT_FEED, BATCH_CREATED, BATCH_SUBMITTED, Event
 
-from .harness import ACCOUNT, all_decisions, feed_messages
+from .harness import ACCOUNT, PausesSeen, all_decisions, feed_messages
 from .test_amazon_refunds import KETTLE, RUG, TOASTER, refund_in_seller_central, storefront_refunds
 from .test_pipeline import QUIET, Harness, running
 from .test_storefront_cancellations import next_second
@@ -415,7 +415,9 @@ def test_a_storefront_refund_waits_for_amazon_to_answer_before_it_is_sent(db_url
         assert len(harness.store.queued_amazon_actions(ACCOUNT, ADJUSTMENT_FEED)) == 3
 
         harness.standins.amazon.faults = Faults(error_rate=1.0, error_statuses=[403], path_prefix="/finances")
+        harness.pipeline.observer = seen = PausesSeen()
         assert harness.pipeline.send_batches() == 1
+        assert seen.pauses == [(ACCOUNT, "feed_check")]  # once a run, for the operators' alert
         messages = feed_messages(harness.standins.amazon)
         assert (messages[(RUG["id"], ADJUSTMENT_FEED)], messages[(KETTLE["id"], ADJUSTMENT_FEED)],
                 messages[(TOASTER["id"], ADJUSTMENT_FEED)]) == (1, 0, 0)
