@@ -16,7 +16,7 @@ from adapters.shopify.client import OrderMatch, ShopifyClient, ShopifyConfig
 from daemon.config import AccountConfig
 from daemon.pipeline.cancellation_rate import measure as measure_cancellation_rate
 from daemon.pipeline.catchup import catch_up_decision_log
-from daemon.pipeline.jobs import AccountPipeline, Dispatcher, Observer
+from daemon.pipeline.jobs import PAUSABLE_JOBS, AccountPipeline, Dispatcher, Observer
 from daemon.service.lifecycle import StartupError
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ class ServiceObserver(Observer):
     def polled(self, account: str) -> None:
         self.service.mark_polled(account)
 
-    def amazon_paused(self, account: str, work: str) -> None:
-        self.service.metrics.amazon_paused.inc(account=account, work=work)
+    def amazon_paused(self, account: str, work: str, paused: bool) -> None:
+        self.service.metrics.amazon_paused.set(1.0 if paused else 0.0, account=account, work=work)
 
 
 def install(service: "Service") -> None:
@@ -85,6 +85,8 @@ def install(service: "Service") -> None:
     jobs = config.jobs
     for pipeline in pipelines:
         name = pipeline.name
+        for work in PAUSABLE_JOBS:  # every series there from the start, 0 until a run says otherwise
+            observer.amazon_paused(name, work, False)
         service.add_job(f"{name}:poll_orders", pipeline.poll_orders, jobs.poll_orders)
         service.add_job(f"{name}:order_report", pipeline.poll_order_report, jobs.order_report)
         service.add_job(f"{name}:returns", pipeline.poll_returns, jobs.returns)

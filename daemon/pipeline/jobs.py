@@ -11,6 +11,7 @@ the adapters look before they act; a feed whose submission is in doubt is never 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -230,9 +231,9 @@ class Observer:
     def decided(self, ruleset: str | None, rule: str | None) -> None: ...
     def acted(self, action_type: str, outcome: str) -> None: ...
     def polled(self, account: str) -> None: ...
-    # A job stopped early, or held work back, because Amazon did not answer or refused the app (a revoked
-    # authorisation, a role the app lacks): nothing is lost, but nothing moves until it answers again.
-    def amazon_paused(self, account: str, work: str) -> None: ...
+    # Whether a job's run stopped early, or held work back, because Amazon did not answer or refused the app (a
+    # revoked authorisation, a role the app lacks): nothing is lost, but nothing moves until it answers again.
+    def amazon_paused(self, account: str, work: str, paused: bool) -> None: ...
 
 
 @dataclass
@@ -265,6 +266,28 @@ class _NotSent:
 BATCH_RACES_PER_RUN = 5
 
 
+# The jobs that stop where they are, or hold work back, while Amazon does not answer or refuses the app, and end
+# ok (nothing is lost): Observer.amazon_paused tells of each run (metric ordersync_amazon_paused).
+SEND_BATCHES = "send_batches"
+PAUSABLE_JOBS = (BUYER_REQUEST_REMINDERS, STOREFRONT_CANCELLATIONS, STOREFRONT_REFUNDS, SEND_BATCHES)
+
+_Job = TypeVar("_Job", bound=Callable[..., int])
+
+
+def _tells_of_amazon_pauses(work: str) -> Callable[[_Job], _Job]:
+    """A job method that tells the observer, as each run ends, whether Amazon paused it (AccountPipeline._paused);
+    a run that raises tells nothing (the service counts it as an error)."""
+    def wrap(job: _Job) -> _Job:
+        @functools.wraps(job)
+        def run(self: "AccountPipeline", *args: Any, **kwargs: Any) -> int:
+            self._paused.discard(work)
+            done = job(self, *args, **kwargs)
+            self.observer.amazon_paused(self.name, work, work in self._paused)
+            return done
+        return run  # type: ignore[return-value]
+    return wrap
+
+
 @dataclass
 class AccountPipeline:
     name: str
@@ -281,6 +304,8 @@ class AccountPipeline:
     _retry_here: set[int] = field(default_factory=set)
     # Orders Amazon said it does not have (_amazon_order): the reminders job does not ask for them again.
     _not_amazons: set[str] = field(default_factory=set)
+    # The jobs (PAUSABLE_JOBS) whose run going on now Amazon paused; each job runs once at a time.
+    _paused: set[str] = field(default_factory=set)
 
     # -- ingest ---------------------------------------------------------------------------------
     def _ingest(self, events: Iterable[NewEvent], cursor: tuple[str, str] | None,
@@ -403,6 +428,7 @@ class AccountPipeline:
         return self._count_stored((REFUND_REQUEST for _ in seen),
                                   self.store.ingest_amazon_refunds(self.name, seen, (AMAZON_REFUNDS, next_since)))
 
+    @_tells_of_amazon_pauses(BUYER_REQUEST_REMINDERS)
     def remind_buyer_requests(self) -> int:
         """Buyer requests BUYER_REQUEST_REMINDER_AFTER old, as buyer_request_due events carrying the order as
         Amazon shows it now (the storefront's is read when deciding), for the rules to say what is still to do;
@@ -441,7 +467,7 @@ class AccountPipeline:
                 except AmazonPaused as exc:
                     log.warning("buyer request reminders paused: Amazon did not answer or refused the app", account=self.name,
                                 amazon_order_id=order_id, error=str(exc))
-                    self.observer.amazon_paused(self.name, BUYER_REQUEST_REMINDERS)
+                    self._paused.add(BUYER_REQUEST_REMINDERS)
                     break
                 if order is not None:
                     events.extend(buyer_request_due_events(order, request.payload, requested.isoformat()))
@@ -481,6 +507,7 @@ class AccountPipeline:
             return None
         return order
 
+    @_tells_of_amazon_pauses(STOREFRONT_CANCELLATIONS)
     def poll_storefront_cancellations(self) -> int:
         """Orders a person cancelled in the storefront (not ordersync: its cancellations carry its marker), as
         cancel_requested events of origin storefront, each with Amazon's view of the order asked for then,
@@ -510,7 +537,7 @@ class AccountPipeline:
             except AmazonPaused as exc:
                 log.warning("storefront poll paused: Amazon did not answer or refused the app", account=self.name,
                             amazon_order_id=cancellation.amazon_order_id, error=str(exc))
-                self.observer.amazon_paused(self.name, STOREFRONT_CANCELLATIONS)
+                self._paused.add(STOREFRONT_CANCELLATIONS)
                 next_since = _stamp(_parse_stamp(cancellation.updated_at))
                 break
             if order is None:
@@ -541,6 +568,7 @@ class AccountPipeline:
         next_since = max(min(next_since, _stamp(now)), cursor["since"])
         return self._ingest(events, (kind, json.dumps({**cursor, "since": next_since})))
 
+    @_tells_of_amazon_pauses(STOREFRONT_REFUNDS)
     def poll_storefront_refunds(self) -> int:
         """Refunds a person made in the storefront (not ordersync: its refunds carry its marker), as refund_requested
         events of origin storefront, each with Amazon's view of the order and Amazon's refunds of it read then and
@@ -585,7 +613,7 @@ class AccountPipeline:
             except AmazonPaused as exc:
                 log.warning("storefront refunds poll paused: Amazon did not answer or refused the app", account=self.name,
                             amazon_order_id=refund.amazon_order_id, error=str(exc))
-                self.observer.amazon_paused(self.name, STOREFRONT_REFUNDS)
+                self._paused.add(STOREFRONT_REFUNDS)
                 next_since = min(_stamp(_parse_stamp(refund.updated_at)), next_since)
                 break
             if order is None and problem is None:
@@ -830,6 +858,7 @@ class AccountPipeline:
     def context(self) -> AccountContext:
         return AccountContext(self.name, self.shopify, self.store)
 
+    @_tells_of_amazon_pauses(SEND_BATCHES)
     def send_batches(self) -> int:
         """Queued Amazon-bound actions out as feeds, at most `batch_size` messages each. A refund made in the storefront
         is first checked against Amazon's refunds of the order as they are now (_checked_against_amazon): one Amazon
@@ -866,11 +895,17 @@ class AccountPipeline:
                         # Built but not accepted: every step before createFeed was answered, or createFeed was
                         # answered with an error; either way Amazon has no feed. Try the same batch next run.
                         log.warning("feed not sent", account=self.name, batch=batch.batch.id, error=str(exc))
+                        self._note_pause(SEND_BATCHES, exc)
                         self._retry_here.add(batch.batch.id)
                         return sent
             return sent
         finally:
             self._report_held(check)
+
+    def _note_pause(self, work: str, error: AdapterError) -> None:
+        """Amazon not answering, or refusing the app, pauses the job's work; any other refusal is the work's own."""
+        if isinstance(error, (TransientError, AuthError)):
+            self._paused.add(work)
 
     def _next_feed(self, kind: str, check: _FeedRunCheck) -> list[Action]:
         """The next feed's actions of this kind: the oldest queued, up to batch_size, that may go out now. Refunds are
@@ -936,8 +971,7 @@ class AccountPipeline:
                     log.warning("storefront refunds held back: Amazon did not answer or refused the app, so Amazon's "
                                 "refunds of the order could not be read again before sending; they go with a later feed",
                                 account=self.name, amazon_order_id=order_id, error=str(exc))
-                    if check.paused is None:
-                        self.observer.amazon_paused(self.name, "feed_check")
+                    self._paused.add(SEND_BATCHES)
                     check.paused = str(exc)
                     check.hold(action)
                     continue
@@ -1061,6 +1095,7 @@ class AccountPipeline:
                     self._submit(batch.id, batch.feed_type, messages)
                 except AdapterError as exc:
                     log.warning("feed not sent", account=self.name, batch=batch.id, error=str(exc))
+                    self._note_pause(SEND_BATCHES, exc)
                     continue
                 self._retry_here.discard(batch.id)
                 continue

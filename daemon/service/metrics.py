@@ -181,7 +181,7 @@ class ServiceMetrics:
     | ordersync_rules_loaded_timestamp_seconds | | the service: when the running rules were loaded |
     | ordersync_last_poll_timestamp_seconds | account | `Service.mark_polled` |
     | ordersync_cancellation_rate_percent | account | the metrics job, once a minute (daemon.pipeline.cancellation_rate) |
-    | ordersync_amazon_paused_total | account, work | a job run that stopped early, or held work back, because Amazon did not answer or refused the app (work: buyer_request_reminders, storefront_cancellations, storefront_refunds, feed_check) |
+    | ordersync_amazon_paused | account, work | 1 when the job's last run stopped early, or held work back, because Amazon did not answer or refused the app, else 0 (work: buyer_request_reminders, storefront_cancellations, storefront_refunds, send_batches) |
     """
 
     def __init__(self, registry: Registry | None = None) -> None:
@@ -197,9 +197,9 @@ class ServiceMetrics:
         self.rules_reloads = r.counter("ordersync_rules_reloads_total", "Rule reloads, by result.", ("result",))
         self.rules_loaded_at = r.gauge("ordersync_rules_loaded_timestamp_seconds", "When the running rules were loaded (Unix time).")
         self.last_poll = r.gauge("ordersync_last_poll_timestamp_seconds", "Last successful order poll per account (Unix time).", ("account",))
-        self.amazon_paused = r.counter("ordersync_amazon_paused_total", "Job runs that stopped early, or held work back, "
-                                       "because Amazon did not answer or refused the app (a revoked authorisation, a "
-                                       "missing role).", ("account", "work"))
+        self.amazon_paused = r.gauge("ordersync_amazon_paused", "1 when the job's last run stopped early, or held work "
+                                     "back, because Amazon did not answer or refused the app (a revoked authorisation, "
+                                     "a missing role); 0 when it did not.", ("account", "work"))
         self.cancellation_rate = r.gauge("ordersync_cancellation_rate_percent", "Amazon's 7-day cancellation rate as ordersync "
                                          "counts it: FBM orders the seller cancelled without a buyer's request, per 100.", ("account",))
 

@@ -533,10 +533,11 @@ def check_end_state(standins: Standins, store: Store, log_path: Path, operator: 
 
 
 class PausesSeen(Observer):
-    """What a job told the service of Amazon pausing its work (ordersync_amazon_paused_total), as (account, work)."""
+    """What each job run told the service of Amazon pausing its work (ordersync_amazon_paused), as (account, work,
+    paused)."""
 
     def __init__(self) -> None:
-        self.pauses: list[tuple[str, str]] = []
+        self.runs: list[tuple[str, str, bool]] = []
 
-    def amazon_paused(self, account: str, work: str) -> None:
-        self.pauses.append((account, work))
+    def amazon_paused(self, account: str, work: str, paused: bool) -> None:
+        self.runs.append((account, work, paused))

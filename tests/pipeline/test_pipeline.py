@@ -19,6 +19,7 @@ from sqlalchemy import text
 from adapters.amazon.client import AmazonClient
 from adapters.amazon.models import AmazonOrderLine
 from adapters.shopify.client import marker_for
+from adapters.sim.server import Faults
 from adapters.errors import InvalidInput
 from daemon.audit.chain import verify
 from daemon.audit.log import DecisionLog
@@ -31,8 +32,8 @@ from daemon.rules.engine import RulesEngine
 from daemon.store import Store, open_store
 from daemon.store.models import CANCEL_FEED
 
-from .harness import (ACCOUNT, INITIAL_LEVEL, PROJECT_ROOT, SETTINGS, Standins, all_decisions, amazon_client, drive,
-                      feed_messages, shop_mutations, shopify_client)
+from .harness import (ACCOUNT, INITIAL_LEVEL, PROJECT_ROOT, SETTINGS, PausesSeen, Standins, all_decisions, amazon_client,
+                      drive, feed_messages, shop_mutations, shopify_client)
 
 MUG = {"sku": "MUG-RED", "quantity": 2, "price": "12.50"}
 CANCELLED_BY_BUYER = {"id": "114-0000001-0000001", "status": "Canceled", "cancel_reason": "BuyerCanceled",
@@ -665,3 +666,22 @@ def test_a_decision_id_is_the_uuid5_of_its_event_as_it_always_was(account: str, 
     # made again the same for the same event.
     from daemon.pipeline.jobs import DECISION_NAMESPACE
     assert decision_id_for(account, natural_key) == str(uuid.uuid5(DECISION_NAMESPACE, f"{account}/{natural_key}"))
+
+
+def test_a_feed_amazon_refuses_to_take_pauses_the_job_for_the_operators_alert(harness: Harness) -> None:
+    """createFeed refused (a revoked authorisation, a missing role): nothing goes out, nothing is lost, the run ends ok,
+    and the job tells the service it was paused (ordersync_amazon_paused), until a run sends it."""
+    harness.drive()
+    assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
+    harness.pipeline.decide()
+    while harness.dispatcher.run():
+        pass
+    harness.standins.amazon.faults = Faults(error_rate=1.0, error_statuses=[403], path_prefix="/feeds")
+    harness.pipeline.observer = seen = PausesSeen()
+    assert harness.pipeline.send_batches() == 0
+    assert harness.pipeline.send_batches() == 0  # the batch made in the first run, tried again
+    assert seen.runs == [(ACCOUNT, "send_batches", True)] * 2
+    harness.standins.amazon.faults = Faults()
+    assert harness.pipeline.send_batches() == 0  # the batch in doubt of this process goes out as it settles
+    assert seen.runs[-1] == (ACCOUNT, "send_batches", False)
+    assert feed_messages(harness.standins.amazon) == {(QUIET["id"], CANCEL_FEED): 1}

@@ -129,11 +129,12 @@ def test_an_order_amazon_does_not_know_is_skipped_and_an_amazon_refusal_pauses_t
         harness.standins.amazon.faults = Faults(error_rate=1.0, error_statuses=[403], path_prefix="/orders")
         pipeline.observer = seen = PausesSeen()
         assert pipeline.poll_storefront_cancellations() == 0
-        assert seen.pauses == [(ACCOUNT, "storefront_cancellations")]  # for the operators' alert: the run ends ok
+        assert seen.runs == [(ACCOUNT, "storefront_cancellations", True)]  # for the operators' alert: the run ends ok
         assert json.loads(harness.store.cursor(ACCOUNT, "storefront_cancellations"))["since"] <= \
             max(c.updated_at for c in harness.shopify.cancelled_orders(started))
         harness.standins.amazon.faults = Faults()
         assert pipeline.poll_storefront_cancellations() == 1  # KEEPS; the stranger is skipped with a warning
+        assert seen.runs[-1] == (ACCOUNT, "storefront_cancellations", False)
         assert [e.amazon_order_id for e in harness.store.undecided_events(ACCOUNT)] == [KEEPS["id"]]
         assert json.loads(harness.store.cursor(ACCOUNT, "storefront_cancellations"))["since"] == \
             (later - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")

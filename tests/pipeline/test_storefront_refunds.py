@@ -417,7 +417,7 @@ def test_a_storefront_refund_waits_for_amazon_to_answer_before_it_is_sent(db_url
         harness.standins.amazon.faults = Faults(error_rate=1.0, error_statuses=[403], path_prefix="/finances")
         harness.pipeline.observer = seen = PausesSeen()
         assert harness.pipeline.send_batches() == 1
-        assert seen.pauses == [(ACCOUNT, "feed_check")]  # once a run, for the operators' alert
+        assert seen.runs == [(ACCOUNT, "send_batches", True)]  # for the operators' alert: the run ends ok
         messages = feed_messages(harness.standins.amazon)
         assert (messages[(RUG["id"], ADJUSTMENT_FEED)], messages[(KETTLE["id"], ADJUSTMENT_FEED)],
                 messages[(TOASTER["id"], ADJUSTMENT_FEED)]) == (1, 0, 0)
