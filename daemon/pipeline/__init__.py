@@ -16,7 +16,7 @@ from adapters.shopify.client import OrderMatch, ShopifyClient, ShopifyConfig
 from daemon.config import AccountConfig
 from daemon.pipeline.cancellation_rate import measure as measure_cancellation_rate
 from daemon.pipeline.catchup import catch_up_decision_log
-from daemon.pipeline.jobs import PAUSABLE_JOBS, AccountPipeline, Dispatcher, Observer
+from daemon.pipeline.jobs import AccountPipeline, Dispatcher, Observer
 from daemon.service.lifecycle import StartupError
 
 if TYPE_CHECKING:
@@ -85,8 +85,6 @@ def install(service: "Service") -> None:
     jobs = config.jobs
     for pipeline in pipelines:
         name = pipeline.name
-        for work in PAUSABLE_JOBS:  # every series there from the start, 0 until a run says otherwise
-            observer.amazon_paused(name, work, False)
         service.add_job(f"{name}:poll_orders", pipeline.poll_orders, jobs.poll_orders)
         service.add_job(f"{name}:order_report", pipeline.poll_order_report, jobs.order_report)
         service.add_job(f"{name}:returns", pipeline.poll_returns, jobs.returns)

@@ -266,8 +266,9 @@ class _NotSent:
 BATCH_RACES_PER_RUN = 5
 
 
-# The jobs that stop where they are, or hold work back, while Amazon does not answer or refuses the app, and end
-# ok (nothing is lost): Observer.amazon_paused tells of each run (metric ordersync_amazon_paused).
+# The jobs that stop where they are, or hold work back, while Amazon does not answer or refuses the app (or, for
+# send_batches, a feed), and end ok (nothing is lost): Observer.amazon_paused tells of each run (metric
+# ordersync_amazon_paused).
 SEND_BATCHES = "send_batches"
 PAUSABLE_JOBS = (BUYER_REQUEST_REMINDERS, STOREFRONT_CANCELLATIONS, STOREFRONT_REFUNDS, SEND_BATCHES)
 
@@ -275,15 +276,16 @@ _Job = TypeVar("_Job", bound=Callable[..., int])
 
 
 def _tells_of_amazon_pauses(work: str) -> Callable[[_Job], _Job]:
-    """A job method that tells the observer, as each run ends, whether Amazon paused it (AccountPipeline._paused);
-    a run that raises tells nothing (the service counts it as an error)."""
+    """A job method that tells the observer, as each run ends, whether Amazon paused it (AccountPipeline._paused),
+    a run that raises too: what the last run met, never an older run's."""
     def wrap(job: _Job) -> _Job:
         @functools.wraps(job)
         def run(self: "AccountPipeline", *args: Any, **kwargs: Any) -> int:
             self._paused.discard(work)
-            done = job(self, *args, **kwargs)
-            self.observer.amazon_paused(self.name, work, work in self._paused)
-            return done
+            try:
+                return job(self, *args, **kwargs)
+            finally:
+                self.observer.amazon_paused(self.name, work, work in self._paused)
         return run  # type: ignore[return-value]
     return wrap
 
@@ -895,17 +897,12 @@ class AccountPipeline:
                         # Built but not accepted: every step before createFeed was answered, or createFeed was
                         # answered with an error; either way Amazon has no feed. Try the same batch next run.
                         log.warning("feed not sent", account=self.name, batch=batch.batch.id, error=str(exc))
-                        self._note_pause(SEND_BATCHES, exc)
+                        self._paused.add(SEND_BATCHES)
                         self._retry_here.add(batch.batch.id)
                         return sent
             return sent
         finally:
             self._report_held(check)
-
-    def _note_pause(self, work: str, error: AdapterError) -> None:
-        """Amazon not answering, or refusing the app, pauses the job's work; any other refusal is the work's own."""
-        if isinstance(error, (TransientError, AuthError)):
-            self._paused.add(work)
 
     def _next_feed(self, kind: str, check: _FeedRunCheck) -> list[Action]:
         """The next feed's actions of this kind: the oldest queued, up to batch_size, that may go out now. Refunds are
@@ -1095,7 +1092,7 @@ class AccountPipeline:
                     self._submit(batch.id, batch.feed_type, messages)
                 except AdapterError as exc:
                     log.warning("feed not sent", account=self.name, batch=batch.id, error=str(exc))
-                    self._note_pause(SEND_BATCHES, exc)
+                    self._paused.add(SEND_BATCHES)
                     continue
                 self._retry_here.discard(batch.id)
                 continue

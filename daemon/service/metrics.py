@@ -181,7 +181,7 @@ class ServiceMetrics:
     | ordersync_rules_loaded_timestamp_seconds | | the service: when the running rules were loaded |
     | ordersync_last_poll_timestamp_seconds | account | `Service.mark_polled` |
     | ordersync_cancellation_rate_percent | account | the metrics job, once a minute (daemon.pipeline.cancellation_rate) |
-    | ordersync_amazon_paused | account, work | 1 when the job's last run stopped early, or held work back, because Amazon did not answer or refused the app, else 0 (work: buyer_request_reminders, storefront_cancellations, storefront_refunds, send_batches) |
+    | ordersync_amazon_paused | account, work | 1 when the job's last run stopped early, or held work back, because Amazon did not answer or refused the app (or, for send_batches, a feed), else 0 (work: buyer_request_reminders, storefront_cancellations, storefront_refunds, send_batches) |
     """
 
     def __init__(self, registry: Registry | None = None) -> None:

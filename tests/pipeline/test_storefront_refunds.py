@@ -667,3 +667,21 @@ def test_a_feed_whose_refunds_another_process_took_first_is_listed_again(db_url:
         batches = harness.store.batches_in_flight(ACCOUNT)
         assert [(b.status, [a.id for a in harness.store.batch(b.id).messages.values()]) for b in batches] == [
             (BATCH_CREATED, [rug.id]), (BATCH_SUBMITTED, [toaster.id])]  # nothing of the refused batch is left
+
+
+def test_amazon_refusing_the_finances_reads_pauses_the_poll_and_shows_in_the_metrics(db_url: str, tmp_path: Path) -> None:
+    """A role the app lacks (Finance and Accounting): the poll stops at the refund, loses nothing, ends ok, and the job
+    tells the service it was paused (ordersync_amazon_paused) until a run reads Amazon again."""
+    with running([KETTLE], db_url, tmp_path) as harness:
+        harness.pipeline.settings["sync_storefront_refunds"] = True
+        harness.drive()
+        next_second()
+        refund_in_shopify_admin(harness, KETTLE, "10.00")
+        an_hour_later(harness)
+        harness.standins.amazon.faults = Faults(error_rate=1.0, error_statuses=[403], path_prefix="/finances")
+        harness.pipeline.observer = seen = PausesSeen()
+        assert harness.pipeline.poll_storefront_refunds() == 0
+        assert seen.runs == [(ACCOUNT, "storefront_refunds", True)]
+        harness.standins.amazon.faults = Faults()
+        assert harness.pipeline.poll_storefront_refunds() == 1  # the refund it stopped at
+        assert seen.runs[-1] == (ACCOUNT, "storefront_refunds", False)

@@ -120,7 +120,7 @@ shutdown: {drain_seconds: 5}
     while rate_key not in (samples := parse(httpx.get(f"{url}/metrics").text)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert samples[rate_key] == 0.0
-    # Whether Amazon paused each job that can be, every series there from the start (an alert needs it).
+    # Whether Amazon paused each job that can be: every series there once the jobs' first runs, at start, end.
     assert {dict(labels)["work"]: value for (name, labels), value in samples.items() if name == "ordersync_amazon_paused"} \
         == {"buyer_request_reminders": 0.0, "storefront_cancellations": 0.0, "storefront_refunds": 0.0, "send_batches": 0.0}
 
