@@ -682,6 +682,15 @@ def test_a_feed_amazon_refuses_to_take_pauses_the_job_for_the_operators_alert(ha
     assert harness.pipeline.send_batches() == 0  # the batch made in the first run, tried again
     assert seen.runs == [(ACCOUNT, "send_batches", True)] * 2
     harness.standins.amazon.faults = Faults()
+    # A run that fails for another reason tells what it met, not the paused runs' 1 (the alert would blame Amazon).
+    def store_gone() -> None:
+        raise RuntimeError("the store is gone")
+
+    settle, harness.pipeline._settle_batches_in_doubt = harness.pipeline._settle_batches_in_doubt, store_gone
+    with pytest.raises(RuntimeError):
+        harness.pipeline.send_batches()
+    assert seen.runs[-1] == (ACCOUNT, "send_batches", False)
+    harness.pipeline._settle_batches_in_doubt = settle
     assert harness.pipeline.send_batches() == 0  # the batch in doubt of this process goes out as it settles
     assert seen.runs[-1] == (ACCOUNT, "send_batches", False)
     assert feed_messages(harness.standins.amazon) == {(QUIET["id"], CANCEL_FEED): 1}
