@@ -170,15 +170,18 @@ def _gives_units_up(store: Store, refund: Action) -> bool:
 def _rates_if_sent(store: Store, held: dict[str, list[Action]]) -> dict[str, RateIfSent]:
     """Each account's cancellation rate now and with all its held cancellations among the ids sent too, measured
     before any is approved: each was held with the rate as if it alone were sent, maybe days ago."""
-    from daemon.pipeline.cancellation_rate import rate_if_sent
+    from daemon.pipeline.cancellation_rate import HeldCancellation, rate_if_sent
+
+    def as_held(action: Action) -> HeldCancellation:
+        # Whether Amazon ships the order (FBA) is in the fact its decision was made with; the grid may not have the
+        # order (a person's cancellation of one the order poll never read).
+        decision = store.get_decision(action.decision_id)
+        fulfillment = ((decision.record or {}).get("fact") or {}).get("fulfillment") if decision is not None else None
+        return HeldCancellation(action.amazon_order_id or "", str(action.params.get("reason_code") or ""), fulfillment)
 
     now = datetime.now(timezone.utc)
-    return {account: rate_if_sent(store, account, now, [_order_and_reason(action) for action in actions])
+    return {account: rate_if_sent(store, account, now, [as_held(action) for action in actions])
             for account, actions in held.items()}
-
-
-def _order_and_reason(cancellation: Action) -> tuple[str, str]:
-    return cancellation.amazon_order_id or "", str(cancellation.params.get("reason_code") or "")
 
 
 def _rate_line(account: str, rate: RateIfSent) -> str:

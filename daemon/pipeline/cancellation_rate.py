@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from daemon.pipeline.events import buyer_request_key, units_given_up
 from daemon.store import Store
@@ -125,17 +125,23 @@ class RateIfSent:
         return self.over_target and self.orders >= FEWEST_ORDERS_JUDGED
 
 
-def rate_if_sent(store: Store, account: str, now: datetime, cancellations: Sequence[tuple[str, str]]) -> RateIfSent:
-    """The account's rate now, and with these cancellations (amazon order id, reason code), held for approval,
-    sent to Amazon too: each counted as a cancellation about to be sent is in its fact (CancellationRate.would_count),
-    against the rate as it is now, not as it was when it was held. The held action does not say whether the order is
-    FBM: the grid's row does (an order the grid lacks is not counted)."""
+class HeldCancellation(NamedTuple):
+    """A cancellation (or a refund giving units up) held for approval, as the rate counts it."""
+    amazon_order_id: str
+    reason_code: str
+    fulfillment: str | None  # as its decision's fact had it; None: the grid's row says
+
+
+def rate_if_sent(store: Store, account: str, now: datetime, cancellations: Sequence[HeldCancellation]) -> RateIfSent:
+    """The account's rate now, and with these cancellations, held for approval, sent to Amazon too: each counted as a
+    cancellation about to be sent is in its fact (CancellationRate.would_count), against the rate as it is now, not
+    as it was when it was held. An order the grid lacks counts as one more order of the week, as in the fact."""
     rate = measure(store, account, now)
     before = rate.percent
-    asked = store.stored_keys(account, (buyer_request_key(order_id) for order_id, _ in cancellations))
+    asked = store.stored_keys(account, (buyer_request_key(held.amazon_order_id) for held in cancellations))
     counting: list[str] = []
-    for order_id, reason_code in cancellations:
-        counts, new_to_window = rate.would_count(order_id, store.get_order(account, order_id), None, reason_code,
+    for order_id, reason_code, fulfillment in cancellations:
+        counts, new_to_window = rate.would_count(order_id, store.get_order(account, order_id), fulfillment, reason_code,
                                                  buyer_request_key(order_id) in asked)
         if counts:
             rate.count(order_id, new_to_window)  # a second cancellation of the same order does not count again

@@ -307,3 +307,21 @@ def test_a_cancellation_of_an_order_being_cancelled_already_or_two_of_one_order_
             "a second message") in ran.err
     assert f"cancellations {twins[0]}, {twins[1]} are of the same order {week[1]}" in ran.err
     assert statuses(store, [second, *twins]) == ["awaiting_approval"] * 3
+
+
+def test_a_held_cancellation_of_an_order_the_grid_lacks_counts_as_its_decision_saw_it(
+        store: Store, config: Path, ordersync) -> None:
+    """A person cancelled an order the order poll never read (older, or not polled yet): its decision's fact says it is
+    FBM, so approving it counts, as one more order of the week."""
+    fill_the_week(store, orders=199, cancelled=4)  # 2.01%; with this one, 5 of 200: 2.5%
+    order = "111-0000077-0000077"
+    store.ingest(ACCOUNT_NAME, f"cancel_requested:{order}", "cancel_requested", {}, amazon_order_id=order)
+    [event] = [e for e in store.undecided_events(ACCOUNT_NAME, limit=1000) if e.amazon_order_id == order]
+    actions = [NO_STOCK, HOLD]
+    decision_id = store.record_decision(event.id, {"decision_id": f"dec-{order}", "amazon_order_id": order,
+                                                   "fact": {"fulfillment": "FBM"}, "actions": actions}, actions)
+    [waiting] = [a for a in store.awaiting_approval() if a.decision_id == decision_id]
+
+    ran = ordersync("approvals", "approve", "--config", config, waiting.id)
+    assert (ran.code, ran.lines) == (1, ["approved no action"])
+    assert "from 2.01% now to 2.50% (it counts, among 200 FBM orders;" in ran.err

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from daemon.pipeline.cancellation_rate import RateIfSent, rate_if_sent
+from daemon.pipeline.cancellation_rate import HeldCancellation, RateIfSent, rate_if_sent
 from daemon.store import Store
 
 ACCOUNT = "acme"
@@ -23,15 +23,21 @@ def test_each_held_cancellation_counts_as_it_would_if_sent_now(store: Store, dec
     decided([{"type": "cancel_on_amazon", "reason_code": "NoInventory"}], order=week[2], account=ACCOUNT)  # going out
     assert rate_if_sent(store, ACCOUNT, now, []) == RateIfSent(3.0, 3.0, 100, ())
 
-    held = [("111-0000001-0000001", "NoInventory"),  # counts, and is one more order of the week
-            ("111-0000001-0000001", "GeneralAdjustment"),  # the same order: counted once
-            ("111-0000002-0000002", "NoInventory"),  # Amazon ships it
-            ("111-0000003-0000003", "NoInventory"),  # older than the week
-            (week[2], "NoInventory"),  # counted already: its cancellation is going out
-            (week[3], "NoInventory")]
+    held = [HeldCancellation("111-0000001-0000001", "NoInventory", None),  # counts, and is one more order of the week
+            HeldCancellation("111-0000001-0000001", "GeneralAdjustment", None),  # the same order: counted once
+            HeldCancellation("111-0000002-0000002", "NoInventory", None),  # Amazon ships it
+            HeldCancellation("111-0000003-0000003", "NoInventory", None),  # older than the week
+            HeldCancellation(week[2], "NoInventory", None),  # counted already: its cancellation is going out
+            HeldCancellation(week[3], "NoInventory", None)]
     after = rate_if_sent(store, ACCOUNT, now, held)
     assert after == RateIfSent(3.0, 4.95, 101, ("111-0000001-0000001", week[3]))
     assert after.over_target and after.too_high
+
+    # An order the grid does not have (a person's cancellation of one the order poll never read) counts as its
+    # decision's fact says: one more FBM order of the week, or none for one Amazon ships.
+    unread = rate_if_sent(store, ACCOUNT, now, [HeldCancellation("111-0000009-0000009", "NoInventory", "FBM"),
+                                                HeldCancellation("111-0000008-0000008", "NoInventory", "FBA")])
+    assert unread == RateIfSent(3.0, 3.96, 101, ("111-0000009-0000009",))
 
     # Cancellations the rate does not count leave it as it is, however high it is already.
     none_count = rate_if_sent(store, ACCOUNT, now, held[2:5])
