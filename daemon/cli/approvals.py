@@ -176,8 +176,11 @@ def _rates_if_sent(store: Store, held: dict[str, list[Action]]) -> dict[str, Rat
         # Whether Amazon ships the order (FBA) is in the fact its decision was made with; the grid may not have the
         # order (a person's cancellation of one the order poll never read).
         decision = store.get_decision(action.decision_id)
-        fulfillment = ((decision.record or {}).get("fact") or {}).get("fulfillment") if decision is not None else None
-        return HeldCancellation(action.amazon_order_id or "", str(action.params.get("reason_code") or ""), fulfillment)
+        record = decision.record if decision is not None and isinstance(decision.record, dict) else {}
+        fact = record.get("fact") if isinstance(record.get("fact"), dict) else {}
+        fulfillment = fact.get("fulfillment")
+        return HeldCancellation(action.amazon_order_id or "", str(action.params.get("reason_code") or ""),
+                                fulfillment if isinstance(fulfillment, str) else None)
 
     now = datetime.now(timezone.utc)
     return {account: rate_if_sent(store, account, now, [as_held(action) for action in actions])

@@ -63,7 +63,8 @@ class CancellationRate:
         a person."""
         created = row.created_on_amazon if row is not None else None  # the store's times are aware (UTC)
         in_window = created is None or created >= self.since
-        fbm = (fulfillment or (row.fulfillment if row is not None else None)) == "FBM"
+        # The grid's fulfillment first: the week's orders (the rate's denominator) are counted by it.
+        fbm = ((row.fulfillment if row is not None else None) or fulfillment) == "FBM"
         for_the_buyer = buyer_requested and reason_code == "BuyerCanceled"
         counts = fbm and in_window and not for_the_buyer and amazon_order_id not in self.counted
         return counts, counts and created is None
@@ -129,7 +130,7 @@ class HeldCancellation(NamedTuple):
     """A cancellation (or a refund giving units up) held for approval, as the rate counts it."""
     amazon_order_id: str
     reason_code: str
-    fulfillment: str | None  # as its decision's fact had it; None: the grid's row says
+    fulfillment: str | None  # as its decision's fact had it, for an order the grid has no fulfillment of
 
 
 def rate_if_sent(store: Store, account: str, now: datetime, cancellations: Sequence[HeldCancellation]) -> RateIfSent:

@@ -526,6 +526,7 @@ class AccountPipeline:
                  if not c.by_ordersync and _parse_stamp(c.cancelled_at) > watching_since]
         new = self._not_stored(found, storefront_cancellation_key)
         events: list[NewEvent] = []
+        read: list[AmazonOrder] = []
         next_since = _stamp(now - STOREFRONT_OVERLAP)
         for index, cancellation in enumerate(new):
             if index == STOREFRONT_PER_POLL:
@@ -544,8 +545,9 @@ class AccountPipeline:
                 break
             if order is None:
                 continue
+            read.append(order)
             events.extend(storefront_cancellation_events(cancellation, order))
-        return self._store_storefront_poll(STOREFRONT_CANCELLATIONS, cursor, events, next_since, now)
+        return self._store_storefront_poll(STOREFRONT_CANCELLATIONS, cursor, events, next_since, now, read)
 
     def _not_stored(self, found: Sequence[T], key: Callable[[T], str]) -> list[T]:
         """What a poll found that the account's events do not have yet (asking Amazon only for what is new)."""
@@ -565,10 +567,13 @@ class AccountPipeline:
         self.store.set_cursor(self.name, kind, json.dumps({"since": _stamp(now), "watching_since": _stamp(now)}))
 
     def _store_storefront_poll(self, kind: str, cursor: dict[str, Any], events: list[NewEvent], next_since: str,
-                               now: datetime) -> int:
-        """The poll's events with its cursor moved on to `next_since`, never past now nor back before where it began."""
+                               now: datetime, read: Sequence[AmazonOrder] = ()) -> int:
+        """The poll's events with its cursor moved on to `next_since`, never past now nor back before where it began,
+        and the grid's rows of the Amazon orders it read (an order older than the order poll's look-back is then
+        counted in the cancellation rate as it is)."""
         next_since = max(min(next_since, _stamp(now)), cursor["since"])
-        return self._ingest(events, (kind, json.dumps({**cursor, "since": next_since})))
+        return self._ingest(events, (kind, json.dumps({**cursor, "since": next_since})),
+                            grid={order.amazon_order_id: grid_fields(order) for order in read})
 
     @_tells_of_amazon_pauses(STOREFRONT_REFUNDS)
     def poll_storefront_refunds(self) -> int:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from adapters.amazon.client import AmazonClient
 from adapters.amazon.models import AmazonOrder, AmazonOrderLine
-from daemon.pipeline.events import CANCEL_REQUEST, REFUND_REQUEST, order_fields
+from daemon.pipeline.events import CANCEL_REQUEST, REFUND_REQUEST, NewEvent, grid_fields, order_fields
 from daemon.store import Store
 
 
@@ -23,7 +23,7 @@ def request_cancellation(store: Store, amazon: AmazonClient, account: str, amazo
                # Cancelling here is always of the whole order; the rules reject a partial one.
                "lines_cancelled": len(order.lines), "units_cancelled": order.units_ordered}
     key = f"{CANCEL_REQUEST}:{amazon_order_id}:{request_id or 'whole-order'}"
-    return store.ingest(account, key, CANCEL_REQUEST, payload, amazon_order_id=amazon_order_id)
+    return _store_request(store, account, order, NewEvent(CANCEL_REQUEST, key, amazon_order_id, payload))
 
 
 class RefundLinesError(ValueError):
@@ -57,7 +57,13 @@ def request_refund(store: Store, amazon: AmazonClient, account: str, amazon_orde
         raise RefundLinesError("a refund needs an amount or lines")
     payload["refund_amount"] = str(Decimal(str(amount)))
     key = f"{REFUND_REQUEST}:{amazon_order_id}:{request_id or uuid.uuid4()}"
-    return store.ingest(account, key, REFUND_REQUEST, payload, amazon_order_id=amazon_order_id)
+    return _store_request(store, account, order, NewEvent(REFUND_REQUEST, key, amazon_order_id, payload))
+
+
+def _store_request(store: Store, account: str, order: AmazonOrder, request: NewEvent) -> bool:
+    """The request, with the order's row in the grid as Amazon showed it: an order the order poll never read (older
+    than its look-back) is then shown, and counted in the cancellation rate as it is. False: stored already."""
+    return store.ingest_many(account, [request], orders={order.amazon_order_id: grid_fields(order)})[0]
 
 
 def _refund_lines(order: AmazonOrder, lines: Sequence[RefundLine], unfulfilled: bool) -> list[dict[str, Any]]:

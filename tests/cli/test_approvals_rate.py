@@ -38,6 +38,9 @@ def test_each_held_cancellation_counts_as_it_would_if_sent_now(store: Store, dec
     unread = rate_if_sent(store, ACCOUNT, now, [HeldCancellation("111-0000009-0000009", "NoInventory", "FBM"),
                                                 HeldCancellation("111-0000008-0000008", "NoInventory", "FBA")])
     assert unread == RateIfSent(3.0, 3.96, 101, ("111-0000009-0000009",))
+    # The grid's fulfillment, where it has one, is the one the week's orders are counted by.
+    fba_in_grid = rate_if_sent(store, ACCOUNT, now, [HeldCancellation("111-0000002-0000002", "NoInventory", "FBM")])
+    assert fba_in_grid == RateIfSent(3.0, 3.0, 100, ())
 
     # Cancellations the rate does not count leave it as it is, however high it is already.
     none_count = rate_if_sent(store, ACCOUNT, now, held[2:5])

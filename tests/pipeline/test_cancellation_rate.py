@@ -178,3 +178,15 @@ def test_units_given_up_by_a_refund_count_in_the_rate_from_the_moment_they_are_d
         harness.pipeline.decide()
         cancelled = cancel_decisions(harness)[KEEPS["id"]]
         assert (cancelled["rule"], cancelled["fact"]["cancellation_rate"]) == ("cancel-over-cancellation-rate", 1.88)
+
+
+def test_a_persons_request_puts_the_order_in_the_grid_so_an_approved_cancellation_counts(db_url: str, tmp_path: Path) -> None:
+    """An order the order poll never read (older than its look-back): once its cancellation is approved one at a time,
+    the rate counts it only if the grid has the order, as `orders cancel` and `orders refund` now put it there."""
+    with running([QUIET], db_url, tmp_path) as harness:
+        assert harness.store.get_order(ACCOUNT, QUIET["id"]) is None  # no poll yet
+        assert request_cancellation(harness.store, harness.amazon, ACCOUNT, QUIET["id"], "NoInventory")
+        row = harness.store.get_order(ACCOUNT, QUIET["id"])
+        assert row is not None and (row.fulfillment, row.status) == ("FBM", "Unshipped") and row.created_on_amazon
+        harness.pipeline.decide()
+        assert QUIET["id"] in measure(harness.store, ACCOUNT, datetime.now(timezone.utc)).counted  # going out: counted

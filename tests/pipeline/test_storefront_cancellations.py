@@ -163,3 +163,16 @@ def test_an_order_amazon_refuses_goes_to_the_error_view_and_the_poll_goes_on(db_
         assert failed[STAFF_ERROR["id"]].sync_status == "Failed Cancellation"
         assert "storefront_cancellation_not_sent" in failed[STAFF_ERROR["id"]].last_error
         assert "Cancel it in Seller Central" in failed[STAFF_ERROR["id"]].last_error
+
+
+def test_an_order_the_order_poll_never_read_is_put_in_the_grid_as_amazon_shows_it(db_url: str, tmp_path: Path) -> None:
+    """An order older than the order poll's look-back, cancelled in the storefront: the grid gets its row as the poll
+    read it from Amazon, so the cancellation rate counts it as it is (its creation day, FBM), and the grid shows it."""
+    with running([KEEPS], db_url, tmp_path) as harness:
+        assert harness.pipeline.poll_storefront_cancellations() == 0  # starts watching; the order poll never ran
+        assert harness.store.get_order(ACCOUNT, KEEPS["id"]) is None
+        next_second()
+        cancel_in_shopify_admin(harness, KEEPS, "CUSTOMER")
+        assert harness.pipeline.poll_storefront_cancellations() == 1
+        row = harness.store.get_order(ACCOUNT, KEEPS["id"])
+        assert row is not None and (row.fulfillment, row.status) == ("FBM", "Unshipped") and row.created_on_amazon
