@@ -311,7 +311,7 @@ class AccountPipeline:
 
     # -- ingest ---------------------------------------------------------------------------------
     def _ingest(self, events: Iterable[NewEvent], cursor: tuple[str, str] | None,
-                grid: Mapping[str, Mapping[str, Any]] | None = None) -> int:
+                grid: Mapping[str, Mapping[str, Any]] | None = None, *, grid_unread_only: bool = False) -> int:
         """Store each event once; the cursor moves with the page (or alone when there is no event), and
         the page's orders are brought up to date in the grid. One transaction for all of it: a crash loses
         it all, and the next poll reads the page again (one commit per page, rather than per event or per
@@ -320,7 +320,8 @@ class AccountPipeline:
         if not events and cursor is None:
             return 0
         return self._count_stored((event.kind for event in events),
-                                  self.store.ingest_many(self.name, events, cursor, orders=grid))
+                                  self.store.ingest_many(self.name, events, cursor, orders=grid,
+                                                         orders_unread_only=grid_unread_only))
 
     def _count_stored(self, kinds: Iterable[str], stored: Iterable[bool]) -> int:
         """How many of the events (each of its kind) were stored, each one told to the observer."""
@@ -543,7 +544,7 @@ class AccountPipeline:
                 self._paused.add(STOREFRONT_CANCELLATIONS)
                 next_since = _stamp(_parse_stamp(cancellation.updated_at))
                 break
-            if order is None:
+            if order is None or not self._of_this_account(order, "storefront cancellation"):
                 continue
             read.append(order)
             events.extend(storefront_cancellation_events(cancellation, order))
@@ -569,11 +570,12 @@ class AccountPipeline:
     def _store_storefront_poll(self, kind: str, cursor: dict[str, Any], events: list[NewEvent], next_since: str,
                                now: datetime, read: Sequence[AmazonOrder] = ()) -> int:
         """The poll's events with its cursor moved on to `next_since`, never past now nor back before where it began,
-        and the grid's rows of the Amazon orders it read (an order older than the order poll's look-back is then
-        counted in the cancellation rate as it is)."""
+        and the grid's rows of the Amazon orders it read that the grid has no Amazon side of (an order older than the
+        order poll's look-back is then counted in the cancellation rate as it is; the order poll's own reads, maybe
+        newer than this one, are never overwritten)."""
         next_since = max(min(next_since, _stamp(now)), cursor["since"])
         return self._ingest(events, (kind, json.dumps({**cursor, "since": next_since})),
-                            grid={order.amazon_order_id: grid_fields(order) for order in read})
+                            grid={order.amazon_order_id: grid_fields(order) for order in read}, grid_unread_only=True)
 
     @_tells_of_amazon_pauses(STOREFRONT_REFUNDS)
     def poll_storefront_refunds(self) -> int:
@@ -665,10 +667,7 @@ class AccountPipeline:
             return None, None, None
         if isinstance(order, AmazonRefusal):
             return None, None, f"Amazon did not give the order ({order.error})"
-        marketplaces = self.amazon.account.marketplace_ids
-        if order.marketplace_id and marketplaces and order.marketplace_id not in marketplaces:
-            log.info("storefront refund skipped: another marketplace's order", account=self.name,
-                     amazon_order_id=amazon_order_id, marketplace=order.marketplace_id)
+        if not self._of_this_account(order, "storefront refund"):
             return None, None, None
         if order.currency and refund.currency != order.currency:
             return order, None, f"the refund is in {refund.currency} and Amazon's order in {order.currency}"
@@ -676,6 +675,16 @@ class AccountPipeline:
         if isinstance(refunded, AmazonRefusal):
             return order, None, refunded.error
         return order, refunded, None
+
+    def _of_this_account(self, order: AmazonOrder, what: str) -> bool:
+        """Whether the order is of one of the account's marketplaces: accounts of one seller sharing a shop each read
+        the storefront's changes, and Amazon gives each of them every marketplace's orders (logged when not)."""
+        marketplaces = self.amazon.account.marketplace_ids
+        if order.marketplace_id and marketplaces and order.marketplace_id not in marketplaces:
+            log.info(f"{what} skipped: another marketplace's order", account=self.name,
+                     amazon_order_id=order.amazon_order_id, marketplace=order.marketplace_id)
+            return False
+        return True
 
     def _amazon_refunded(self, amazon_order_id: str) -> Decimal | AmazonRefusal:
         """What Amazon has refunded on the order in all, read now: its Finances API's refunds, guarantee claims and

@@ -61,9 +61,11 @@ def request_refund(store: Store, amazon: AmazonClient, account: str, amazon_orde
 
 
 def _store_request(store: Store, account: str, order: AmazonOrder, request: NewEvent) -> bool:
-    """The request, with the order's row in the grid as Amazon showed it: an order the order poll never read (older
-    than its look-back) is then shown, and counted in the cancellation rate as it is. False: stored already."""
-    return store.ingest_many(account, [request], orders={order.amazon_order_id: grid_fields(order)})[0]
+    """The request, with the order's row in the grid as Amazon showed it where the grid has no Amazon side of it: an
+    order the order poll never read (older than its look-back) is then shown, and counted in the cancellation rate
+    as it is; the order poll's own reads, maybe newer than this one, stay. False: stored already."""
+    return store.ingest_many(account, [request], orders={order.amazon_order_id: grid_fields(order)},
+                             orders_unread_only=True)[0]
 
 
 def _refund_lines(order: AmazonOrder, lines: Sequence[RefundLine], unfulfilled: bool) -> list[dict[str, Any]]:

@@ -94,7 +94,8 @@ class Inbox(Database):
         return new
 
     def ingest_many(self, account: str, events: Iterable[IncomingEvent], cursor: tuple[str, str] | None = None, *,
-                    orders: Mapping[str, Mapping[str, Any]] | None = None, received_at: datetime | None = None) -> list[bool]:
+                    orders: Mapping[str, Mapping[str, Any]] | None = None, orders_unread_only: bool = False,
+                    received_at: datetime | None = None) -> list[bool]:
         """Store a page of events and advance the cursor, all in one transaction: what `ingest` does
         for one event, for many at the cost of one commit. Returns, per event in the order given, True
         when it was stored, False when its natural key was already stored (or came earlier in this
@@ -102,7 +103,9 @@ class Inbox(Database):
         (the rows go in as listed: one INSERT per row by sqlite3's executemany, multi-row INSERTs on
         PostgreSQL, which numbers rows as listed), so events of one order are decided in the order they
         were seen. `orders` are the grid's rows of the orders the page holds, as Amazon shows them
-        ({amazon order id: daemon.store.orders.AMAZON_FIELDS}), written in the same transaction."""
+        ({amazon order id: daemon.store.orders.AMAZON_FIELDS}), written in the same transaction; with
+        orders_unread_only, only where the grid has no Amazon side of the order yet (a read that may be older than
+        the order poll's)."""
         events = list(events)
         if cursor is not None:
             _check_cursor_kind(cursor[0])
@@ -111,7 +114,7 @@ class Inbox(Database):
         stored: set[str] = set()
         with self.transaction() as s:
             ensure_account(s, account)
-            record_amazon_orders(s, account, orders or {})
+            record_amazon_orders(s, account, orders or {}, unread_only=orders_unread_only)
             if rows:
                 stored.update(insert_new_events(s, account, rows))
             if cursor is not None:

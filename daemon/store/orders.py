@@ -56,7 +56,16 @@ def _amazon_upsert(insert: Any) -> Any:
                                            set_={name: statement.excluded[name] for name in (*AMAZON_FIELDS, "updated_at")})
 
 
+def _unread_amazon_upsert(insert: Any) -> Any:
+    # A row with no creation day has had no Amazon side written (a refund's row, or one made by hand).
+    statement = insert(Order.__table__)
+    return statement.on_conflict_do_update(index_elements=["account", "amazon_order_id"],
+                                           set_={name: statement.excluded[name] for name in (*AMAZON_FIELDS, "updated_at")},
+                                           where=Order.__table__.c.created_on_amazon.is_(None))
+
+
 _RECORD_AMAZON_ORDERS = DriverStatement.upsert(_amazon_upsert)
+_RECORD_UNREAD_AMAZON_ORDERS = DriverStatement.upsert(_unread_amazon_upsert)
 _grid = Order.__table__.c
 # By primary key, after a SELECT that finds the rows that change: an UPDATE that finds its row by
 # (account, amazon_order_id) itself was planned as a scan of the whole grid per row by a PostgreSQL
@@ -67,10 +76,13 @@ _LINK_STOREFRONT = DriverStatement(
             updated_at=bindparam("now")))
 
 
-def record_amazon_orders(s: Session, account: str, orders: Mapping[str, Mapping[str, Any]]) -> None:
+def record_amazon_orders(s: Session, account: str, orders: Mapping[str, Mapping[str, Any]], *,
+                         unread_only: bool = False) -> None:
     """The grid's rows of these orders as Amazon shows them ({amazon order id: AMAZON_FIELDS}), added or
     brought up to date in one statement run; ordersync's own columns (the storefront link, the sync status,
-    archived) are left as they are. The caller has ensured the account."""
+    archived) are left as they are. With unread_only, a row that has Amazon's side already (its creation day) is
+    left as it is: a read that may be older than the order poll's never undoes it. The caller has ensured the
+    account."""
     if not orders:
         return
     total, created, flag = (DriverStatement.converter(s, column) for column in
@@ -89,7 +101,7 @@ def record_amazon_orders(s: Session, account: str, orders: Mapping[str, Mapping[
             values["cancelled_by_seller"] = flag(values["cancelled_by_seller"])
         rows.append({"account": account, "amazon_order_id": amazon_order_id, **values, "archived": not_archived,
                      "updated_at": now})
-    _RECORD_AMAZON_ORDERS.run(s, rows)
+    (_RECORD_UNREAD_AMAZON_ORDERS if unread_only else _RECORD_AMAZON_ORDERS).run(s, rows)
 
 
 _AMAZON_REFUNDED = select(_grid.amazon_order_id, _grid.amazon_refunded).where(

@@ -176,3 +176,17 @@ def test_an_order_the_order_poll_never_read_is_put_in_the_grid_as_amazon_shows_i
         assert harness.pipeline.poll_storefront_cancellations() == 1
         row = harness.store.get_order(ACCOUNT, KEEPS["id"])
         assert row is not None and (row.fulfillment, row.status) == ("FBM", "Unshipped") and row.created_on_amazon
+
+
+def test_another_marketplaces_order_cancelled_in_a_shared_shop_is_left_to_its_own_account(db_url: str, tmp_path: Path) -> None:
+    """Accounts of one seller sharing a shop each read the storefront's cancellations, and Amazon gives each every
+    marketplace's orders: one account telling Amazon of another's order would make two messages, and count it in the
+    wrong rate."""
+    with running([KEEPS], db_url, tmp_path) as harness:
+        assert harness.pipeline.poll_storefront_cancellations() == 0
+        with harness.standins.amazon.lock:
+            harness.standins.amazon.orders[KEEPS["id"]]["marketplace"] = "A2EUQ1WTGCTBG2"  # Amazon.ca
+        next_second()
+        cancel_in_shopify_admin(harness, KEEPS, "CUSTOMER")
+        assert harness.pipeline.poll_storefront_cancellations() == 0
+        assert harness.store.get_order(ACCOUNT, KEEPS["id"]) is None

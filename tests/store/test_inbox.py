@@ -148,6 +148,24 @@ def test_ingest_many_brings_the_pages_orders_up_to_date_in_the_grid_and_keeps_or
                                                                       "order #1002 is already fulfilled")
 
 
+def test_orders_read_apart_from_the_order_poll_fill_the_grid_only_where_it_has_no_amazon_side(store: Store) -> None:
+    """A person's request or a storefront poll reads the order on its own, maybe before the order poll read a newer
+    version: its row fills the grid where Amazon's side is missing (no row, or a row with no creation day), and never
+    puts an older status back."""
+    t0 = datetime(2025, 6, 1, 9, 30, tzinfo=timezone.utc)
+    unshipped = {"status": "Unshipped", "fulfillment": "FBM", "order_total": Decimal("19.90"), "currency": "USD",
+                 "item_count": 2, "created_on_amazon": t0, "cancelled_by_seller": False}
+    cancelled = {**unshipped, "status": "Canceled", "cancelled_by_seller": True}
+    store.ingest_many("acme", [], ("orders", "T1"), orders={"111-1": cancelled})  # the order poll, newer
+    store.upsert_order("acme", "111-3", storefront_order_id="gid://shopify/Order/3")  # no Amazon side yet
+    store.ingest_many("acme", [_ev("k0", 0, "111-1")], orders={"111-1": unshipped, "111-2": unshipped, "111-3": unshipped},
+                      orders_unread_only=True)
+    rows = {order_id: store.get_order("acme", order_id) for order_id in ("111-1", "111-2", "111-3")}
+    assert {order_id: (row.status, row.cancelled_by_seller, row.created_on_amazon) for order_id, row in rows.items()} == {
+        "111-1": ("Canceled", True, t0), "111-2": ("Unshipped", False, t0), "111-3": ("Unshipped", False, t0)}
+    assert rows["111-3"].storefront_order_id == "gid://shopify/Order/3"
+
+
 def test_a_page_whose_grid_row_is_refused_stores_nothing_and_names_the_order(store: Store) -> None:
     with pytest.raises(StoreError, match="111-2.*order_total"):
         store.ingest_many("acme", [_ev("k0", 0, "111-1")], ("orders", "T1"),
