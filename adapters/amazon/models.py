@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, Sequence, TypeVar
 
 
 class OrderStatus(str, Enum):
@@ -72,6 +72,11 @@ class AmazonOrder:
     @property
     def units_cancelled(self) -> int:
         return sum(line.quantity_cancelled for line in self.lines)
+
+    def of_marketplaces(self, marketplace_ids: Sequence[str]) -> bool:
+        """Whether the order may be of one of these marketplaces (an account's): Amazon gives a seller's account every
+        marketplace's orders. An order that names none, or an account that lists none, may be."""
+        return not (self.marketplace_id and marketplace_ids and self.marketplace_id not in marketplace_ids)
 
 
 def rollup(order: AmazonOrder) -> AmazonOrder:

@@ -65,7 +65,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "queue_refunds_and_cancellations is on; `ordersync approvals`); it refuses a shipped order, and "
         "--do-not-send-to-amazon unless allow_cancel_without_amazon is on. Asking again for the same (same reason, "
         "same --do-not-send-to-amazon, or the same --request-id) stores nothing new. Exit 1 when Amazon does not "
-        "know the order or cannot be reached; 2 when the configuration has no such account.")
+        "know the order or cannot be reached; 2 when the configuration has no such account, or the order is of a "
+        "marketplace the account does not sell in (ask with the account that does).")
     _order_arguments(cancel)
     cancel.add_argument("--reason", required=True, type=_one_of("cancel reason", CANCEL_REASONS, "Amazon's cancel reasons"),
                         help=f"Amazon's cancel reason: {', '.join(CANCEL_REASONS)} (BuyerCanceled after a buyer's "
@@ -89,7 +90,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "refuses more than was paid less what was refunded unless allow_over_refund is on. The request id defaults "
         "to the amount or lines and the reason, so running the same command twice refunds once; give --request-id "
         "for a second refund of the same. Exit 1 when Amazon does not know the order or cannot be reached; 2 when "
-        "the configuration has no such account, or the order has no such line or not that many units.")
+        "the configuration has no such account, the order has no such line or not that many units, or it is of a "
+        "marketplace the account does not sell in.")
     _order_arguments(refund)
     what = refund.add_mutually_exclusive_group(required=True)
     what.add_argument("--amount", type=_refund_amount, metavar="N",
@@ -396,7 +398,7 @@ def run_cancel(args: argparse.Namespace, config: Config, store: Store) -> int:
 
 @with_store("ordersync orders refund")
 def run_refund(args: argparse.Namespace, config: Config, store: Store) -> int:
-    from daemon.pipeline.operator import RefundLinesError, request_refund
+    from daemon.pipeline.operator import request_refund
 
     prog = "ordersync orders refund"
     if args.unfulfilled and not args.lines:
@@ -407,20 +409,18 @@ def run_refund(args: argparse.Namespace, config: Config, store: Store) -> int:
              if lines else _amount_text(args.amount))
     # The same command run twice (a retried shell, a double click) must not refund twice.
     request_id = args.request_id or f"{asked}:{args.reason}"
-    try:
-        return _request(args, config, prog, f"refund of {asked} ({args.reason})",
-                        lambda amazon, account: request_refund(store, amazon, account, args.order_id, args.amount, args.reason,
-                                                               lines=lines, unfulfilled=args.unfulfilled, request_id=request_id),
-                        "" if args.request_id else "; a second refund of the same needs --request-id")
-    except RefundLinesError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+    return _request(args, config, prog, f"refund of {asked} ({args.reason})",
+                    lambda amazon, account: request_refund(store, amazon, account, args.order_id, args.amount, args.reason,
+                                                           lines=lines, unfulfilled=args.unfulfilled, request_id=request_id),
+                    "" if args.request_id else "; a second refund of the same needs --request-id")
 
 
 def _request(args: argparse.Namespace, config: Config, prog: str, what: str,
              store_request: Callable[[Any, str], bool], hint: str = "") -> int:
-    """A request made here (operator.py stores it after fetching the order from Amazon), and what came of it."""
+    """A request made here (operator.py stores it after fetching the order from Amazon), and what came of it: exit 2
+    for one the account cannot make of the order (lines it does not have, another marketplace's order)."""
     from daemon.pipeline import amazon_client
+    from daemon.pipeline.operator import RequestRefused
 
     account = _amazon_account(config, args, prog)
     if account is None:
@@ -430,6 +430,9 @@ def _request(args: argparse.Namespace, config: Config, prog: str, what: str,
             stored = store_request(amazon, account.name)
         except AdapterError as exc:
             return _not_fetched(prog, args, account, exc)
+        except RequestRefused as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 2
     if stored:
         print(f"{args.order_id} ({account.name}): {what} requested; the running daemon decides it by the rules at its "
               f"next run (`ordersync orders --order {args.order_id}` shows where it stands)")

@@ -679,8 +679,7 @@ class AccountPipeline:
     def _of_this_account(self, order: AmazonOrder, what: str) -> bool:
         """Whether the order is of one of the account's marketplaces: accounts of one seller sharing a shop each read
         the storefront's changes, and Amazon gives each of them every marketplace's orders (logged when not)."""
-        marketplaces = self.amazon.account.marketplace_ids
-        if order.marketplace_id and marketplaces and order.marketplace_id not in marketplaces:
+        if not order.of_marketplaces(self.amazon.account.marketplace_ids):
             log.info(f"{what} skipped: another marketplace's order", account=self.name,
                      amazon_order_id=order.amazon_order_id, marketplace=order.marketplace_id)
             return False

@@ -14,10 +14,33 @@ from daemon.pipeline.events import CANCEL_REQUEST, REFUND_REQUEST, NewEvent, gri
 from daemon.store import Store
 
 
+class RequestRefused(ValueError):
+    """A request this account cannot make of this order: the message says why and what to do."""
+
+
+class OtherMarketplacesOrder(RequestRefused):
+    """The order is of a marketplace the account does not sell in (accounts of one seller, each with its own)."""
+
+
+def _this_accounts_order(amazon: AmazonClient, amazon_order_id: str) -> AmazonOrder:
+    """The order from Amazon, if it is of one of the account's marketplaces: Amazon gives a seller's account every
+    marketplace's orders, and a request made through another account would be sent, and counted in the
+    cancellation rate, as that account's."""
+    order = amazon.get_order(amazon_order_id)
+    marketplaces = amazon.account.marketplace_ids
+    if not order.of_marketplaces(marketplaces):
+        raise OtherMarketplacesOrder(
+            f"order {amazon_order_id} is of marketplace {order.marketplace_id}, not one of account "
+            f"{amazon.account.name}'s ({', '.join(marketplaces)}): ask with the account that sells there, or in "
+            "Seller Central")
+    return order
+
+
 def request_cancellation(store: Store, amazon: AmazonClient, account: str, amazon_order_id: str, reason_code: str, *,
                          do_not_send_to_amazon: bool = False, request_id: str | None = None) -> bool:
-    """Store a cancel_requested event for the whole order; False when this request was stored already."""
-    order = amazon.get_order(amazon_order_id)
+    """Store a cancel_requested event for the whole order; False when this request was stored already.
+    OtherMarketplacesOrder for an order of a marketplace the account does not sell in."""
+    order = _this_accounts_order(amazon, amazon_order_id)
     payload = {**order_fields(order), "origin": "operator", "reason_code": reason_code,
                "do_not_send_to_amazon": do_not_send_to_amazon,
                # Cancelling here is always of the whole order; the rules reject a partial one.
@@ -26,7 +49,7 @@ def request_cancellation(store: Store, amazon: AmazonClient, account: str, amazo
     return _store_request(store, account, order, NewEvent(CANCEL_REQUEST, key, amazon_order_id, payload))
 
 
-class RefundLinesError(ValueError):
+class RefundLinesError(RequestRefused):
     """Lines to refund that the order does not have, or not that many of."""
 
 
@@ -45,8 +68,9 @@ def request_refund(store: Store, amazon: AmazonClient, account: str, amazon_orde
     each refunded at its unit price on Amazon. `unfulfilled` says those units could not be fulfilled (DOMAIN
     13): Amazon is told the quantity cancelled, and the storefront cancels them rather than only paying back.
     Give the same request_id to make a retried request a no-op. RefundLinesError for lines the order does
-    not have, or more units than it has to refund."""
-    order = amazon.get_order(amazon_order_id)
+    not have, or more units than it has to refund; OtherMarketplacesOrder for an order of a marketplace the account
+    does not sell in."""
+    order = _this_accounts_order(amazon, amazon_order_id)
     payload = {**order_fields(order), "origin": "operator", "reason_code": reason_code, "units_cancelled": 0}
     if lines:
         payload["refund_lines"] = _refund_lines(order, lines, unfulfilled)

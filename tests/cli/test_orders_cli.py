@@ -429,3 +429,17 @@ def test_cancellation_rate_shows_the_weeks_seller_cancellations_per_hundred_fbm_
     assert [(a["account"], a["orders"], a["cancelled"], a["percent"]) for a in as_json] == [(ACCOUNT_NAME, 40, 1, 2.5)]
     wrong = ordersync("orders", "cancellation-rate", "--config", config, "--account", "nobody")
     assert wrong.code == 2 and "no account 'nobody'" in wrong.err
+
+
+def test_a_request_for_another_marketplaces_order_is_refused_and_stores_nothing(
+        store: Store, sim_config: Path, standins: Standins, ordersync) -> None:
+    """Amazon gives a seller's account every marketplace's orders: a cancellation or refund asked through the wrong
+    account would go out, and be counted in the cancellation rate, as that account's."""
+    with standins.amazon.lock:
+        standins.amazon.orders["114-0000001-0000001"]["marketplace"] = "A2EUQ1WTGCTBG2"  # Amazon.ca
+    for command in (("cancel", "--reason", "NoInventory"), ("refund", "--amount", "1", "--reason", "Other")):
+        ran = ordersync("orders", command[0], "--config", sim_config, SIM_ACCOUNT, "114-0000001-0000001", *command[1:])
+        assert (ran.code, ran.out) == (2, "")
+        assert ran.err.startswith(f"ordersync orders {command[0]}: order 114-0000001-0000001 is of marketplace "
+                                  f"A2EUQ1WTGCTBG2, not one of account {SIM_ACCOUNT}'s (")
+    assert store.undecided_events(SIM_ACCOUNT) == [] and store.get_order(SIM_ACCOUNT, "114-0000001-0000001") is None
