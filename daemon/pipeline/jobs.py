@@ -723,6 +723,7 @@ class AccountPipeline:
         for event in events:
             if event.amazon_order_id in waiting:
                 continue
+            counts_as_cancellation = self._counts_as_cancellation(event)
             try:
                 if event.amazon_order_id not in read:
                     read[event.amazon_order_id] = self._storefront_of(event.amazon_order_id)
@@ -732,7 +733,7 @@ class AccountPipeline:
                     payload = {**payload, "amazon_refunded_now": str(amazon_totals[event.amazon_order_id])}
                 if cancelling is not None and self._asks_amazon_cancellation(event):
                     payload = {**payload, "amazon_cancellation": cancelling.get(event.amazon_order_id, "none")}
-                if self._counts_as_cancellation(event):
+                if counts_as_cancellation:
                     rate = rate or measure_cancellation_rate(self.store, self.name, self.clock())
                     payload = self._with_cancellation_rate(event.amazon_order_id, payload, rate)
             except TransientError as exc:
@@ -747,7 +748,7 @@ class AccountPipeline:
                           amazon_order_id=event.amazon_order_id, error=str(exc))
                 continue
             decided.append((DecisionToRecord(event.id, decision_record(decision), decision.actions), decision))
-            if rate is not None and self._counts_as_cancellation(event):
+            if counts_as_cancellation and rate is not None:
                 rate.decided(event.amazon_order_id, (a["type"] for a in decision.actions))
             if decision.actions and event.amazon_order_id:
                 waiting.add(event.amazon_order_id)

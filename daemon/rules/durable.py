@@ -25,22 +25,14 @@ from decimal import Decimal
 from typing import Any
 
 import durable_rules_engine as _core
-import orjson
 
 from daemon.facts import DECIMAL, FIELDS
 from daemon.rules.model import Condition, FieldRef, Group, Rule, RuleSet, Test
+# The store's encoder: compact JSON through orjson (a tenth of the standard library's cost per event), the standard
+# library for what orjson refuses, a lone surrogate escaped.
+from daemon.store.types import json_dumps
 
 NO_ACTION = "__no_action"
-# json.dumps builds a new encoder whenever it is given options; this one is built once. It encodes what orjson
-# refuses (an integer beyond 64 bits, a lone surrogate); orjson is a fifth of the cost of the rest.
-_encode_plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _encode(event: dict[str, Any]) -> str:
-    try:
-        return orjson.dumps(event).decode("utf-8")
-    except TypeError:
-        return _encode_plain(event)
 _OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
 
 
@@ -152,7 +144,7 @@ class DurableRuleset:
         for name, key in amounts:
             if name in fact:
                 event[key] = float(fact[name])
-        return _encode(event)
+        return json_dumps(event)
 
     def first_hit(self, fact: dict[str, Any]) -> str | None:
         """The id of the rule durable_rules fires for this fact, or None for the catch-all (no rule)."""

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
@@ -50,22 +50,19 @@ def _upsert(s: Session, account: str, amazon_order_id: str, values: Mapping[str,
                      .execution_options(populate_existing=True)).one()
 
 
-def _amazon_upsert(insert: Any) -> Any:
-    statement = insert(Order.__table__)
-    return statement.on_conflict_do_update(index_elements=["account", "amazon_order_id"],
-                                           set_={name: statement.excluded[name] for name in (*AMAZON_FIELDS, "updated_at")})
+def _amazon_upsert(*, unread_only: bool) -> Callable[[Any], Any]:
+    def build(insert: Any) -> Any:
+        statement = insert(Order.__table__)
+        return statement.on_conflict_do_update(
+            index_elements=["account", "amazon_order_id"],
+            set_={name: statement.excluded[name] for name in (*AMAZON_FIELDS, "updated_at")},
+            # A row with no creation day has had no Amazon side written (a refund's row, or one made by hand).
+            where=Order.__table__.c.created_on_amazon.is_(None) if unread_only else None)
+    return build
 
 
-def _unread_amazon_upsert(insert: Any) -> Any:
-    # A row with no creation day has had no Amazon side written (a refund's row, or one made by hand).
-    statement = insert(Order.__table__)
-    return statement.on_conflict_do_update(index_elements=["account", "amazon_order_id"],
-                                           set_={name: statement.excluded[name] for name in (*AMAZON_FIELDS, "updated_at")},
-                                           where=Order.__table__.c.created_on_amazon.is_(None))
-
-
-_RECORD_AMAZON_ORDERS = DriverStatement.upsert(_amazon_upsert)
-_RECORD_UNREAD_AMAZON_ORDERS = DriverStatement.upsert(_unread_amazon_upsert)
+_RECORD_AMAZON_ORDERS = DriverStatement.upsert(_amazon_upsert(unread_only=False))
+_RECORD_UNREAD_AMAZON_ORDERS = DriverStatement.upsert(_amazon_upsert(unread_only=True))
 _grid = Order.__table__.c
 # By primary key, after a SELECT that finds the rows that change: an UPDATE that finds its row by
 # (account, amazon_order_id) itself was planned as a scan of the whole grid per row by a PostgreSQL

@@ -180,24 +180,15 @@ class Outbox(Database):
                     holds = s.scalars(select(Action.idempotency_key).where(
                         or_(col(Action.decision_id) == action.decision_id, col(Action.decision_id).in_(rejected)),
                         col(Action.type) == HOLD_ORDER).order_by(col(Action.id))).all()
-                    insert_new_events(s, action.account, [{
-                        "account": action.account, "natural_key": f"{CANCELLATION_REJECTED}:{action.id}",
-                        "kind": CANCELLATION_REJECTED, "amazon_order_id": action.amazon_order_id,
-                        "payload": {"origin": "operator", "rejection_reason": reason, "rejected_action_id": action.id,
-                                    "holds_to_release": list(holds)},
-                        "received_at": now, "failures": 0}])
+                    _rejection_event(s, action, CANCELLATION_REJECTED, reason, now, holds_to_release=list(holds))
                 elif FEED_FOR_ACTION.get(action.type) == ADJUSTMENT_FEED:
                     refunded = s.scalars(select(Event.payload).join(Decision, col(Decision.event_id) == col(Event.id))
                                          .where(col(Decision.decision_id) == action.decision_id)).first() or {}
-                    insert_new_events(s, action.account, [{
-                        "account": action.account, "natural_key": f"{REFUND_REJECTED}:{action.id}",
-                        "kind": REFUND_REJECTED, "amazon_order_id": action.amazon_order_id,
-                        "payload": {"origin": "operator", "rejection_reason": reason, "rejected_action_id": action.id,
-                                    **{name: refunded[name] for name in _REFUND_FIELDS if name in refunded},
-                                    # Units a refund made here gave up; a storefront refund's event has Amazon's
-                                    # cancelled units of the order there, which no refund gave up.
-                                    "units_cancelled": refunded.get("units_cancelled", 0) if refunded.get("origin") == "operator" else 0},
-                        "received_at": now, "failures": 0}])
+                    _rejection_event(s, action, REFUND_REJECTED, reason, now,
+                                     **{name: refunded[name] for name in _REFUND_FIELDS if name in refunded},
+                                     # Units a refund made here gave up; a storefront refund's event has Amazon's
+                                     # cancelled units of the order there, which no refund gave up.
+                                     units_cancelled=refunded.get("units_cancelled", 0) if refunded.get("origin") == "operator" else 0)
             return len(waiting)
 
     def _finish(self, action_id: int, worker: str | None, **values: Any) -> bool:
@@ -207,6 +198,15 @@ class Outbox(Database):
                 return False
             _set(s, action_id, **values)
             return True
+
+
+def _rejection_event(s: Session, action: Action, kind: str, reason: str, now: datetime, **payload: Any) -> None:
+    """The event a person's rejection of a held action is, for the rules to decide what follows."""
+    insert_new_events(s, action.account, [{
+        "account": action.account, "natural_key": f"{kind}:{action.id}", "kind": kind,
+        "amazon_order_id": action.amazon_order_id,
+        "payload": {"origin": "operator", "rejection_reason": reason, "rejected_action_id": action.id, **payload},
+        "received_at": now, "failures": 0}])
 
 
 def _get(s: Session, action_id: int) -> Action:
