@@ -32,15 +32,23 @@ class TokenBucket:
         self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
 
-    def reconfigure(self, rate: float | None = None, burst: float | None = None) -> None:
-        """Adopt a limit the server announced (e.g. x-amzn-RateLimit-Limit); never raises the level."""
+    def reconfigure(self, rate: float | None = None, burst: float | None = None, *, level: float | None = None) -> None:
+        """Adopt a limit the server announced (e.g. x-amzn-RateLimit-Limit), in place (a thread waiting in take()
+        waits on this bucket, not on one replaced under it); never raises the level, unless given the level the
+        server reports (Shopify's throttleStatus)."""
         with self._lock:
             self._refill()
             if rate is not None and rate > 0:
                 self._rate = float(rate)
             if burst is not None and burst > 0:
                 self._burst = float(burst)
-                self._tokens = min(self._tokens, self._burst)
+            self._tokens = min(self._tokens if level is None else max(0.0, float(level)), self._burst)
+
+    def give(self, tokens: float) -> None:
+        """Put back what a request that was never charged took."""
+        with self._lock:
+            self._refill()
+            self._tokens = min(self._burst, self._tokens + tokens)
 
     def available(self) -> float:
         with self._lock:

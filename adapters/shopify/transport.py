@@ -3,8 +3,9 @@ X-Shopify-Access-Token, paced by a client-side copy of Shopify's cost bucket.
 
 Pacing: before sending, the transport estimates the operation's requested cost (`cost.py`) and waits
 until its copy of the bucket holds that much; every answer's `extensions.cost.throttleStatus`
-resets the copy to the server's figures, so the copy follows the real bucket (which other apps on
-the same shop also drain). Every answer also carries Shopify's own `requestedQueryCost`; the
+resets the copy to the server's figures, less the points of this transport's requests still in flight (the
+account's jobs share it from several threads, and an answer may have been counted before another thread's
+request was charged), so the copy follows the real bucket (which other apps on the same shop also drain). Every answer also carries Shopify's own `requestedQueryCost`; the
 transport remembers it per operation and waits for the larger of that and its estimate next time, so
 an estimate that runs low costs at most one THROTTLED answer per operation, not one per call.
 If Shopify still answers THROTTLED, the transport waits
@@ -19,6 +20,7 @@ message or a repr.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -96,6 +98,10 @@ class ShopifyTransport:
         self._sleep = sleep
         maximum, rate = initial_bucket
         self.bucket = TokenBucket(rate, maximum)
+        # Points taken for requests sent and not answered yet, by any thread: an answer's throttleStatus may not
+        # have them charged yet, so adopting it leaves them out.
+        self._in_flight = 0.0
+        self._in_flight_lock = threading.Lock()
         self.stats = TransportStats()
         # (operation name, our estimate) -> the requestedQueryCost Shopify reported for it.
         self._reported_cost: dict[tuple[str, int], int] = {}
@@ -118,16 +124,17 @@ class ShopifyTransport:
             return
         if maximum <= 0 or rate <= 0:
             return
-        self._set_bucket(rate, maximum, current)
+        with self._in_flight_lock:
+            in_flight = self._in_flight
+        self.bucket.reconfigure(rate, maximum, level=current - in_flight)
 
-    def _set_bucket(self, rate: float, maximum: float, level: float) -> None:
-        bucket = TokenBucket(rate, maximum)
-        bucket.try_take(max(0.0, maximum - level))
-        self.bucket = bucket
+    def _flying(self, points: float) -> None:
+        with self._in_flight_lock:
+            self._in_flight = max(0.0, self._in_flight + points)
 
     def _give_back(self, points: float) -> None:
         """A request that never reached the GraphQL layer (5xx, timeout, dropped) cost nothing there."""
-        self._set_bucket(self.bucket.rate, self.bucket.burst, min(self.bucket.burst, self.bucket.available() + points))
+        self.bucket.give(points)
 
     # -- the call -------------------------------------------------------------------------------
     def execute(self, query: str, variables: Mapping[str, Any] | None = None, *, operation_name: str | None = None) -> dict[str, Any]:
@@ -148,6 +155,7 @@ class ShopifyTransport:
                                      code="THROTTLED", retry_after=pause)
             self.stats.paced_seconds += self.bucket.take(needed, sleep=self._sleep)
             self.stats.requests += 1
+            self._flying(needed)
             try:
                 response = self._http.post(
                     self.endpoint,
@@ -162,6 +170,9 @@ class ShopifyTransport:
                 self._give_back(needed)
                 attempts = self._retry_or_raise(attempts, name, "CONNECTION", f"Shopify {name}: connection failed ({self.shop}: {type(exc).__name__})")
                 continue
+            finally:
+                # Answered (or not at all): the server's figures from now on count this request, or never will.
+                self._flying(-needed)
             status = response.status_code
             if status in (401, 403):
                 what = "the access token was refused" if status == 401 else "the access token lacks a scope this call needs"

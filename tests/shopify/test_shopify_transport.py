@@ -4,6 +4,7 @@ ever showing the access token."""
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import httpx
@@ -37,6 +38,39 @@ def test_a_paced_client_is_never_throttled_on_a_small_bucket(start_sim: Any, mak
     # and the client had to wait to make that true
     assert all(r["available"] >= r["requested"] for r in requests)
     assert client.transport.stats.paced_seconds > 0 and client.transport.stats.throttled == 0
+
+
+def test_an_answer_counted_before_another_threads_request_does_not_give_that_request_s_points_back(
+        start_sim: Any, shop: dict) -> None:
+    """The account's jobs share one transport from several threads. Thread A takes its points and is on its way; B's
+    answer, counted by Shopify before A's request arrived, reports a level without A's charge. Adopting it as it is
+    gave A's points back to the local copy, and the next request could be THROTTLED (a fault test found two)."""
+    shop["throttle"] = {"maximum_available": 1000, "restore_rate": 1}  # refills too slowly to matter here
+    sim = start_sim(shop)
+    a_on_its_way, a_may_go = threading.Event(), threading.Event()
+
+    def hold_the_first_request(request: httpx.Request) -> None:
+        if not a_on_its_way.is_set():
+            a_on_its_way.set()
+            a_may_go.wait(10)
+
+    http = httpx.Client(timeout=10, event_hooks={"request": [hold_the_first_request]})
+    transport = ShopifyTransport(sim.base_url, TOKEN, "2025-01", http=http, initial_bucket=(1000, 1))
+    read = (OPERATIONS["2025-01"].get_order, {"id": "gid://shopify/Order/1001"})
+    a = threading.Thread(target=transport.execute, args=read)
+    a.start()
+    try:
+        assert a_on_its_way.wait(10)
+        a_took = 1000 - transport.bucket.available()  # A's points, taken and not charged by the server yet
+        transport.execute(*read)                     # B, answered while A is held
+        server_level = sim.bucket.available()        # B charged, A not yet
+        assert a_took > 0
+        assert transport.bucket.available() <= server_level - a_took + 1
+    finally:
+        a_may_go.set()
+        a.join(10)
+        http.close()
+    assert transport.stats.throttled == 0
 
 
 def test_the_stand_in_answers_throttled_past_the_bucket(start_sim: Any, shop: dict) -> None:
